@@ -1,0 +1,53 @@
+/**
+ * The first packet of a connection has no type byte: int32 length, int32 code, payload.
+ * The code says what it is: a protocol version, or one of the special requests.
+ */
+import { ProtocolViolation } from './protocol-violation.ts';
+
+export const SSL_REQUEST = 80877103;
+export const GSSENC_REQUEST = 80877104;
+export const CANCEL_REQUEST = 80877102;
+
+export type StartupPacket =
+  | { kind: 'ssl' }
+  | { kind: 'gssenc' }
+  | { kind: 'cancel'; processId: number; secret: Buffer }
+  | { kind: 'startup'; major: number; minor: number; parameters: Map<string, string> };
+
+/** Returns the packet and its size, or null if more bytes are needed. */
+export function readStartupPacket(data: Buffer, maxBytes: number): { packet: StartupPacket; size: number } | null {
+  if (data.length < 8) return null;
+  const length = data.readInt32BE(0);
+  if (length < 8 || length > maxBytes) throw new ProtocolViolation(`invalid startup packet length ${length}`);
+  if (data.length < length) return null;
+  const code = data.readInt32BE(4);
+  const body = data.subarray(8, length);
+  return { packet: decode(code, body), size: length };
+}
+
+function decode(code: number, body: Buffer): StartupPacket {
+  if (code === SSL_REQUEST) return { kind: 'ssl' };
+  if (code === GSSENC_REQUEST) return { kind: 'gssenc' };
+  if (code === CANCEL_REQUEST) {
+    if (body.length < 8) throw new ProtocolViolation('CancelRequest is too short');
+    return { kind: 'cancel', processId: body.readInt32BE(0), secret: Buffer.from(body.subarray(4)) };
+  }
+  const major = code >>> 16;
+  const minor = code & 0xffff;
+  if (major !== 3) throw new ProtocolViolation(`unsupported frontend protocol ${major}.${minor}: pgwarden speaks 3.0`);
+  return { kind: 'startup', major, minor, parameters: decodeParameters(body) };
+}
+
+function decodeParameters(body: Buffer): Map<string, string> {
+  const parameters = new Map<string, string>();
+  let i = 0;
+  while (i < body.length && body[i] !== 0) {
+    const nameEnd = body.indexOf(0, i);
+    if (nameEnd < 0) throw new ProtocolViolation('startup parameter name is not terminated');
+    const valueEnd = body.indexOf(0, nameEnd + 1);
+    if (valueEnd < 0) throw new ProtocolViolation('startup parameter value is not terminated');
+    parameters.set(body.toString('utf8', i, nameEnd), body.toString('utf8', nameEnd + 1, valueEnd));
+    i = valueEnd + 1;
+  }
+  return parameters;
+}

@@ -1,0 +1,67 @@
+/**
+ * The contract between the proxy and the control-plane API. The proxy depends on the
+ * `ControlPlane` port only; it is implemented over HTTP (proxy/control-plane-http.ts) and
+ * in-process for local mode (functions/api/in-process.ts), both running the same use cases.
+ */
+import type { Principal } from './identity.ts';
+import type { AuditEvent } from './events.ts';
+
+export interface OpenSessionRequest {
+  /** the OIDC token the client sent as its password */
+  token: string;
+  /** the startup packet's `user` */
+  user: string;
+  database: string;
+  applicationName: string;
+  clientAddress: string;
+  proxyId: string;
+}
+
+export interface OpenSessionResponse {
+  sessionId: string;
+  principal: Principal;
+  /** primary role: selects the upstream credentials */
+  role: string;
+  roles: string[];
+}
+
+/** What the proxy knows about the session, sent with every decision so the API stays stateless. */
+export interface SessionContext {
+  sessionId: string;
+  principal: Pick<Principal, 'name' | 'groups' | 'actor'>;
+  role: string;
+  roles: string[];
+  database: string;
+  applicationName: string;
+}
+
+export type StatementProtocol = 'simple' | 'extended';
+
+export interface DecisionRequest {
+  session: SessionContext;
+  statement: {
+    text: string;
+    protocol: StatementProtocol;
+    /** prepared statement name for extended-protocol Parse ('' = unnamed) */
+    preparedName?: string;
+  };
+}
+
+export type DecisionAction = 'allow' | 'deny' | 'require_approval';
+
+export interface Decision {
+  action: DecisionAction;
+  /** the rule that decided; 'default' when no rule matched */
+  ruleId: string;
+  /** shown to the client on deny / require_approval */
+  reason?: string;
+  policyVersion: string;
+}
+
+export interface ControlPlane {
+  openSession(request: OpenSessionRequest): Promise<OpenSessionResponse>;
+  /** May answer synchronously (in-process, cached) so the hot path need not allocate a promise. */
+  decide(request: DecisionRequest): Decision | Promise<Decision>;
+  /** Durably store a batch of events; idempotent by event id. */
+  ingest(events: AuditEvent[]): Promise<void>;
+}
