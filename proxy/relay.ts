@@ -104,6 +104,8 @@ export class Relay {
     upstream.on('close', () => this.end('upstream_closed'));
     if (upstreamLeftover.length > 0) this.onUpstreamData(upstreamLeftover);
     if (clientLeftover.length > 0) this.onClientData(clientLeftover);
+    // The setup phase left the client socket paused so no byte was lost in between.
+    this.updateFlow();
   }
 
   // ---- client → upstream ----------------------------------------------------------------
@@ -393,16 +395,26 @@ export class Relay {
       head.run.failed(fields.code, fields.message);
       return;
     }
-    // Extended protocol: this message failed and the server skips everything up to Sync.
+    // Extended protocol: this message failed and the server skips everything up to Sync. The
+    // error belongs to the first statement execution it prevented (a Parse or Bind error is
+    // that statement's failure); later executions in the pipeline simply did not run.
     this.expected.shift();
+    let attributed = false;
     if (head.kind === 'execute') {
       head.run.failed(fields.code, fields.message);
       this.finishRun(head.run);
+      attributed = true;
     }
     for (let next = this.expected.peek(); next && next.kind !== 'sync'; next = this.expected.peek()) {
       if (next.kind === 'synthetic' && next.endsCycle) break;
       this.expected.shift();
-      if (next.kind === 'execute') this.notExecuted(next.run);
+      if (next.kind !== 'execute') continue;
+      if (attributed) this.notExecuted(next.run);
+      else {
+        next.run.failed(fields.code, fields.message);
+        this.finishRun(next.run);
+        attributed = true;
+      }
     }
     if (!this.expected.hasSync()) this.upstreamSkipping = true;
   }
