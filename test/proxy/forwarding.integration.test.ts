@@ -80,11 +80,9 @@ describe('extended query protocol', () => {
   });
 
   it('returns binary-format results byte for byte', async () => {
-    const { direct, proxied } = await both(
-      async (c) =>
-        (await c.query({ text: 'select id, created_at, 1.5::float8 as f from customers order by id limit 20', binary: true }))
-          .rows,
-    );
+    // binary is a pg option its typings do not list
+    const query = { text: 'select id, created_at, 1.5::float8 as f from customers order by id limit 20', binary: true };
+    const { direct, proxied } = await both(async (c) => (await c.query(query)).rows);
     expect(proxied).toEqual(direct);
     expect(proxied).toHaveLength(20);
     expect(proxied[0].f).toBe(1.5);
