@@ -62,7 +62,10 @@ export class AuditBuffer implements AuditSink {
       },
       (error) => {
         this.failures++;
-        this.o.logger.warn('audit batch not stored; will retry', { error: String(error), pending: this.queue.length });
+        this.o.logger.warn('audit batch not stored; will retry', {
+          error: String(error),
+          pending: this.queue.length,
+        });
       },
     );
     this.inFlight.finally(() => {

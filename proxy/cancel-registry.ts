@@ -25,7 +25,8 @@ export class CancelRegistry {
   /** Cancels the session's running statement when the key matches; returns whether it did. */
   cancel(processId: number, secret: Buffer): boolean {
     const target = this.sessions.get(processId);
-    if (!target || target.secret.length !== secret.length || !timingSafeEqual(target.secret, secret)) return false;
+    if (!target || target.secret.length !== secret.length || !timingSafeEqual(target.secret, secret))
+      return false;
     target.cancel();
     return true;
   }

@@ -13,7 +13,11 @@ export class OutputBatcher {
   add(bytes: Buffer): void {
     const last = this.pending[this.pending.length - 1];
     if (last && last.buffer === bytes.buffer && last.byteOffset + last.length === bytes.byteOffset) {
-      this.pending[this.pending.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + bytes.length);
+      this.pending[this.pending.length - 1] = Buffer.from(
+        last.buffer,
+        last.byteOffset,
+        last.length + bytes.length,
+      );
     } else {
       this.pending.push(bytes);
     }

@@ -16,7 +16,12 @@ import { OutputBatcher } from './output-batcher.ts';
 import { StatementRun } from './statement-run.ts';
 import { parseCommandComplete, parseErrorFields } from './wire/backend-fields.ts';
 import { BackendScanner } from './wire/backend-scanner.ts';
-import { errorResponse, type NoticeFields, readyForQuery, type TransactionStatus } from './wire/backend-writer.ts';
+import {
+  errorResponse,
+  type NoticeFields,
+  readyForQuery,
+  type TransactionStatus,
+} from './wire/backend-writer.ts';
 import { type Frame, FrameReader } from './wire/frame-reader.ts';
 import { parseBind, parseExecute, parseParse, parseQuery, parseTarget } from './wire/frontend-fields.ts';
 import { ProtocolViolation } from './wire/protocol-violation.ts';
@@ -153,8 +158,9 @@ export class Relay {
     switch (type) {
       case F_QUERY: {
         const text = parseQuery(frame.body);
-        return this.decideThen({ session: this.o.session, statement: { text, protocol: 'simple' } }, (decision) =>
-          this.query(frame, text, decision),
+        return this.decideThen(
+          { session: this.o.session, statement: { text, protocol: 'simple' } },
+          (decision) => this.query(frame, text, decision),
         );
       }
       case F_PARSE: {
@@ -229,7 +235,10 @@ export class Relay {
   }
 
   /** Runs `then` with the decision, synchronously when the control plane answers synchronously. */
-  private decideThen(request: DecisionRequest, then: (decision: Decision) => void): Promise<void> | undefined {
+  private decideThen(
+    request: DecisionRequest,
+    then: (decision: Decision) => void,
+  ): Promise<void> | undefined {
     let answer: Decision | Promise<Decision>;
     try {
       answer = this.o.controlPlane.decide(request);
@@ -320,40 +329,44 @@ export class Relay {
       this.protocolFailure(error);
       return;
     }
-    if (this.forwardedUpTo < chunk.length) this.writeClient(this.forwardedUpTo === 0 ? chunk : chunk.subarray(this.forwardedUpTo));
+    if (this.forwardedUpTo < chunk.length)
+      this.writeClient(this.forwardedUpTo === 0 ? chunk : chunk.subarray(this.forwardedUpTo));
     this.currentChunk = undefined;
   }
 
   private onBackendMessage(type: number, body: Buffer | undefined, end: number): void {
     switch (type) {
-      case 0x5a /* Z ReadyForQuery */: {
-        this.txStatus = String.fromCharCode(body![0]!) as TransactionStatus;
-        const head = this.expected.shift();
-        if (head?.kind === 'query') this.finishRun(head.run);
-        else if (head?.kind !== 'sync') this.desync('ReadyForQuery', head);
-        break;
-      }
-      case 0x43 /* C CommandComplete */: {
-        const head = this.expected.peek();
-        const { tag, rows } = parseCommandComplete(body!);
-        if (head?.kind === 'query') head.run.completed(tag, rows);
-        else if (head?.kind === 'execute') {
-          this.expected.shift();
-          head.run.completed(tag, rows);
-          this.finishRun(head.run);
-        } else this.desync('CommandComplete', head);
-        break;
-      }
+      case 0x5a /* Z ReadyForQuery */:
+        {
+          this.txStatus = String.fromCharCode(body![0]!) as TransactionStatus;
+          const head = this.expected.shift();
+          if (head?.kind === 'query') this.finishRun(head.run);
+          else if (head?.kind !== 'sync') this.desync('ReadyForQuery', head);
+          break;
+        }
+      case 0x43 /* C CommandComplete */:
+        {
+          const head = this.expected.peek();
+          const { tag, rows } = parseCommandComplete(body!);
+          if (head?.kind === 'query') head.run.completed(tag, rows);
+          else if (head?.kind === 'execute') {
+            this.expected.shift();
+            head.run.completed(tag, rows);
+            this.finishRun(head.run);
+          } else this.desync('CommandComplete', head);
+          break;
+        }
       case 0x73 /* s PortalSuspended */:
-      case 0x49 /* I EmptyQueryResponse */: {
-        const head = this.expected.peek();
-        if (head?.kind === 'execute') {
-          this.expected.shift();
-          if (type === 0x73) head.run.completed('SUSPENDED', undefined);
-          this.finishRun(head.run);
-        } else if (head?.kind !== 'query') this.desync(String.fromCharCode(type), head);
-        break;
-      }
+      case 0x49 /* I EmptyQueryResponse */:
+        {
+          const head = this.expected.peek();
+          if (head?.kind === 'execute') {
+            this.expected.shift();
+            if (type === 0x73) head.run.completed('SUSPENDED', undefined);
+            this.finishRun(head.run);
+          } else if (head?.kind !== 'query') this.desync(String.fromCharCode(type), head);
+          break;
+        }
       case 0x45 /* E ErrorResponse */:
         this.onServerError(body!);
         break;
@@ -472,8 +485,16 @@ export class Relay {
     const violation = error instanceof ProtocolViolation;
     this.o.logger.warn(violation ? 'protocol violation' : 'relay failure', { error: String(error) });
     const fields: NoticeFields = violation
-      ? { severity: 'FATAL', code: '08P01', message: `pgwarden closed the connection: ${(error as Error).message}` }
-      : { severity: 'FATAL', code: 'XX000', message: 'pgwarden closed the connection after an internal error' };
+      ? {
+          severity: 'FATAL',
+          code: '08P01',
+          message: `pgwarden closed the connection: ${(error as Error).message}`,
+        }
+      : {
+          severity: 'FATAL',
+          code: 'XX000',
+          message: 'pgwarden closed the connection after an internal error',
+        };
     this.o.client.end(errorResponse(fields));
     this.end('protocol_error');
   }

@@ -9,7 +9,12 @@ import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from
 const saltedCache = new Map<string, Buffer>();
 
 function saltedPassword(password: string, salt: Buffer, iterations: number): Buffer {
-  const key = createHash('sha256').update(password).update('\0').update(salt).update(String(iterations)).digest('hex');
+  const key = createHash('sha256')
+    .update(password)
+    .update('\0')
+    .update(salt)
+    .update(String(iterations))
+    .digest('hex');
   let salted = saltedCache.get(key);
   if (!salted) {
     salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');

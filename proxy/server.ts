@@ -32,7 +32,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const ctx: SetupContext = {
     options,
     limits,
-    secureContext: options.tls ? tls.createSecureContext({ cert: options.tls.cert, key: options.tls.key }) : undefined,
+    secureContext: options.tls
+      ? tls.createSecureContext({ cert: options.tls.cert, key: options.tls.key })
+      : undefined,
     cancels: new CancelRegistry(),
     audit,
     logger,

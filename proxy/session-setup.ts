@@ -19,8 +19,8 @@ import {
   authenticationOk,
   backendKeyData,
   errorResponse,
-  negotiateProtocolVersion,
   type NoticeFields,
+  negotiateProtocolVersion,
   readyForQuery,
 } from './wire/backend-writer.ts';
 import { parsePassword } from './wire/frontend-fields.ts';
@@ -108,7 +108,8 @@ function passwordOf(data: Buffer): { value: string; size: number } | null {
   if (data.length < 5) return null;
   if (data[0] !== 0x70 /* p */) throw new SetupRefusal(violation('expected a password message'));
   const length = data.readInt32BE(1);
-  if (length < 5 || length > 64 * 1024) throw new SetupRefusal(violation(`password message of ${length} bytes`));
+  if (length < 5 || length > 64 * 1024)
+    throw new SetupRefusal(violation(`password message of ${length} bytes`));
   if (data.length < length + 1) return null;
   return { value: parsePassword(data.subarray(5, length + 1)), size: length + 1 };
 }
@@ -163,7 +164,11 @@ async function authenticateAndRelay(
   });
   const session: SessionContext = {
     sessionId: opened.sessionId,
-    principal: { name: opened.principal.name, groups: opened.principal.groups, actor: opened.principal.actor },
+    principal: {
+      name: opened.principal.name,
+      groups: opened.principal.groups,
+      actor: opened.principal.actor,
+    },
     role: opened.role,
     roles: opened.roles,
     database,
@@ -174,7 +179,9 @@ async function authenticateAndRelay(
   let upstream: UpstreamConnection;
   try {
     const credential = await ctx.options.credentials(opened.role);
-    const passthrough = new Map([...params].filter(([k]) => !RESERVED_PARAMETERS.has(k) && !k.startsWith('_pq_.')));
+    const passthrough = new Map(
+      [...params].filter(([k]) => !RESERVED_PARAMETERS.has(k) && !k.startsWith('_pq_.')),
+    );
     upstream = await connectUpstream({
       target: ctx.options.upstream,
       credential,
@@ -235,4 +242,3 @@ function recordClosed(
     reason,
   });
 }
-

@@ -10,13 +10,16 @@ type Parse<T> = (data: Buffer) => { value: T; size: number } | null;
 
 export class SetupReader {
   private buffered: Buffer = Buffer.alloc(0);
-  private waiter: { parse: Parse<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void } | undefined;
+  private waiter:
+    | { parse: Parse<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void }
+    | undefined;
   private failure: Error | undefined;
   private readonly onData = (chunk: Buffer) => {
     this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
     this.tryResolve();
   };
-  private readonly onEnd = () => this.fail(new PgWardenError('AUTH_TOKEN_MISSING', 'the client closed the connection'));
+  private readonly onEnd = () =>
+    this.fail(new PgWardenError('AUTH_TOKEN_MISSING', 'the client closed the connection'));
   private readonly onError = (error: Error) => this.fail(error);
 
   constructor(private readonly socket: net.Socket) {

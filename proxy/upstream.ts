@@ -69,7 +69,11 @@ function openSocket(target: UpstreamTarget): Promise<net.Socket> {
       resolve(socket);
     });
     socket.once('error', (error) =>
-      reject(new PgWardenError('UPSTREAM_UNAVAILABLE', `cannot reach the database: ${error.message}`, { cause: error })),
+      reject(
+        new PgWardenError('UPSTREAM_UNAVAILABLE', `cannot reach the database: ${error.message}`, {
+          cause: error,
+        }),
+      ),
     );
   });
 }
@@ -79,7 +83,10 @@ async function negotiateTls(socket: net.Socket, target: UpstreamTarget): Promise
   const answer = await readOneByte(socket, serialize.requestSsl());
   if (answer !== 'S') {
     if (target.ssl === 'prefer') return socket;
-    throw new PgWardenError('UPSTREAM_UNAVAILABLE', 'the database does not accept TLS but the gateway requires it');
+    throw new PgWardenError(
+      'UPSTREAM_UNAVAILABLE',
+      'the database does not accept TLS but the gateway requires it',
+    );
   }
   const verify = target.ssl === 'verify-full';
   return new Promise((resolve, reject) => {
@@ -95,7 +102,11 @@ async function negotiateTls(socket: net.Socket, target: UpstreamTarget): Promise
       resolve(secure);
     });
     secure.once('error', (error) =>
-      reject(new PgWardenError('UPSTREAM_UNAVAILABLE', `TLS to the database failed: ${error.message}`, { cause: error })),
+      reject(
+        new PgWardenError('UPSTREAM_UNAVAILABLE', `TLS to the database failed: ${error.message}`, {
+          cause: error,
+        }),
+      ),
     );
   });
 }
@@ -105,7 +116,8 @@ function readOneByte(socket: net.Socket, request: Buffer): Promise<string> {
     socket.once('data', (data: Buffer) => {
       socket.removeListener('error', reject);
       // A server must not send anything after the single-byte answer before the TLS handshake.
-      if (data.length !== 1) reject(new PgWardenError('UPSTREAM_UNAVAILABLE', 'unexpected answer to SSLRequest'));
+      if (data.length !== 1)
+        reject(new PgWardenError('UPSTREAM_UNAVAILABLE', 'unexpected answer to SSLRequest'));
       else resolve(String.fromCharCode(data[0]!));
     });
     socket.once('error', reject);
@@ -113,7 +125,10 @@ function readOneByte(socket: net.Socket, request: Buffer): Promise<string> {
   });
 }
 
-function authenticate(socket: net.Socket | tls.TLSSocket, startup: UpstreamStartup): Promise<UpstreamConnection> {
+function authenticate(
+  socket: net.Socket | tls.TLSSocket,
+  startup: UpstreamStartup,
+): Promise<UpstreamConnection> {
   const { credential } = startup;
   const params = new Map(startup.parameters);
   params.set('user', credential.user);
@@ -131,7 +146,8 @@ function authenticate(socket: net.Socket | tls.TLSSocket, startup: UpstreamStart
       reject(error);
     };
     const timer = setTimeout(
-      () => fail(new PgWardenError('UPSTREAM_UNAVAILABLE', 'the database did not complete the login in time')),
+      () =>
+        fail(new PgWardenError('UPSTREAM_UNAVAILABLE', 'the database did not complete the login in time')),
       startup.timeoutMs,
     );
     const cleanup = () => {
@@ -140,7 +156,8 @@ function authenticate(socket: net.Socket | tls.TLSSocket, startup: UpstreamStart
       socket.removeListener('error', fail);
       socket.removeListener('close', onClose);
     };
-    const onClose = () => fail(new PgWardenError('UPSTREAM_UNAVAILABLE', 'the database closed the connection during login'));
+    const onClose = () =>
+      fail(new PgWardenError('UPSTREAM_UNAVAILABLE', 'the database closed the connection during login'));
 
     const handle = (frame: Frame): boolean => {
       switch (frame.type) {
@@ -159,16 +176,24 @@ function authenticate(socket: net.Socket | tls.TLSSocket, startup: UpstreamStart
           return false;
         case 0x4e /* N */:
           return false;
-        case 0x45 /* E */: {
-          const fields = parseErrorFields(frame.body);
-          const code = fields.code?.startsWith('28') ? 'UPSTREAM_AUTH_FAILED' : 'UPSTREAM_UNAVAILABLE';
-          throw new PgWardenError(code, `the database refused the login: ${fields.message ?? 'unknown error'} (${fields.code})`);
-        }
+        case 0x45 /* E */:
+          {
+            const fields = parseErrorFields(frame.body);
+            const code = fields.code?.startsWith('28') ? 'UPSTREAM_AUTH_FAILED' : 'UPSTREAM_UNAVAILABLE';
+            throw new PgWardenError(
+              code,
+              `the database refused the login: ${fields.message ?? 'unknown error'} (${fields.code})`,
+            );
+          }
         case 0x5a /* Z */:
-          if (!backendKey) throw new PgWardenError('UPSTREAM_UNAVAILABLE', 'the database sent no BackendKeyData');
+          if (!backendKey)
+            throw new PgWardenError('UPSTREAM_UNAVAILABLE', 'the database sent no BackendKeyData');
           return true;
         default:
-          throw new PgWardenError('UPSTREAM_UNAVAILABLE', `unexpected message ${String.fromCharCode(frame.type)} during login`);
+          throw new PgWardenError(
+            'UPSTREAM_UNAVAILABLE',
+            `unexpected message ${String.fromCharCode(frame.type)} during login`,
+          );
       }
     };
 
@@ -182,7 +207,9 @@ function authenticate(socket: net.Socket | tls.TLSSocket, startup: UpstreamStart
           return;
         case 5: {
           const salt = body.subarray(4, 8);
-          const inner = createHash('md5').update(credential.password + credential.user).digest('hex');
+          const inner = createHash('md5')
+            .update(credential.password + credential.user)
+            .digest('hex');
           const outer = createHash('md5').update(inner).update(salt).digest('hex');
           socket.write(serialize.password(`md5${outer}`));
           return;
@@ -190,7 +217,10 @@ function authenticate(socket: net.Socket | tls.TLSSocket, startup: UpstreamStart
         case 10: {
           const mechanisms = body.toString('utf8', 4).split('\0');
           if (!mechanisms.includes('SCRAM-SHA-256')) {
-            throw new PgWardenError('UPSTREAM_AUTH_FAILED', `unsupported SASL mechanisms: ${mechanisms.join(' ')}`);
+            throw new PgWardenError(
+              'UPSTREAM_AUTH_FAILED',
+              `unsupported SASL mechanisms: ${mechanisms.join(' ')}`,
+            );
           }
           scram = new ScramClient(credential.password);
           socket.write(serialize.sendSASLInitialResponseMessage(scram.mechanism, scram.clientFirstMessage()));
@@ -198,7 +228,9 @@ function authenticate(socket: net.Socket | tls.TLSSocket, startup: UpstreamStart
         }
         case 11:
           if (!scram) throw new PgWardenError('UPSTREAM_AUTH_FAILED', 'SASL continue without SASL start');
-          socket.write(serialize.sendSCRAMClientFinalMessage(scram.clientFinalMessage(body.toString('utf8', 4))));
+          socket.write(
+            serialize.sendSCRAMClientFinalMessage(scram.clientFinalMessage(body.toString('utf8', 4))),
+          );
           return;
         case 12:
           if (!scram) throw new PgWardenError('UPSTREAM_AUTH_FAILED', 'SASL final without SASL start');
@@ -215,12 +247,20 @@ function authenticate(socket: net.Socket | tls.TLSSocket, startup: UpstreamStart
         for (let frame = reader.next(); frame; frame = reader.next()) {
           if (handle(frame)) {
             cleanup();
-            resolve({ socket, parameterStatusFrames, parameters, backendKey: backendKey!, leftover: reader.drain() });
+            resolve({
+              socket,
+              parameterStatusFrames,
+              parameters,
+              backendKey: backendKey!,
+              leftover: reader.drain(),
+            });
             return;
           }
         }
       } catch (error) {
-        fail(error instanceof PgWardenError ? error : new PgWardenError('UPSTREAM_AUTH_FAILED', String(error)));
+        fail(
+          error instanceof PgWardenError ? error : new PgWardenError('UPSTREAM_AUTH_FAILED', String(error)),
+        );
       }
     };
 

@@ -25,23 +25,36 @@ const SQLSTATE: Partial<Record<ErrorCode, string>> = {
 /** The FATAL error that ends a connection which could not be set up. */
 export function fatalFor(error: unknown): NoticeFields {
   if (!isPgWardenError(error)) {
-    return { severity: 'FATAL', code: 'XX000', message: 'pgwarden could not set up the session (internal error)' };
+    return {
+      severity: 'FATAL',
+      code: 'XX000',
+      message: 'pgwarden could not set up the session (internal error)',
+    };
   }
   const code = SQLSTATE[error.code] ?? 'XX000';
   switch (error.code) {
     case 'UPSTREAM_UNAVAILABLE':
     case 'UPSTREAM_AUTH_FAILED':
       // Do not tell the client how the gateway logs in upstream.
-      return { severity: 'FATAL', code, message: 'pgwarden could not connect to the database; try again or ask an admin' };
+      return {
+        severity: 'FATAL',
+        code,
+        message: 'pgwarden could not connect to the database; try again or ask an admin',
+      };
     case 'CONTROL_PLANE_UNAVAILABLE':
     case 'AUTH_ISSUER_UNAVAILABLE':
-      return { severity: 'FATAL', code, message: `pgwarden cannot verify identities right now: ${error.message}` };
+      return {
+        severity: 'FATAL',
+        code,
+        message: `pgwarden cannot verify identities right now: ${error.message}`,
+      };
     default:
       return {
         severity: 'FATAL',
         code,
         message: `pgwarden: ${error.message}`,
-        hint: code === '28P01' ? 'use a fresh OIDC token as the password (npm run -s token -- EMAIL)' : undefined,
+        hint:
+          code === '28P01' ? 'use a fresh OIDC token as the password (npm run -s token -- EMAIL)' : undefined,
       };
   }
 }

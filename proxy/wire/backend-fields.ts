@@ -15,7 +15,8 @@ export function parseErrorFields(body: Buffer): ErrorFields {
     const end = body.indexOf(0, i + 1);
     if (end < 0) break;
     const value = body.toString('utf8', i + 1, end);
-    if (type === 0x56 /* V */ || (type === 0x53 /* S */ && fields.severity === undefined)) fields.severity = value;
+    if (type === 0x56 /* V */ || (type === 0x53 /* S */ && fields.severity === undefined))
+      fields.severity = value;
     else if (type === 0x43 /* C */) fields.code = value;
     else if (type === 0x4d /* M */) fields.message = value;
     i = end + 1;

@@ -67,5 +67,8 @@ export const noticeResponse = (fields: NoticeFields): Buffer => frame('N', field
 
 /** Tells a client asking for protocol 3.x (x > 0) or `_pq_` options what this proxy speaks. */
 export function negotiateProtocolVersion(newestMinor: number, unsupportedOptions: string[]): Buffer {
-  return frame('v', Buffer.concat([int32(newestMinor), int32(unsupportedOptions.length), ...unsupportedOptions.map(cstring)]));
+  return frame(
+    'v',
+    Buffer.concat([int32(newestMinor), int32(unsupportedOptions.length), ...unsupportedOptions.map(cstring)]),
+  );
 }

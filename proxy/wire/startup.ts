@@ -15,7 +15,10 @@ export type StartupPacket =
   | { kind: 'startup'; major: number; minor: number; parameters: Map<string, string> };
 
 /** Returns the packet and its size, or null if more bytes are needed. */
-export function readStartupPacket(data: Buffer, maxBytes: number): { packet: StartupPacket; size: number } | null {
+export function readStartupPacket(
+  data: Buffer,
+  maxBytes: number,
+): { packet: StartupPacket; size: number } | null {
   if (data.length < 8) return null;
   const length = data.readInt32BE(0);
   if (length < 8 || length > maxBytes) throw new ProtocolViolation(`invalid startup packet length ${length}`);
@@ -34,7 +37,8 @@ function decode(code: number, body: Buffer): StartupPacket {
   }
   const major = code >>> 16;
   const minor = code & 0xffff;
-  if (major !== 3) throw new ProtocolViolation(`unsupported frontend protocol ${major}.${minor}: pgwarden speaks 3.0`);
+  if (major !== 3)
+    throw new ProtocolViolation(`unsupported frontend protocol ${major}.${minor}: pgwarden speaks 3.0`);
   return { kind: 'startup', major, minor, parameters: decodeParameters(body) };
 }
 

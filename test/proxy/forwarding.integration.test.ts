@@ -5,8 +5,9 @@
 import net from 'node:net';
 import { serialize } from 'pg-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RawClient, summarize } from '../fixtures/raw-client.ts';
 import { type ProxyHarness, startProxyHarness } from '../fixtures/proxy-harness.ts';
+import { RawClient, summarize } from '../fixtures/raw-client.ts';
+import { waitFor } from '../fixtures/wait-for.ts';
 
 let h: ProxyHarness;
 
@@ -56,7 +57,10 @@ describe('simple query protocol', () => {
   });
 
   it('passes startup parameters through (application_name, options)', async () => {
-    const c = await h.viaProxy({ application_name: 'cursor-agent', options: '-c statement_timeout=1234' } as never);
+    const c = await h.viaProxy({
+      application_name: 'cursor-agent',
+      options: '-c statement_timeout=1234',
+    } as never);
     const r = await c.query('select current_setting($1) as app, current_setting($2) as timeout', [
       'application_name',
       'statement_timeout',
@@ -71,7 +75,15 @@ describe('extended query protocol', () => {
     const { direct, proxied } = await both(async (c) => {
       const out = [];
       for (const id of [1, 2, 3]) {
-        out.push((await c.query({ name: 'by-id', text: 'select id, email from customers where id = $1', values: [id] })).rows);
+        out.push(
+          (
+            await c.query({
+              name: 'by-id',
+              text: 'select id, email from customers where id = $1',
+              values: [id],
+            })
+          ).rows,
+        );
       }
       return out;
     });
@@ -81,7 +93,10 @@ describe('extended query protocol', () => {
 
   it('returns binary-format results byte for byte', async () => {
     // binary is a pg option its typings do not list
-    const query = { text: 'select id, created_at, 1.5::float8 as f from customers order by id limit 20', binary: true };
+    const query = {
+      text: 'select id, created_at, 1.5::float8 as f from customers order by id limit 20',
+      binary: true,
+    };
     const { direct, proxied } = await both(async (c) => (await c.query(query)).rows);
     expect(proxied).toEqual(direct);
     expect(proxied).toHaveLength(20);
@@ -90,15 +105,31 @@ describe('extended query protocol', () => {
 
   it('handles a pipeline with an error in the middle like PostgreSQL', async () => {
     const client = await raw();
-    const step = (text: string) => [
-      serialize.parse({ text }),
-      serialize.bind({}),
-      serialize.execute({}),
-    ];
-    client.send(...step('select 1'), ...step('select 1/0'), ...step('select 3'), serialize.sync(), ...step('select 4'), serialize.sync());
+    const step = (text: string) => [serialize.parse({ text }), serialize.bind({}), serialize.execute({})];
+    client.send(
+      ...step('select 1'),
+      ...step('select 1/0'),
+      ...step('select 3'),
+      serialize.sync(),
+      ...step('select 4'),
+      serialize.sync(),
+    );
     const replies = summarize(await client.untilReady(2));
     // 1/0 of constants fails while planning, i.e. at Bind: no BindComplete for it.
-    expect(replies).toEqual(['1', '2', 'D', 'C:SELECT 1', '1', 'E:22012', 'Z:I', '1', '2', 'D', 'C:SELECT 1', 'Z:I']);
+    expect(replies).toEqual([
+      '1',
+      '2',
+      'D',
+      'C:SELECT 1',
+      '1',
+      'E:22012',
+      'Z:I',
+      '1',
+      '2',
+      'D',
+      'C:SELECT 1',
+      'Z:I',
+    ]);
     client.close();
     await waitFor(() => h.controlPlane.statements().some((e) => e.text === 'select 4'));
     const events = h.controlPlane.statements();
@@ -119,7 +150,19 @@ describe('extended query protocol', () => {
       serialize.execute({ rows: 2 }),
       serialize.sync(),
     );
-    expect(summarize(await client.untilReady())).toEqual(['1', '2', 'D', 'D', 's', 'D', 'D', 's', 'D', 'C:SELECT 1', 'Z:I']);
+    expect(summarize(await client.untilReady())).toEqual([
+      '1',
+      '2',
+      'D',
+      'D',
+      's',
+      'D',
+      'D',
+      's',
+      'D',
+      'C:SELECT 1',
+      'Z:I',
+    ]);
     client.close();
   });
 
@@ -141,7 +184,9 @@ describe('extended query protocol', () => {
 describe('streams, notifications and cancel', () => {
   it('streams a 64 MB value through', async () => {
     const c = await h.viaProxy();
-    const r = await c.query("select length(repeat('x', 64 * 1024 * 1024)) as n, repeat('y', 64 * 1024 * 1024) as v");
+    const r = await c.query(
+      "select length(repeat('x', 64 * 1024 * 1024)) as n, repeat('y', 64 * 1024 * 1024) as v",
+    );
     expect(r.rows[0].v.length).toBe(64 * 1024 * 1024);
     await c.end();
   });
@@ -150,7 +195,9 @@ describe('streams, notifications and cancel', () => {
     const listener = await h.viaProxy();
     const notifier = await h.viaProxy();
     await listener.query('listen pgwarden_test');
-    const got = new Promise<string>((resolve) => listener.on('notification', (n) => resolve(n.payload ?? '')));
+    const got = new Promise<string>((resolve) =>
+      listener.on('notification', (n) => resolve(n.payload ?? '')),
+    );
     await notifier.query("select pg_notify('pgwarden_test', 'hello')");
     expect(await got).toBe('hello');
     await listener.end();
@@ -198,20 +245,21 @@ describe('audit events', () => {
     await waitFor(() => h.controlPlane.statements().some((e) => e.text === 'select * from no_such_table'));
     const events = h.controlPlane.statements();
     const ok = events.find((e) => e.text === 'select id from customers order by id limit 7')!;
-    expect(ok).toMatchObject({ principal: 'alice@example.com', decision: 'allow', commandTag: 'SELECT 7', rows: 7 });
+    expect(ok).toMatchObject({
+      principal: 'alice@example.com',
+      decision: 'allow',
+      commandTag: 'SELECT 7',
+      rows: 7,
+    });
     expect(ok.durationMs).toBeGreaterThanOrEqual(0);
     const failed = events.find((e) => e.text === 'select * from no_such_table')!;
     expect(failed.sqlstate).toBe('42P01');
-    await waitFor(() => h.controlPlane.events.some((e) => e.type === 'session_closed' && e.sessionId === ok.sessionId));
-    const closed = h.controlPlane.events.find((e) => e.type === 'session_closed' && e.sessionId === ok.sessionId);
+    await waitFor(() =>
+      h.controlPlane.events.some((e) => e.type === 'session_closed' && e.sessionId === ok.sessionId),
+    );
+    const closed = h.controlPlane.events.find(
+      (e) => e.type === 'session_closed' && e.sessionId === ok.sessionId,
+    );
     expect(closed).toMatchObject({ reason: 'client_terminate', statements: 2 });
   });
 });
-
-export async function waitFor(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}

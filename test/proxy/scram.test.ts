@@ -18,13 +18,17 @@ describe('ScramClient', () => {
   it('rejects a server that does not know the password verifier', () => {
     const client = new ScramClient('pencil', { nonce, user: 'user' });
     client.clientFinalMessage(serverFirst);
-    expect(() => client.verifyServerFinal('v=AAAATRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=')).toThrow(/signature/);
+    expect(() => client.verifyServerFinal('v=AAAATRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=')).toThrow(
+      /signature/,
+    );
     expect(() => client.verifyServerFinal('e=invalid-proof')).toThrow(/invalid-proof/);
   });
 
   it('rejects a server nonce that does not extend the client nonce', () => {
     const client = new ScramClient('pencil', { nonce, user: 'user' });
-    expect(() => client.clientFinalMessage('r=somethingElse,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096')).toThrow(/nonce/);
+    expect(() => client.clientFinalMessage('r=somethingElse,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096')).toThrow(
+      /nonce/,
+    );
     expect(() => client.clientFinalMessage(`r=${nonce},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096`)).toThrow(/nonce/);
     expect(() => client.clientFinalMessage('r=rOprNGfwEbeRWgbNEkqOx,s=,i=0')).toThrow(/malformed/);
   });

@@ -160,7 +160,12 @@ describe('refused statements never reach the database', () => {
   it('a denied simple query gets 42501 and the session stays usable', async () => {
     h.controlPlane.decider = (r) =>
       r.statement.text.includes('pg_read_file')
-        ? { action: 'deny', ruleId: 'no-file-access', reason: 'server files are off limits', policyVersion: 't' }
+        ? {
+            action: 'deny',
+            ruleId: 'no-file-access',
+            reason: 'server files are off limits',
+            policyVersion: 't',
+          }
         : allowAll();
     const c = await h.viaProxy();
     const error = await c.query("select pg_read_file('/etc/passwd')").catch((e) => e);
@@ -199,12 +204,28 @@ describe('refused statements never reach the database', () => {
       r.statement.text === 'select 2' ? { action: 'deny', ruleId: 'r2', policyVersion: 't' } : allowAll();
     const { client } = await connect();
     client.send(serialize.query('select 1'), serialize.query('select 2'), serialize.query('select 3'));
-    expect(summarize(await client.untilReady(3))).toEqual(['T', 'D', 'C:SELECT 1', 'Z:I', 'E:42501', 'Z:I', 'T', 'D', 'C:SELECT 1', 'Z:I']);
+    expect(summarize(await client.untilReady(3))).toEqual([
+      'T',
+      'D',
+      'C:SELECT 1',
+      'Z:I',
+      'E:42501',
+      'Z:I',
+      'T',
+      'D',
+      'C:SELECT 1',
+      'Z:I',
+    ]);
     client.close();
   });
 
   it('require_approval is refused until approvals exist, saying approval is required', async () => {
-    h.controlPlane.decider = () => ({ action: 'require_approval', ruleId: 'ddl', reason: 'DDL', policyVersion: 't' });
+    h.controlPlane.decider = () => ({
+      action: 'require_approval',
+      ruleId: 'ddl',
+      reason: 'DDL',
+      policyVersion: 't',
+    });
     const c = await h.viaProxy();
     const error = await c.query('create table x (id int)').catch((e) => e);
     expect(error.code).toBe('42501');
@@ -224,7 +245,9 @@ describe('refused statements never reach the database', () => {
 
   it('keeps order when decisions arrive asynchronously', async () => {
     h.controlPlane.decider = (r) =>
-      new Promise((resolve) => setTimeout(() => resolve(allowAll()), r.statement.text.includes('slow') ? 30 : 1));
+      new Promise((resolve) =>
+        setTimeout(() => resolve(allowAll()), r.statement.text.includes('slow') ? 30 : 1),
+      );
     const c = await h.viaProxy();
     const results = await Promise.all([
       c.query("select 'slow' as v"),

@@ -10,7 +10,12 @@ function frame(type: string, body: string | Buffer): Buffer {
   return out;
 }
 
-const stream = Buffer.concat([frame('Q', 'select 1\0'), frame('S', ''), frame('d', Buffer.alloc(300, 7)), frame('X', '')]);
+const stream = Buffer.concat([
+  frame('Q', 'select 1\0'),
+  frame('S', ''),
+  frame('d', Buffer.alloc(300, 7)),
+  frame('X', ''),
+]);
 
 function readAll(reader: FrameReader, chunks: Buffer[]): string[] {
   const seen: string[] = [];
