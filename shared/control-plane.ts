@@ -3,8 +3,9 @@
  * `ControlPlane` port only; it is implemented over HTTP (proxy/control-plane-http.ts) and
  * in-process for local mode (functions/api/in-process.ts), both running the same use cases.
  */
-import type { Principal } from './identity.ts';
+
 import type { AuditEvent } from './events.ts';
+import type { Principal } from './identity.ts';
 
 export interface OpenSessionRequest {
   /** the OIDC token the client sent as its password */

@@ -65,7 +65,10 @@ export function rolesForGroups(groups: readonly string[], mappings: readonly Rol
   return mappings.filter((m) => m.groups.some((g) => held.has(g))).map((m) => m.role);
 }
 
-export function primaryRole(principal: Principal, mappings: readonly RoleMapping[]): { role: string; roles: string[] } {
+export function primaryRole(
+  principal: Principal,
+  mappings: readonly RoleMapping[],
+): { role: string; roles: string[] } {
   const roles = rolesForGroups(principal.groups, mappings);
   const role = roles[0];
   if (role === undefined) {

@@ -1,8 +1,9 @@
 /**
  * Ports of the control plane's use cases. Adapters live in functions/adapters.
  */
-import type { VerifiedClaims } from './identity.ts';
+
 import type { AuditEvent } from './events.ts';
+import type { VerifiedClaims } from './identity.ts';
 
 /** Verifies an OIDC token; throws PgWardenError with an AUTH_* code when it is not acceptable. */
 export interface TokenVerifier {

@@ -31,7 +31,15 @@ export class InMemoryControlPlane implements ControlPlane {
     this.sessionsOpened++;
     return {
       sessionId: randomUUID(),
-      principal: { name, subject: name, email: name, issuer: 'test', groups: ['engineering'], expiresAt: 0, actor: 'person' },
+      principal: {
+        name,
+        subject: name,
+        email: name,
+        issuer: 'test',
+        groups: ['engineering'],
+        expiresAt: 0,
+        actor: 'person',
+      },
       role: 'developer',
       roles: ['developer'],
     };

@@ -1,0 +1,274 @@
+/**
+ * AuditStore over DynamoDB. Keys are derived from the events themselves, so a retried batch lands on
+ * the same items (idempotent, no duplicates). Layout:
+ * - sessions table, PK sessionId: one item per session; opened and closed each UpdateItem their own
+ *   attributes, so the item is right whichever of the two arrives first.
+ * - events table, PK sessionId + SK sk: statements under `STMT#<seq, 12 digits>` (a session reads in
+ *   order), failed logins under `AUTHFAIL#<day>` / `<at>#<eventId>`; GSI by_principal (principal,
+ *   startedAt) for "what did this person run".
+ */
+import {
+  type AttributeValue,
+  BatchWriteItemCommand,
+  CreateTableCommand,
+  type CreateTableCommandInput,
+  DescribeTableCommand,
+  type DynamoDBClient,
+  ResourceInUseException,
+  ResourceNotFoundException,
+  UpdateItemCommand,
+  type WriteRequest,
+  waitUntilTableExists,
+} from '@aws-sdk/client-dynamodb';
+import { PgWardenError } from '../../shared/errors.ts';
+import type { AuditEvent, SessionClosedEvent, SessionOpenedEvent } from '../../shared/events.ts';
+import type { AuditStore } from '../../shared/ports.ts';
+
+export interface AuditTableNames {
+  sessions: string;
+  events: string;
+}
+
+export function tableNames(prefix: string): AuditTableNames {
+  return { sessions: `${prefix}sessions`, events: `${prefix}events` };
+}
+
+export interface RetryOptions {
+  /** BatchWriteItem calls per chunk before giving up on its unprocessed items */
+  maxAttempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  sleep: (ms: number) => Promise<void>;
+}
+
+const defaultRetry: RetryOptions = {
+  maxAttempts: 8,
+  baseDelayMs: 50,
+  maxDelayMs: 2_000,
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
+const BATCH_SIZE = 25; // BatchWriteItem's limit
+const CONCURRENCY = 4;
+/** Items are capped at 400 KB: an oversized statement must not make its whole batch unstorable. */
+const MAX_TEXT_BYTES = 128 * 1024;
+const MAX_MESSAGE_BYTES = 8 * 1024;
+
+export class DynamoDbAuditStore implements AuditStore {
+  private readonly retry: RetryOptions;
+
+  constructor(
+    private readonly client: DynamoDBClient,
+    private readonly tables: AuditTableNames,
+    retry: Partial<RetryOptions> = {},
+  ) {
+    this.retry = { ...defaultRetry, ...retry };
+  }
+
+  async put(events: readonly AuditEvent[]): Promise<void> {
+    const sessionWrites: Array<() => Promise<void>> = [];
+    // Keyed by item key: BatchWriteItem rejects a batch naming one key twice, and the last copy of a
+    // re-sent event is as good as the first.
+    const items = new Map<string, Record<string, AttributeValue>>();
+    for (const event of events) {
+      if (event.type === 'session_opened' || event.type === 'session_closed') {
+        sessionWrites.push(() => this.updateSession(event));
+      } else {
+        const item = eventItem(event);
+        items.set(`${item['sessionId']!.S}\u0000${item['sk']!.S}`, item);
+      }
+    }
+    const requests: WriteRequest[] = [...items.values()].map((Item) => ({ PutRequest: { Item } }));
+    const batchWrites: Array<() => Promise<void>> = [];
+    for (let i = 0; i < requests.length; i += BATCH_SIZE) {
+      const chunk = requests.slice(i, i + BATCH_SIZE);
+      batchWrites.push(() => this.writeBatch(chunk));
+    }
+    await runLimited([...sessionWrites, ...batchWrites], CONCURRENCY);
+  }
+
+  private async updateSession(event: SessionOpenedEvent | SessionClosedEvent): Promise<void> {
+    const fields = sessionFields(event);
+    const names: Record<string, string> = {};
+    const values: Record<string, AttributeValue> = {};
+    const assignments: string[] = [];
+    for (const [name, value] of Object.entries(fields)) {
+      const attribute = toAttribute(value);
+      if (attribute === undefined) continue;
+      const n = assignments.length;
+      names[`#f${n}`] = name; // names such as "role" and "database" are DynamoDB reserved words
+      values[`:v${n}`] = attribute;
+      assignments.push(`#f${n} = :v${n}`);
+    }
+    const command = new UpdateItemCommand({
+      TableName: this.tables.sessions,
+      Key: { sessionId: { S: event.sessionId } },
+      UpdateExpression: `SET ${assignments.join(', ')}`,
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: values,
+    });
+    await translated(() => this.client.send(command));
+  }
+
+  /** Writes one chunk, resending what DynamoDB leaves unprocessed (throttling) with backoff. */
+  private async writeBatch(chunk: WriteRequest[]): Promise<void> {
+    let pending = chunk;
+    for (let attempt = 1; ; attempt += 1) {
+      const command = new BatchWriteItemCommand({ RequestItems: { [this.tables.events]: pending } });
+      const output = await translated(() => this.client.send(command));
+      pending = output.UnprocessedItems?.[this.tables.events] ?? [];
+      if (pending.length === 0) return;
+      if (attempt >= this.retry.maxAttempts) {
+        throw new PgWardenError(
+          'STORE_UNAVAILABLE',
+          `DynamoDB left ${pending.length} audit events unwritten after ${attempt} attempts (throttled)`,
+        );
+      }
+      const delay = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
+      await this.retry.sleep(delay / 2 + Math.random() * (delay / 2)); // jitter spreads competing writers
+    }
+  }
+}
+
+/**
+ * Creates both tables (on-demand billing) when missing and waits until they are ACTIVE. For local
+ * mode and tests; deployed tables come from the CDK stack with the same layout.
+ */
+export async function ensureAuditTables(client: DynamoDBClient, names: AuditTableNames): Promise<void> {
+  const definitions: CreateTableCommandInput[] = [
+    {
+      TableName: names.sessions,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: [{ AttributeName: 'sessionId', AttributeType: 'S' }],
+      KeySchema: [{ AttributeName: 'sessionId', KeyType: 'HASH' }],
+    },
+    {
+      TableName: names.events,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: [
+        { AttributeName: 'sessionId', AttributeType: 'S' },
+        { AttributeName: 'sk', AttributeType: 'S' },
+        { AttributeName: 'principal', AttributeType: 'S' },
+        { AttributeName: 'startedAt', AttributeType: 'S' },
+      ],
+      KeySchema: [
+        { AttributeName: 'sessionId', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: 'by_principal',
+          KeySchema: [
+            { AttributeName: 'principal', KeyType: 'HASH' },
+            { AttributeName: 'startedAt', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'ALL' },
+        },
+      ],
+    },
+  ];
+  await Promise.all(definitions.map((definition) => translated(() => ensureTable(client, definition))));
+}
+
+async function ensureTable(client: DynamoDBClient, definition: CreateTableCommandInput): Promise<void> {
+  const TableName = definition.TableName!;
+  try {
+    await client.send(new DescribeTableCommand({ TableName }));
+  } catch (error) {
+    if (!(error instanceof ResourceNotFoundException)) throw error;
+    try {
+      await client.send(new CreateTableCommand(definition));
+    } catch (createError) {
+      // Another process (a second test worker, a parallel start) created it first: fine.
+      if (!(createError instanceof ResourceInUseException)) throw createError;
+    }
+  }
+  // The default waiter delay (20 s) is tuned for AWS; local stand-ins are ready in milliseconds.
+  await waitUntilTableExists({ client, minDelay: 1, maxDelay: 5, maxWaitTime: 120 }, { TableName });
+}
+
+/** Runs an SDK call and turns whatever it throws into STORE_UNAVAILABLE. */
+async function translated<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw storeUnavailable(error);
+  }
+}
+
+export function storeUnavailable(error: unknown): PgWardenError {
+  if (error instanceof PgWardenError) return error;
+  const name = error instanceof Error ? error.name : 'Error';
+  const message = error instanceof Error ? error.message : String(error);
+  return new PgWardenError('STORE_UNAVAILABLE', `the audit store is unavailable (${name}: ${message})`, {
+    cause: error,
+  });
+}
+
+/** The session item's attributes from one event, minus the key (UpdateItem may not SET it). */
+function sessionFields(event: SessionOpenedEvent | SessionClosedEvent): Record<string, unknown> {
+  if (event.type === 'session_opened') {
+    const { type: _type, sessionId: _key, eventId, at, ...rest } = event;
+    return { ...rest, openedAt: at, openedEventId: eventId };
+  }
+  // `reason` becomes endReason so the session item reads unambiguously next to the opened fields.
+  const { type: _type, sessionId: _key, eventId, at, reason, ...rest } = event;
+  return { ...rest, closedAt: at, closedEventId: eventId, endReason: reason };
+}
+
+function eventItem(
+  event: Exclude<AuditEvent, SessionOpenedEvent | SessionClosedEvent>,
+): Record<string, AttributeValue> {
+  const key =
+    event.type === 'statement'
+      ? { sessionId: event.sessionId, sk: `STMT#${String(event.seq).padStart(12, '0')}` }
+      : { sessionId: `AUTHFAIL#${event.at.slice(0, 10)}`, sk: `${event.at}#${event.eventId}` };
+  const fields: Record<string, unknown> = { ...event, ...key };
+  if (event.type === 'statement') {
+    Object.assign(fields, capped('text', event.text, MAX_TEXT_BYTES));
+    if (event.errorMessage !== undefined)
+      Object.assign(fields, capped('errorMessage', event.errorMessage, MAX_MESSAGE_BYTES));
+  } else {
+    Object.assign(fields, capped('message', event.message, MAX_MESSAGE_BYTES));
+  }
+  const item: Record<string, AttributeValue> = {};
+  for (const [name, value] of Object.entries(fields)) {
+    const attribute = toAttribute(value);
+    if (attribute !== undefined) item[name] = attribute;
+  }
+  return item;
+}
+
+/** Keeps the first `maxBytes` of a long text and records that (and how long it was). */
+function capped(name: string, text: string, maxBytes: number): Record<string, unknown> {
+  const bytes = Buffer.byteLength(text);
+  if (bytes <= maxBytes) return { [name]: text };
+  const head = Buffer.from(text).subarray(0, maxBytes).toString('utf8');
+  return { [name]: head, [`${name}Truncated`]: true, [`${name}Bytes`]: bytes };
+}
+
+/** Event fields are flat: strings, numbers, booleans and string lists; undefined means "not set". */
+function toAttribute(value: unknown): AttributeValue | undefined {
+  if (typeof value === 'string') return { S: value };
+  if (typeof value === 'number') return { N: String(value) };
+  if (typeof value === 'boolean') return { BOOL: value };
+  if (Array.isArray(value)) return { L: value.map((entry) => ({ S: String(entry) })) };
+  return undefined;
+}
+
+/** Runs tasks with at most `limit` in flight; after a failure no new task starts. */
+async function runLimited(tasks: Array<() => Promise<void>>, limit: number): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (next < tasks.length && !failed) {
+      const task = tasks[next]!;
+      next += 1;
+      await task().catch((error: unknown) => {
+        failed = true;
+        throw error;
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
+}

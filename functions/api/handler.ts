@@ -1,0 +1,38 @@
+/**
+ * Lambda composition root: the only place that reads process.env and constructs SDK clients for the
+ * API. Everything is built once per container, so warm invocations reuse the JWKS cache and the
+ * DynamoDB connections.
+ */
+import { randomUUID } from 'node:crypto';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { handle } from 'hono/aws-lambda';
+import { apiConfigFromEnv } from '../../shared/config.ts';
+import type { Logger } from '../../shared/logger.ts';
+import { DynamoDbAuditStore, tableNames } from '../adapters/dynamodb-audit-store.ts';
+import { createOidcVerifier } from '../adapters/oidc-verifier.ts';
+import { createApp } from './app.ts';
+import { createControlPlaneService } from './service.ts';
+
+/** One JSON object per line on stdout: CloudWatch Logs Insights can query the fields. */
+const logger: Logger = {
+  info: (message, fields) => console.log(JSON.stringify({ level: 'info', message, ...fields })),
+  warn: (message, fields) => console.log(JSON.stringify({ level: 'warn', message, ...fields })),
+  error: (message, fields) => console.log(JSON.stringify({ level: 'error', message, ...fields })),
+};
+
+const config = apiConfigFromEnv(process.env);
+const dynamodb = new DynamoDBClient(
+  config.dynamoDbEndpoint === undefined ? {} : { endpoint: config.dynamoDbEndpoint },
+);
+
+const service = createControlPlaneService({
+  verifier: createOidcVerifier(config.oidc),
+  store: new DynamoDbAuditStore(dynamodb, tableNames(config.tablePrefix)),
+  roles: config.roles,
+  now: () => new Date(),
+  newId: randomUUID,
+  logger,
+});
+
+const app = createApp({ service, serviceToken: config.serviceToken, logger });
+export const handler = handle(app);

@@ -1,0 +1,111 @@
+/**
+ * The control plane's use cases behind the ControlPlane port. The HTTP app calls it, and local mode
+ * calls it in-process, so both run exactly this code.
+ */
+import type {
+  ControlPlane,
+  Decision,
+  DecisionRequest,
+  OpenSessionRequest,
+  OpenSessionResponse,
+} from '../../shared/control-plane.ts';
+import { decideStatement } from '../../shared/decide.ts';
+import { isAuthenticationCode, isPgWardenError, type PgWardenError } from '../../shared/errors.ts';
+import {
+  assertStartupUserMatches,
+  primaryRole,
+  principalFromClaims,
+  type RoleMapping,
+} from '../../shared/identity.ts';
+import { type Logger, silentLogger } from '../../shared/logger.ts';
+import type { AuditStore, TokenVerifier } from '../../shared/ports.ts';
+import { auditEvents } from './validate.ts';
+
+export interface ControlPlaneServiceDeps {
+  verifier: TokenVerifier;
+  store: AuditStore;
+  roles: RoleMapping[];
+  now: () => Date;
+  newId: () => string;
+  policyVersion?: string;
+  logger?: Logger;
+}
+
+export const DEFAULT_POLICY_VERSION = 'default';
+
+export function createControlPlaneService(deps: ControlPlaneServiceDeps): ControlPlane {
+  const policyVersion = deps.policyVersion ?? DEFAULT_POLICY_VERSION;
+  const logger = deps.logger ?? silentLogger;
+
+  async function admit(request: OpenSessionRequest): Promise<OpenSessionResponse> {
+    const principal = principalFromClaims(await deps.verifier.verify(request.token));
+    assertStartupUserMatches(principal, request.user);
+    const { role, roles } = primaryRole(principal, deps.roles);
+    const sessionId = deps.newId();
+    // Fail closed: a session that cannot be recorded is not opened.
+    await deps.store.put([
+      {
+        type: 'session_opened',
+        eventId: deps.newId(),
+        sessionId,
+        at: deps.now().toISOString(),
+        principal: principal.name,
+        subject: principal.subject,
+        issuer: principal.issuer,
+        tokenId: principal.tokenId,
+        groups: principal.groups,
+        roles,
+        role,
+        actor: principal.actor,
+        database: request.database,
+        applicationName: request.applicationName,
+        clientAddress: request.clientAddress,
+        proxyId: request.proxyId,
+      },
+    ]);
+    return { sessionId, principal, role, roles };
+  }
+
+  /** Best effort: losing this record must not turn an auth error into a store error. */
+  async function recordAuthFailure(request: OpenSessionRequest, failure: PgWardenError): Promise<void> {
+    try {
+      await deps.store.put([
+        {
+          type: 'auth_failed',
+          eventId: deps.newId(),
+          at: deps.now().toISOString(),
+          user: request.user,
+          database: request.database,
+          applicationName: request.applicationName,
+          clientAddress: request.clientAddress,
+          code: failure.code,
+          message: failure.message,
+          proxyId: request.proxyId,
+        },
+      ]);
+    } catch (error) {
+      logger.warn('could not record a failed login', { code: failure.code, error: String(error) });
+    }
+  }
+
+  return {
+    async openSession(request) {
+      try {
+        return await admit(request);
+      } catch (error) {
+        if (isPgWardenError(error) && isAuthenticationCode(error.code))
+          await recordAuthFailure(request, error);
+        throw error;
+      }
+    },
+
+    decide(request: DecisionRequest): Decision {
+      return decideStatement(request, policyVersion);
+    },
+
+    async ingest(events) {
+      // In-process callers skip the HTTP validators, so the use case checks its own input.
+      await deps.store.put(auditEvents(events, 'events'));
+    },
+  };
+}

@@ -1,0 +1,214 @@
+import {
+  type BatchWriteItemCommand,
+  DescribeTableCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  QueryCommand,
+} from '@aws-sdk/client-dynamodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  DynamoDbAuditStore,
+  ensureAuditTables,
+  tableNames,
+} from '../../../functions/adapters/dynamodb-audit-store.ts';
+import { PgWardenError } from '../../../shared/errors.ts';
+import { type LocalDynamoDb, queryPartition, startDynamoDb } from '../../fakes/dynamodb.ts';
+import { authFailed, sessionClosed, sessionOpened, statement } from '../../fakes/events.ts';
+
+const tables = tableNames('test-');
+let db: LocalDynamoDb;
+let store: DynamoDbAuditStore;
+
+beforeAll(async () => {
+  db = await startDynamoDb();
+  await ensureAuditTables(db.client, tables);
+  store = new DynamoDbAuditStore(db.client, tables);
+});
+afterAll(async () => {
+  await db.stop();
+});
+
+async function sessionItem(sessionId: string) {
+  const { Item } = await db.client.send(
+    new GetItemCommand({
+      TableName: tables.sessions,
+      Key: { sessionId: { S: sessionId } },
+      ConsistentRead: true,
+    }),
+  );
+  return Item;
+}
+
+describe('tableNames', () => {
+  it('prefixes both tables', () => {
+    expect(tableNames('pgwarden-')).toEqual({ sessions: 'pgwarden-sessions', events: 'pgwarden-events' });
+  });
+});
+
+describe('ensureAuditTables', () => {
+  it('creates both tables with the by_principal index, and can run again', async () => {
+    await ensureAuditTables(db.client, tables);
+    const sessions = await db.client.send(new DescribeTableCommand({ TableName: tables.sessions }));
+    const events = await db.client.send(new DescribeTableCommand({ TableName: tables.events }));
+    expect(sessions.Table?.TableStatus).toBe('ACTIVE');
+    expect(events.Table?.KeySchema?.map((k) => k.AttributeName)).toEqual(['sessionId', 'sk']);
+    expect(events.Table?.GlobalSecondaryIndexes?.map((i) => i.IndexName)).toEqual(['by_principal']);
+  });
+
+  it('turns an unreachable endpoint into STORE_UNAVAILABLE', async () => {
+    const down = await startDynamoDb();
+    await down.stop();
+    const { DynamoDBClient } = await import('@aws-sdk/client-dynamodb');
+    const client = new DynamoDBClient({
+      endpoint: down.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+      maxAttempts: 1,
+    });
+    await expect(ensureAuditTables(client, tables)).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    client.destroy();
+  });
+});
+
+describe('DynamoDbAuditStore', () => {
+  it('stores more than 25 statements, in seq order, and a re-sent batch adds nothing', async () => {
+    // Out of order on purpose: the sort key, not arrival, orders the session.
+    const events = Array.from({ length: 60 }, (_, i) => statement(60 - i, { sessionId: 'sess-many' }));
+    await store.put(events);
+    await store.put(events);
+    const items = await queryPartition(db.client, tables.events, 'sess-many');
+    expect(items).toHaveLength(60);
+    expect(items.map((item) => Number(item['seq']?.N))).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    expect(items[0]?.['sk']?.S).toBe('STMT#000000000001');
+    expect(items[0]?.['text']?.S).toBe('select 1');
+    expect(items[0]?.['eventId']?.S).toBe('evt-stmt-1');
+  });
+
+  it('keeps one copy when a batch names the same event twice', async () => {
+    const event = statement(1, { sessionId: 'sess-dup' });
+    await store.put([event, event, statement(2, { sessionId: 'sess-dup' })]);
+    expect(await queryPartition(db.client, tables.events, 'sess-dup')).toHaveLength(2);
+  });
+
+  it('orders statements numerically past 9 (zero-padded sort key)', async () => {
+    await store.put([statement(10, { sessionId: 'sess-pad' }), statement(9, { sessionId: 'sess-pad' })]);
+    const items = await queryPartition(db.client, tables.events, 'sess-pad');
+    expect(items.map((item) => item['sk']?.S)).toEqual(['STMT#000000000009', 'STMT#000000000010']);
+  });
+
+  it('writes a session item on open and updates the same item on close', async () => {
+    await store.put([sessionOpened({ sessionId: 'sess-life', upstreamUser: undefined })]);
+    const opened = await sessionItem('sess-life');
+    expect(opened?.['principal']?.S).toBe('ada@example.com');
+    expect(opened?.['openedAt']?.S).toBe('2025-03-01T10:00:00.000Z');
+    expect(opened?.['groups']?.L).toEqual([{ S: 'engineering' }]);
+    expect(opened?.['upstreamUser']).toBeUndefined();
+    expect(opened?.['closedAt']).toBeUndefined();
+
+    await store.put([sessionClosed({ sessionId: 'sess-life' })]);
+    const closed = await sessionItem('sess-life');
+    expect(closed?.['openedAt']?.S).toBe('2025-03-01T10:00:00.000Z');
+    expect(closed?.['role']?.S).toBe('developer');
+    expect(closed?.['closedAt']?.S).toBe('2025-03-01T10:05:00.000Z');
+    expect(closed?.['endReason']?.S).toBe('client_terminate');
+    expect(closed?.['statements']?.N).toBe('3');
+  });
+
+  it('keeps the opened fields when the close arrives first', async () => {
+    await store.put([sessionClosed({ sessionId: 'sess-late' })]);
+    await store.put([sessionOpened({ sessionId: 'sess-late' })]);
+    const item = await sessionItem('sess-late');
+    expect(item?.['closedAt']?.S).toBeDefined();
+    expect(item?.['openedAt']?.S).toBeDefined();
+  });
+
+  it('files failed logins by day, findable without a session', async () => {
+    await store.put([authFailed({ eventId: 'f-1' }), authFailed({ eventId: 'f-2' })]);
+    await store.put([authFailed({ eventId: 'f-1' })]);
+    const items = await queryPartition(db.client, tables.events, 'AUTHFAIL#2025-03-01');
+    expect(items.map((item) => item['sk']?.S)).toEqual([
+      '2025-03-01T09:59:00.000Z#f-1',
+      '2025-03-01T09:59:00.000Z#f-2',
+    ]);
+    expect(items[0]?.['code']?.S).toBe('AUTH_TOKEN_EXPIRED');
+    expect(items[0]?.['applicationName']?.S).toBe('');
+  });
+
+  it("finds a principal's statements through by_principal", async () => {
+    await store.put([statement(1, { sessionId: 'sess-gsi', principal: 'grace@example.com' })]);
+    const { Items } = await db.client.send(
+      new QueryCommand({
+        TableName: tables.events,
+        IndexName: 'by_principal',
+        KeyConditionExpression: 'principal = :p',
+        ExpressionAttributeValues: { ':p': { S: 'grace@example.com' } },
+      }),
+    );
+    expect(Items?.map((item) => item['sessionId']?.S)).toEqual(['sess-gsi']);
+  });
+
+  it('truncates a statement too large for one item and says so', async () => {
+    const text = `select '${'x'.repeat(600_000)}'`;
+    await store.put([statement(1, { sessionId: 'sess-big', text })]);
+    const [item] = await queryPartition(db.client, tables.events, 'sess-big');
+    expect(item?.['textTruncated']?.BOOL).toBe(true);
+    expect(item?.['textBytes']?.N).toBe(String(text.length));
+    expect(item?.['text']?.S?.length).toBeLessThan(text.length);
+  });
+
+  it('turns SDK errors into STORE_UNAVAILABLE', async () => {
+    const broken = new DynamoDbAuditStore(db.client, {
+      sessions: 'missing-sessions',
+      events: 'missing-events',
+    });
+    const error = await broken.put([statement(1)]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PgWardenError);
+    expect((error as PgWardenError).code).toBe('STORE_UNAVAILABLE');
+    await expect(broken.put([sessionOpened()])).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+  });
+});
+
+describe('DynamoDbAuditStore retries of unprocessed items', () => {
+  /** A client whose BatchWriteItem leaves the first item of each request unprocessed `throttled` times. */
+  function throttlingClient(throttled: number) {
+    const calls: number[] = [];
+    const client = {
+      async send(command: BatchWriteItemCommand) {
+        const requests = command.input.RequestItems?.['t-events'] ?? [];
+        calls.push(requests.length);
+        const unprocessed = calls.length <= throttled ? requests.slice(0, 1) : [];
+        return { UnprocessedItems: unprocessed.length > 0 ? { 't-events': unprocessed } : {} };
+      },
+    };
+    return { client: client as unknown as DynamoDBClient, calls };
+  }
+
+  it('resends unprocessed items with growing delays until they are written', async () => {
+    const { client, calls } = throttlingClient(3);
+    const delays: number[] = [];
+    const throttled = new DynamoDbAuditStore(client, tableNames('t-'), {
+      baseDelayMs: 100,
+      sleep: async (ms) => {
+        delays.push(ms);
+      },
+    });
+    await throttled.put([statement(1), statement(2)]);
+    expect(calls).toEqual([2, 1, 1, 1]);
+    expect(delays).toHaveLength(3);
+    // Jitter keeps each delay within [half, full] of 100, 200, 400 ms.
+    expect(delays[0]).toBeGreaterThanOrEqual(50);
+    expect(delays[0]).toBeLessThanOrEqual(100);
+    expect(delays[2]).toBeGreaterThanOrEqual(200);
+    expect(delays[2]).toBeLessThanOrEqual(400);
+  });
+
+  it('gives up after the bounded attempts with STORE_UNAVAILABLE', async () => {
+    const { client, calls } = throttlingClient(Number.POSITIVE_INFINITY);
+    const throttled = new DynamoDbAuditStore(client, tableNames('t-'), {
+      maxAttempts: 4,
+      sleep: async () => {},
+    });
+    await expect(throttled.put([statement(1)])).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    expect(calls).toHaveLength(4);
+  });
+});

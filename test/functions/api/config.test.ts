@@ -1,0 +1,113 @@
+/**
+ * shared/config.ts: the API's configuration (filed beside the API it configures; it mirrors
+ * test/shared/config.test.ts if the lead prefers the strict mirror).
+ */
+import { describe, expect, it } from 'vitest';
+import { apiConfigFromEnv, parseRoleMappings } from '../../../shared/config.ts';
+import { PgWardenError } from '../../../shared/errors.ts';
+
+const valid = {
+  PGWARDEN_OIDC_ISSUER: 'https://login.example.com',
+  PGWARDEN_OIDC_AUDIENCE: 'pgwarden',
+  PGWARDEN_ROLES: 'admin=admins,platform;developer=engineering',
+  PGWARDEN_SERVICE_TOKEN: 'service-token-0123456789abcdef',
+};
+
+function configError(env: Record<string, string | undefined>): PgWardenError {
+  try {
+    apiConfigFromEnv(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(PgWardenError);
+    expect((error as PgWardenError).code).toBe('CONFIG_INVALID');
+    return error as PgWardenError;
+  }
+  throw new Error('expected CONFIG_INVALID');
+}
+
+describe('apiConfigFromEnv', () => {
+  it('reads a complete environment with defaults', () => {
+    expect(apiConfigFromEnv(valid)).toEqual({
+      oidc: {
+        issuer: 'https://login.example.com',
+        audience: 'pgwarden',
+        algorithms: ['RS256', 'ES256'],
+        groupsClaim: 'groups',
+      },
+      roles: [
+        { role: 'admin', groups: ['admins', 'platform'] },
+        { role: 'developer', groups: ['engineering'] },
+      ],
+      serviceToken: 'service-token-0123456789abcdef',
+      tablePrefix: 'pgwarden-',
+    });
+  });
+
+  it('reads the optional settings', () => {
+    const config = apiConfigFromEnv({
+      ...valid,
+      PGWARDEN_OIDC_ISSUER: 'http://127.0.0.1:9000',
+      PGWARDEN_OIDC_ALGORITHMS: 'ES256, EdDSA',
+      PGWARDEN_OIDC_GROUPS_CLAIM: 'roles',
+      PGWARDEN_TABLE_PREFIX: 'dev_',
+      PGWARDEN_DYNAMODB_ENDPOINT: 'http://127.0.0.1:8000',
+    });
+    expect(config.oidc).toMatchObject({
+      issuer: 'http://127.0.0.1:9000',
+      algorithms: ['ES256', 'EdDSA'],
+      groupsClaim: 'roles',
+    });
+    expect(config.tablePrefix).toBe('dev_');
+    expect(config.dynamoDbEndpoint).toBe('http://127.0.0.1:8000');
+  });
+
+  it('names every missing variable at once', () => {
+    const { message } = configError({});
+    for (const name of [
+      'PGWARDEN_OIDC_ISSUER',
+      'PGWARDEN_OIDC_AUDIENCE',
+      'PGWARDEN_ROLES',
+      'PGWARDEN_SERVICE_TOKEN',
+    ]) {
+      expect(message).toContain(`${name} is missing`);
+    }
+  });
+
+  it('treats blank values as missing', () => {
+    expect(configError({ ...valid, PGWARDEN_OIDC_AUDIENCE: '  ' }).message).toContain(
+      'PGWARDEN_OIDC_AUDIENCE is missing',
+    );
+  });
+
+  it.each([
+    ['PGWARDEN_OIDC_ISSUER', 'not a url'],
+    ['PGWARDEN_OIDC_ISSUER', 'http://login.example.com'],
+    ['PGWARDEN_OIDC_ALGORITHMS', 'RS256,HS256'],
+    ['PGWARDEN_OIDC_ALGORITHMS', 'none'],
+    ['PGWARDEN_ROLES', 'admin'],
+    ['PGWARDEN_SERVICE_TOKEN', 'short'],
+    ['PGWARDEN_TABLE_PREFIX', 'bad prefix!'],
+    ['PGWARDEN_DYNAMODB_ENDPOINT', 'localhost:8000'],
+  ])('refuses %s=%j', (name, value) => {
+    expect(configError({ ...valid, [name]: value }).message).toContain(name);
+  });
+});
+
+describe('parseRoleMappings', () => {
+  it('keeps the written order and trims blanks', () => {
+    expect(parseRoleMappings(' developer = engineering ; admin=admins, platform ;')).toEqual([
+      { role: 'developer', groups: ['engineering'] },
+      { role: 'admin', groups: ['admins', 'platform'] },
+    ]);
+  });
+
+  it.each([
+    ['', /no role mappings/],
+    ['admin', /role=group1,group2/],
+    ['admin=a=b', /role=group1,group2/],
+    ['=admins', /names no role/],
+    ['admin=', /lists no groups/],
+    ['admin=a;admin=b', /listed twice/],
+  ])('refuses %j', (text, message) => {
+    expect(() => parseRoleMappings(text)).toThrow(message);
+  });
+});

@@ -1,0 +1,134 @@
+/**
+ * proxy/control-plane-http.ts against the real app served by @hono/node-server: the two sides of
+ * one HTTP contract, tested together (filed here because the proxy tree belongs to its own suite).
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../../../functions/api/app.ts';
+import { createHttpControlPlane } from '../../../proxy/control-plane-http.ts';
+import { PgWardenError } from '../../../shared/errors.ts';
+import {
+  decisionBody,
+  type FakeControlPlane,
+  fakeControlPlane,
+  openedSession,
+  openSessionBody,
+} from '../../fakes/control-plane.ts';
+import { statement } from '../../fakes/events.ts';
+
+const serviceToken = 'service-token-0123456789abcdef';
+let service: FakeControlPlane;
+let server: ReturnType<typeof serve>;
+let baseUrl: string;
+
+beforeAll(async () => {
+  service = fakeControlPlane({
+    openSession: async (request) => {
+      if (request.user !== openSessionBody.user) {
+        throw new PgWardenError(
+          'AUTH_USER_MISMATCH',
+          `the connection's user "${request.user}" does not match`,
+        );
+      }
+      return openedSession;
+    },
+  });
+  const app = createApp({ service, serviceToken });
+  server = await new Promise((resolve) => {
+    const started = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(started));
+  });
+  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  await new Promise((resolve) => server.close(resolve));
+});
+
+async function failure(outcome: unknown): Promise<PgWardenError> {
+  const error = await Promise.resolve(outcome).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(PgWardenError);
+  return error as PgWardenError;
+}
+
+describe('createHttpControlPlane', () => {
+  it('opens a session, decides and ingests over HTTP', async () => {
+    const client = createHttpControlPlane({ baseUrl, serviceToken });
+    expect(await client.openSession(openSessionBody)).toEqual(openedSession);
+    expect(await client.decide(decisionBody)).toEqual({
+      action: 'allow',
+      ruleId: 'default',
+      policyVersion: 'test',
+    });
+    await client.ingest([statement(1), statement(2)]);
+    expect(service.calls.ingest.at(-1)).toEqual([statement(1), statement(2)]);
+  });
+
+  it('splits large batches to fit the API limit', async () => {
+    const before = service.calls.ingest.length;
+    const events = Array.from({ length: 1_201 }, (_, i) => statement(i + 1));
+    await createHttpControlPlane({ baseUrl: `${baseUrl}/`, serviceToken }).ingest(events);
+    expect(service.calls.ingest.slice(before).map((batch) => batch.length)).toEqual([500, 500, 201]);
+  });
+
+  it('rethrows the API error with the same code and message', async () => {
+    const client = createHttpControlPlane({ baseUrl, serviceToken });
+    const error = await failure(client.openSession({ ...openSessionBody, user: 'grace@example.com' }));
+    expect(error.code).toBe('AUTH_USER_MISMATCH');
+    expect(error.message).toContain('grace@example.com');
+  });
+
+  it('reports a wrong service token as AUTH_SERVICE_CREDENTIAL', async () => {
+    const client = createHttpControlPlane({ baseUrl, serviceToken: 'wrong-token' });
+    expect((await failure(client.decide(decisionBody))).code).toBe('AUTH_SERVICE_CREDENTIAL');
+  });
+
+  it('reports a refused body as BAD_REQUEST', async () => {
+    const client = createHttpControlPlane({ baseUrl, serviceToken });
+    const bad = { ...decisionBody, statement: { text: 1 } } as unknown as typeof decisionBody;
+    expect((await failure(client.decide(bad))).code).toBe('BAD_REQUEST');
+  });
+
+  it('reports an unreachable API as CONTROL_PLANE_UNAVAILABLE', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const client = createHttpControlPlane({ baseUrl: `http://127.0.0.1:${port}`, serviceToken });
+    const error = await failure(client.openSession(openSessionBody));
+    expect(error.code).toBe('CONTROL_PLANE_UNAVAILABLE');
+    expect(error.message).not.toContain(openSessionBody.token);
+  });
+
+  it('reports a slow API as CONTROL_PLANE_UNAVAILABLE after the timeout', async () => {
+    const slow: Server = createServer(() => {}); // accepts, never answers
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (slow.address() as AddressInfo).port;
+      const client = createHttpControlPlane({
+        baseUrl: `http://127.0.0.1:${port}`,
+        serviceToken,
+        timeoutMs: 200,
+      });
+      const error = await failure(client.decide(decisionBody));
+      expect(error.code).toBe('CONTROL_PLANE_UNAVAILABLE');
+      expect(error.message).toContain('200 ms');
+    } finally {
+      slow.closeAllConnections();
+      await new Promise((resolve) => slow.close(resolve));
+    }
+  });
+
+  it('treats a non-pgwarden 502 as unavailable and a garbled decision as a failure', async () => {
+    const gateway: typeof fetch = async () => new Response('Bad Gateway', { status: 502 });
+    const viaGateway = createHttpControlPlane({ baseUrl, serviceToken, fetch: gateway });
+    expect((await failure(viaGateway.openSession(openSessionBody))).code).toBe('CONTROL_PLANE_UNAVAILABLE');
+
+    const garbled: typeof fetch = async () => Response.json({ action: 'maybe' });
+    const viaGarbled = createHttpControlPlane({ baseUrl, serviceToken, fetch: garbled });
+    expect((await failure(viaGarbled.decide(decisionBody))).code).toBe('CONTROL_PLANE_UNAVAILABLE');
+  });
+});

@@ -1,0 +1,103 @@
+/**
+ * The Lambda composition root end to end: configuration from the environment, the real verifier
+ * against a local issuer, the real store against dynalite, driven by API Gateway v2 events.
+ */
+import type { LambdaEvent } from 'hono/aws-lambda';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ensureAuditTables, tableNames } from '../../../functions/adapters/dynamodb-audit-store.ts';
+import { openSessionBody } from '../../fakes/control-plane.ts';
+import { type LocalDynamoDb, queryPartition, startDynamoDb } from '../../fakes/dynamodb.ts';
+import { startTestIssuer, type TestIssuer } from '../../fakes/oidc-issuer.ts';
+
+const serviceToken = 'handler-service-token-0123456789';
+let idp: TestIssuer;
+let db: LocalDynamoDb;
+
+beforeAll(async () => {
+  [idp, db] = await Promise.all([startTestIssuer(), startDynamoDb()]);
+  await ensureAuditTables(db.client, tableNames('lambda-'));
+  vi.stubEnv('PGWARDEN_OIDC_ISSUER', idp.issuer);
+  vi.stubEnv('PGWARDEN_OIDC_AUDIENCE', idp.audience);
+  vi.stubEnv('PGWARDEN_ROLES', 'developer=engineering');
+  vi.stubEnv('PGWARDEN_SERVICE_TOKEN', serviceToken);
+  vi.stubEnv('PGWARDEN_TABLE_PREFIX', 'lambda-');
+  vi.stubEnv('PGWARDEN_DYNAMODB_ENDPOINT', db.endpoint);
+  vi.stubEnv('AWS_REGION', 'us-east-1');
+  vi.stubEnv('AWS_ACCESS_KEY_ID', 'test');
+  vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'test');
+});
+afterAll(async () => {
+  vi.unstubAllEnvs();
+  vi.restoreAllMocks();
+  await Promise.all([idp.stop(), db.stop()]);
+});
+
+function event(
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): LambdaEvent {
+  return {
+    version: '2.0',
+    routeKey: '$default',
+    rawPath: path,
+    rawQueryString: '',
+    headers: { host: 'api.example.com', 'content-type': 'application/json', ...headers },
+    requestContext: {
+      accountId: '123456789012',
+      apiId: 'api',
+      authentication: null,
+      authorizer: {},
+      domainName: 'api.example.com',
+      domainPrefix: 'api',
+      http: { method, path, protocol: 'HTTP/1.1', sourceIp: '10.0.0.1', userAgent: 'test' },
+      requestId: 'r-1',
+      routeKey: '$default',
+      stage: '$default',
+      time: '01/Mar/2025:12:00:00 +0000',
+      timeEpoch: 1_740_830_400_000,
+    },
+    body: body === undefined ? null : JSON.stringify(body),
+    isBase64Encoded: false,
+  };
+}
+
+describe('Lambda handler', () => {
+  it('answers health checks and opens a recorded session', async () => {
+    vi.spyOn(console, 'log').mockImplementation(() => {});
+    const { handler } = await import('../../../functions/api/handler.ts');
+
+    const health = await handler(event('GET', '/healthz'));
+    expect(health.statusCode).toBe(200);
+
+    const token = await idp.sign({ email: 'ada@example.com', groups: ['engineering'] });
+    const opened = await handler(
+      event(
+        'POST',
+        '/v1/sessions',
+        { ...openSessionBody, token },
+        { authorization: `Bearer ${serviceToken}` },
+      ),
+    );
+    expect(opened.statusCode).toBe(200);
+    const { sessionId, role } = JSON.parse(opened.body) as { sessionId: string; role: string };
+    expect(role).toBe('developer');
+    expect(sessionId).toMatch(/^[0-9a-f-]{36}$/);
+
+    const refused = await handler(event('POST', '/v1/sessions', { ...openSessionBody, token }));
+    expect(refused.statusCode).toBe(401);
+
+    await handler(
+      event(
+        'POST',
+        '/v1/sessions',
+        { ...openSessionBody, token: '' },
+        { authorization: `Bearer ${serviceToken}` },
+      ),
+    );
+    const today = new Date().toISOString().slice(0, 10);
+    const failures = await queryPartition(db.client, 'lambda-events', `AUTHFAIL#${today}`);
+    expect(failures.map((item) => item['code']?.S)).toEqual(['AUTH_TOKEN_MISSING']);
+  });
+});
