@@ -24,13 +24,16 @@ export interface SessionOpenedEvent {
   proxyId: string;
 }
 
-export type SessionEndReason =
-  | 'client_terminate'
-  | 'network_loss'
-  | 'upstream_closed'
-  | 'upstream_unavailable'
-  | 'protocol_error'
-  | 'shutdown';
+export const SESSION_END_REASONS = [
+  'client_terminate',
+  'network_loss',
+  'upstream_closed',
+  'upstream_unavailable',
+  'protocol_error',
+  'shutdown',
+] as const;
+
+export type SessionEndReason = (typeof SESSION_END_REASONS)[number];
 
 export interface SessionClosedEvent {
   type: 'session_closed';

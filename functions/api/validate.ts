@@ -4,7 +4,7 @@
  */
 import type { DecisionRequest, OpenSessionRequest, SessionContext } from '../../shared/control-plane.ts';
 import { PgWardenError } from '../../shared/errors.ts';
-import type { AuditEvent } from '../../shared/events.ts';
+import { type AuditEvent, SESSION_END_REASONS } from '../../shared/events.ts';
 
 export type Check<T> = (value: unknown, path: string) => T;
 
@@ -142,7 +142,7 @@ const eventChecks: { [K in AuditEvent['type']]: Check<Extract<AuditEvent, { type
     principal: nonEmpty,
     durationMs: duration,
     statements: integer(0),
-    reason: oneOf(['client_terminate', 'network_loss', 'upstream_closed', 'protocol_error', 'shutdown']),
+    reason: oneOf(SESSION_END_REASONS),
   }),
   auth_failed: object({
     type: oneOf(['auth_failed']),

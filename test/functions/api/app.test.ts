@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../../../functions/api/app.ts';
 import { PgWardenError } from '../../../shared/errors.ts';
+import { SESSION_END_REASONS } from '../../../shared/events.ts';
 import type { Logger } from '../../../shared/logger.ts';
 import { decisionBody, fakeControlPlane, openedSession, openSessionBody } from '../../fakes/control-plane.ts';
 import { sessionClosed, statement } from '../../fakes/events.ts';
@@ -148,6 +149,14 @@ describe('POST /v1/events', () => {
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({ stored: 3 });
     expect(service.calls.ingest).toEqual([events]);
+  });
+
+  it('accepts every way a session can end (the proxy sends each of them)', async () => {
+    const service = fakeControlPlane();
+    const events = SESSION_END_REASONS.map((reason, i) => sessionClosed({ eventId: `close-${i}`, reason }));
+    const response = await post(createApp({ service, serviceToken }), '/v1/events', { events });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ stored: SESSION_END_REASONS.length });
   });
 
   it('refuses more than 500 events per batch', async () => {

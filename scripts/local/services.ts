@@ -1,0 +1,178 @@
+/**
+ * The local control plane and proxy, wired the way production wires them but in one process: the
+ * dev issuer and the Hono API on one HTTP server (issuer under /dev-oidc), the audit store on a
+ * local DynamoDB, and the proxy calling the control-plane service in-process. Shared by
+ * `npm start` (scripts/start.ts) and the integration-test stack (test/fixtures/local-stack.ts).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
+import { createServer } from 'node:net';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { serve } from '@hono/node-server';
+import { Hono } from 'hono';
+import {
+  DynamoDbAuditStore,
+  ensureAuditTables,
+  tableNames,
+} from '../../functions/adapters/dynamodb-audit-store.ts';
+import { createOidcVerifier } from '../../functions/adapters/oidc-verifier.ts';
+import { createApp } from '../../functions/api/app.ts';
+import { createControlPlaneService } from '../../functions/api/service.ts';
+import type { CredentialProvider, UpstreamTarget } from '../../proxy/options.ts';
+import { type RunningProxy, startProxy } from '../../proxy/server.ts';
+import type { ControlPlane } from '../../shared/control-plane.ts';
+import type { RoleMapping } from '../../shared/identity.ts';
+import type { Logger } from '../../shared/logger.ts';
+import { createDevIssuer, type DevIssuer, issuerAlgorithm } from './oidc-issuer.ts';
+import { getFreePort } from './postgres.ts';
+
+export interface LocalServicesOptions {
+  /** holds the issuer keys */
+  dataDir: string;
+  host: '127.0.0.1';
+  /** 0 picks a free port */
+  apiPort: number;
+  /** 0 picks a free port */
+  proxyPort: number;
+  issuerPath: string;
+  audience: string;
+  roleMappings: RoleMapping[];
+  dynamoEndpoint: string;
+  tablePrefix: string;
+  serviceToken: string;
+  tls: { cert: string; key: string };
+  upstream: UpstreamTarget;
+  credentials: CredentialProvider;
+  proxyId: string;
+  logger: Logger;
+}
+
+export interface LocalServices {
+  api: { url: string; port: number };
+  issuer: DevIssuer;
+  controlPlane: ControlPlane;
+  proxy: RunningProxy;
+  /** proxy (sessions ended, audit flushed), then the HTTP server and the DynamoDB client */
+  stop(): Promise<void>;
+}
+
+export const apiPortHint = 'another pgwarden running? set PGWARDEN_API_PORT';
+export const proxyPortHint = 'another pgwarden running? set PGWARDEN_PROXY_PORT';
+
+/** A listener that could not bind: the message says which setting moves it. */
+export class PortInUseError extends Error {
+  constructor(
+    readonly what: string,
+    readonly port: number,
+    hint: string,
+  ) {
+    super(`${what} cannot listen on 127.0.0.1:${port}: the port is in use (${hint})`);
+    this.name = 'PortInUseError';
+  }
+}
+
+/** Fails fast, before anything slow has started, when a fixed port is taken. */
+export async function assertPortsFree(
+  host: string,
+  ports: Array<{ what: string; port: number; hint: string }>,
+) {
+  for (const { what, port, hint } of ports) {
+    if (port === 0) continue;
+    const free = await new Promise<boolean>((resolve) => {
+      const probe = createServer();
+      probe.once('error', () => resolve(false));
+      probe.listen(port, host, () => probe.close(() => resolve(true)));
+    });
+    if (!free) throw new PortInUseError(what, port, hint);
+  }
+}
+
+export async function startLocalServices(options: LocalServicesOptions): Promise<LocalServices> {
+  const { host, logger } = options;
+  const apiPort = options.apiPort === 0 ? await getFreePort(host) : options.apiPort;
+  const apiUrl = `http://${host}:${apiPort}`;
+  const issuer = createDevIssuer({ dataDir: options.dataDir, issuerUrl: `${apiUrl}${options.issuerPath}` });
+
+  const dynamodb = new DynamoDBClient({
+    endpoint: options.dynamoEndpoint,
+    region: 'local',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
+  const cleanup: Array<() => Promise<void>> = [async () => dynamodb.destroy()];
+  const stopAll = async () => {
+    for (const step of cleanup.reverse().splice(0)) await step();
+  };
+
+  try {
+    const names = tableNames(options.tablePrefix);
+    await ensureAuditTables(dynamodb, names);
+    const controlPlane = createControlPlaneService({
+      verifier: createOidcVerifier({
+        issuer: issuer.issuerUrl,
+        audience: options.audience,
+        algorithms: [issuerAlgorithm],
+        // The dev issuer signs with a new key the moment it rotates (real issuers publish
+        // ahead), so a refetch for an unknown key may come soon after the last one.
+        jwksCooldownMs: 1_000,
+      }),
+      store: new DynamoDbAuditStore(dynamodb, names),
+      roles: options.roleMappings,
+      now: () => new Date(),
+      newId: randomUUID,
+      logger,
+    });
+
+    const api = createApp({ service: controlPlane, serviceToken: options.serviceToken, logger });
+    const root = new Hono();
+    root.route(options.issuerPath, issuer.app);
+    root.route('/', api);
+    root.notFound((c) =>
+      c.json({ error: { code: 'NOT_FOUND', message: `no route for ${c.req.method} ${c.req.path}` } }, 404),
+    );
+    const server = await listen(root, host, apiPort);
+    cleanup.push(() => closeServer(server));
+    logger.info('api listening', { url: apiUrl, issuer: issuer.issuerUrl });
+
+    const proxy = await startProxy({
+      host,
+      port: options.proxyPort,
+      tls: options.tls,
+      allowPlaintext: false,
+      upstream: options.upstream,
+      credentials: options.credentials,
+      controlPlane,
+      proxyId: options.proxyId,
+      logger,
+    }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EADDRINUSE') throw error;
+      throw new PortInUseError('the proxy', options.proxyPort, proxyPortHint);
+    });
+    cleanup.push(() => proxy.close(1_000));
+
+    return { api: { url: apiUrl, port: apiPort }, issuer, controlPlane, proxy, stop: stopAll };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+function listen(app: Hono, host: string, port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = serve({ fetch: app.fetch, hostname: host, port }, () => {
+      server.off('error', onError);
+      resolve(server as Server);
+    });
+    const onError = (error: NodeJS.ErrnoException) => {
+      server.close();
+      reject(error.code === 'EADDRINUSE' ? new PortInUseError('the API', port, apiPortHint) : error);
+    };
+    server.once('error', onError);
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
