@@ -1,0 +1,205 @@
+/**
+ * The other shapes of the deployment: an existing VPC, an internet-facing proxy, the database's own
+ * security group and CA, x86 tasks, other ports and drain; and cdk-nag failing synthesis on a
+ * resource that breaks its rules. In one file so the CloudFormation validator loads once.
+ */
+import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { Bucket } from 'aws-cdk-lib/aws-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPgWardenApp } from '../../infra/pgwarden-app.ts';
+import { PgWardenError } from '../../shared/errors.ts';
+import {
+  ACCOUNT,
+  nagViolations,
+  newOutdir,
+  REGION,
+  REQUIRED_CONTEXT,
+  removeOutdirs,
+  synthesize,
+} from './synth.ts';
+
+afterAll(removeOutdirs);
+
+const VPC_ID = 'vpc-0abc1234def567890';
+const DATABASE_SG = 'sg-0123456789abcdef0';
+const CA_SECRET_ARN = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:pgwarden/upstream-ca-MnOpQr`;
+
+/** What `cdk synth` stores in cdk.context.json after looking the VPC up. */
+const vpcLookup = {
+  [`vpc-provider:account=${ACCOUNT}:filter.vpc-id=${VPC_ID}:region=${REGION}:returnAsymmetricSubnets=true`]: {
+    vpcId: VPC_ID,
+    vpcCidrBlock: '172.31.0.0/16',
+    ownerAccountId: ACCOUNT,
+    availabilityZones: [],
+    subnetGroups: [
+      {
+        name: 'Public',
+        type: 'Public',
+        subnets: [
+          {
+            subnetId: 'subnet-0aaaaaaaaaaaaaaa1',
+            cidr: '172.31.0.0/20',
+            availabilityZone: 'eu-west-1a',
+            routeTableId: 'rtb-0aaaaaaaaaaaaaaa1',
+          },
+          {
+            subnetId: 'subnet-0aaaaaaaaaaaaaaa2',
+            cidr: '172.31.16.0/20',
+            availabilityZone: 'eu-west-1b',
+            routeTableId: 'rtb-0aaaaaaaaaaaaaaa2',
+          },
+        ],
+      },
+      {
+        name: 'Private',
+        type: 'Private',
+        subnets: [
+          {
+            subnetId: 'subnet-0bbbbbbbbbbbbbbb1',
+            cidr: '172.31.32.0/20',
+            availabilityZone: 'eu-west-1a',
+            routeTableId: 'rtb-0bbbbbbbbbbbbbbb1',
+          },
+          {
+            subnetId: 'subnet-0bbbbbbbbbbbbbbb2',
+            cidr: '172.31.48.0/20',
+            availabilityZone: 'eu-west-1b',
+            routeTableId: 'rtb-0bbbbbbbbbbbbbbb2',
+          },
+        ],
+      },
+    ],
+  },
+};
+
+describe('existing VPC, internet-facing, database security group and CA, x86, custom ports', () => {
+  let template: Template;
+  let outdir: string;
+
+  beforeAll(() => {
+    const synth = synthesize({
+      context: {
+        ...vpcLookup,
+        vpcId: VPC_ID,
+        internetFacing: 'true',
+        allowedClientCidrs: '0.0.0.0/0',
+        upstreamSecurityGroupId: DATABASE_SG,
+        upstreamCaSecretArn: CA_SECRET_ARN,
+        upstreamPort: '5433',
+        proxyPort: '6543',
+        proxyArchitecture: 'x86_64',
+        drainSeconds: '60',
+      },
+    });
+    template = synth.template;
+    outdir = synth.outdir;
+  }, 120_000);
+
+  it('passes cdk-nag: opening the port to the internet is an acknowledged operator choice', () => {
+    expect(nagViolations(outdir)).toEqual([]);
+  });
+
+  it('uses the looked-up VPC instead of creating one', () => {
+    template.resourceCountIs('AWS::EC2::VPC', 0);
+    template.resourceCountIs('AWS::EC2::NatGateway', 0);
+    template.hasResourceProperties('AWS::ECS::Service', {
+      NetworkConfiguration: {
+        AwsvpcConfiguration: { Subnets: ['subnet-0bbbbbbbbbbbbbbb1', 'subnet-0bbbbbbbbbbbbbbb2'] },
+      },
+    });
+  });
+
+  it('puts an internet-facing NLB in the public subnets, open on the proxy port only', () => {
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', {
+      Scheme: 'internet-facing',
+      Subnets: ['subnet-0aaaaaaaaaaaaaaa1', 'subnet-0aaaaaaaaaaaaaaa2'],
+    });
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', { Port: 6543, Protocol: 'TCP' });
+    template.hasResourceProperties('AWS::EC2::SecurityGroup', {
+      GroupDescription: Match.stringLikeRegexp('^pgwarden NLB'),
+      SecurityGroupIngress: [Match.objectLike({ CidrIp: '0.0.0.0/0', FromPort: 6543, ToPort: 6543 })],
+    });
+  });
+
+  it('opens the database security group to the proxy tasks, and the tasks to nothing else there', () => {
+    const proxy = Object.entries(template.findResources('AWS::EC2::SecurityGroup')).find(([, group]) =>
+      /^pgwarden proxy tasks/.test(group['Properties']['GroupDescription']),
+    )![0];
+    template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
+      GroupId: DATABASE_SG,
+      SourceSecurityGroupId: { 'Fn::GetAtt': [proxy, 'GroupId'] },
+      FromPort: 5433,
+      ToPort: 5433,
+      IpProtocol: 'tcp',
+    });
+    template.hasResourceProperties('AWS::EC2::SecurityGroupEgress', {
+      GroupId: { 'Fn::GetAtt': [proxy, 'GroupId'] },
+      DestinationSecurityGroupId: DATABASE_SG,
+      FromPort: 5433,
+      ToPort: 5433,
+    });
+    const egress =
+      template.findResources('AWS::EC2::SecurityGroup')[proxy]!['Properties']['SecurityGroupEgress'];
+    expect(egress).toEqual([
+      {
+        CidrIp: '0.0.0.0/0',
+        Description: 'control-plane API and AWS APIs',
+        FromPort: 443,
+        ToPort: 443,
+        IpProtocol: 'tcp',
+      },
+    ]);
+  });
+
+  it('injects the database CA and lets the execution role read it', () => {
+    const task = Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0]!['Properties'];
+    const container = task['ContainerDefinitions'][0];
+    expect(container.Secrets).toContainEqual({ Name: 'PGWARDEN_UPSTREAM_CA', ValueFrom: CA_SECRET_ARN });
+    expect(container.Environment).toContainEqual({ Name: 'PGWARDEN_UPSTREAM_PORT', Value: '5433' });
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Action: ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'],
+            Resource: Match.arrayWith([CA_SECRET_ARN]),
+          }),
+        ]),
+      },
+    });
+  });
+
+  it('runs x86 tasks and stretches draining to the configured time', () => {
+    const task = Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0]!['Properties'];
+    expect(task['RuntimePlatform']).toEqual({ CpuArchitecture: 'X86_64', OperatingSystemFamily: 'LINUX' });
+    const container = task['ContainerDefinitions'][0];
+    expect(container.StopTimeout).toBe(70);
+    expect(container.Environment).toContainEqual({ Name: 'PGWARDEN_DRAIN_SECONDS', Value: '60' });
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+      TargetGroupAttributes: Match.arrayWith([{ Key: 'deregistration_delay.timeout_seconds', Value: '60' }]),
+    });
+  });
+});
+
+describe('cdk-nag in synthesis', () => {
+  it('fails synthesis on an unacknowledged finding and names the offending resource only', () => {
+    const outdir = newOutdir();
+    expect(() =>
+      synthesize({ outdir, mutate: (stack) => new Bucket(stack, 'CarelessBucket', { enforceSSL: false }) }),
+    ).toThrow(/AwsSolutions-S10/);
+    const violations = nagViolations(outdir);
+    expect(violations.map((violation) => violation.rule).sort()).toEqual([
+      'AwsSolutions-S1',
+      'AwsSolutions-S10',
+    ]);
+    for (const violation of violations) expect(violation.path).toBe('PgWarden/CarelessBucket/Resource');
+  });
+});
+
+describe('existing VPC without a target environment', () => {
+  it('is refused before anything is built: the lookup needs an account and region', () => {
+    const attempt = () =>
+      createPgWardenApp({ context: { ...REQUIRED_CONTEXT, vpcId: VPC_ID }, outdir: newOutdir(), env: {} });
+    expect(attempt).toThrow(PgWardenError);
+    expect(attempt).toThrow(/vpcId needs the target account and region/);
+  });
+});
