@@ -9,7 +9,8 @@ import type { RoleMapping } from './identity.ts';
 export interface ApiConfig {
   oidc: { issuer: string; audience: string; algorithms: string[]; groupsClaim: string };
   roles: RoleMapping[];
-  serviceToken: string;
+  /** the proxy's credential: given directly, or (in AWS) read from Secrets Manager at cold start */
+  serviceToken: { value: string } | { secretArn: string };
   tablePrefix: string;
   dynamoDbEndpoint?: string;
 }
@@ -69,10 +70,17 @@ export function apiConfigFromEnv(env: Env): ApiConfig {
     }
   }
 
-  const serviceToken = required('PGWARDEN_SERVICE_TOKEN');
-  if (serviceToken && serviceToken.length < MIN_SERVICE_TOKEN_LENGTH) {
-    problems.push(`PGWARDEN_SERVICE_TOKEN must be at least ${MIN_SERVICE_TOKEN_LENGTH} characters`);
+  const tokenValue = env['PGWARDEN_SERVICE_TOKEN']?.trim();
+  const tokenArn = env['PGWARDEN_SERVICE_TOKEN_SECRET_ARN']?.trim();
+  if (!tokenValue === !tokenArn) {
+    problems.push('set exactly one of PGWARDEN_SERVICE_TOKEN and PGWARDEN_SERVICE_TOKEN_SECRET_ARN');
+  } else if (tokenValue) {
+    const problem = serviceTokenProblem(tokenValue);
+    if (problem) problems.push(`PGWARDEN_SERVICE_TOKEN ${problem}`);
+  } else if (tokenArn && !/^arn:aws[a-z-]*:secretsmanager:/.test(tokenArn)) {
+    problems.push('PGWARDEN_SERVICE_TOKEN_SECRET_ARN must be a Secrets Manager secret ARN');
   }
+  const serviceToken = tokenValue ? { value: tokenValue } : { secretArn: tokenArn ?? '' };
 
   const tablePrefix = env['PGWARDEN_TABLE_PREFIX'] ?? 'pgwarden-';
   // DynamoDB table names allow only these characters; the suffixes ('sessions', 'events') keep them ≥ 3 long.
@@ -95,6 +103,13 @@ export function apiConfigFromEnv(env: Env): ApiConfig {
     tablePrefix,
     ...(dynamoDbEndpoint === undefined ? {} : { dynamoDbEndpoint }),
   };
+}
+
+/** Why a service token is too weak to use, or undefined when it is fine. */
+export function serviceTokenProblem(token: string): string | undefined {
+  return token.length < MIN_SERVICE_TOKEN_LENGTH
+    ? `must be at least ${MIN_SERVICE_TOKEN_LENGTH} characters`
+    : undefined;
 }
 
 /**

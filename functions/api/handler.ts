@@ -5,8 +5,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { handle } from 'hono/aws-lambda';
-import { apiConfigFromEnv } from '../../shared/config.ts';
+import { type ApiConfig, apiConfigFromEnv, serviceTokenProblem } from '../../shared/config.ts';
+import { PgWardenError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { DynamoDbAuditStore, tableNames } from '../adapters/dynamodb-audit-store.ts';
 import { createOidcVerifier } from '../adapters/oidc-verifier.ts';
@@ -34,5 +36,17 @@ const service = createControlPlaneService({
   logger,
 });
 
-const app = createApp({ service, serviceToken: config.serviceToken, logger });
+/** The token the proxy presents: from the environment, or read once per cold start from Secrets Manager. */
+async function resolveServiceToken(source: ApiConfig['serviceToken']): Promise<string> {
+  if ('value' in source) return source.value;
+  const secrets = new SecretsManagerClient({});
+  const { SecretString } = await secrets.send(new GetSecretValueCommand({ SecretId: source.secretArn }));
+  secrets.destroy();
+  const token = SecretString?.trim() ?? '';
+  const problem = serviceTokenProblem(token);
+  if (problem) throw new PgWardenError('CONFIG_INVALID', `the service token secret ${problem}`);
+  return token;
+}
+
+const app = createApp({ service, serviceToken: await resolveServiceToken(config.serviceToken), logger });
 export const handler = handle(app);

@@ -37,7 +37,7 @@ describe('apiConfigFromEnv', () => {
         { role: 'admin', groups: ['admins', 'platform'] },
         { role: 'developer', groups: ['engineering'] },
       ],
-      serviceToken: 'service-token-0123456789abcdef',
+      serviceToken: { value: 'service-token-0123456789abcdef' },
       tablePrefix: 'pgwarden-',
     });
   });
@@ -62,14 +62,28 @@ describe('apiConfigFromEnv', () => {
 
   it('names every missing variable at once', () => {
     const { message } = configError({});
-    for (const name of [
-      'PGWARDEN_OIDC_ISSUER',
-      'PGWARDEN_OIDC_AUDIENCE',
-      'PGWARDEN_ROLES',
-      'PGWARDEN_SERVICE_TOKEN',
-    ]) {
+    for (const name of ['PGWARDEN_OIDC_ISSUER', 'PGWARDEN_OIDC_AUDIENCE', 'PGWARDEN_ROLES']) {
       expect(message).toContain(`${name} is missing`);
     }
+    expect(message).toContain(
+      'set exactly one of PGWARDEN_SERVICE_TOKEN and PGWARDEN_SERVICE_TOKEN_SECRET_ARN',
+    );
+  });
+
+  it('takes the service token from a Secrets Manager ARN instead, never both', () => {
+    const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgwarden/service-token-AbCdEf';
+    const { PGWARDEN_SERVICE_TOKEN: _direct, ...withoutToken } = valid;
+    expect(
+      apiConfigFromEnv({ ...withoutToken, PGWARDEN_SERVICE_TOKEN_SECRET_ARN: arn }).serviceToken,
+    ).toEqual({
+      secretArn: arn,
+    });
+    expect(configError({ ...valid, PGWARDEN_SERVICE_TOKEN_SECRET_ARN: arn }).message).toContain(
+      'exactly one',
+    );
+    expect(configError({ ...withoutToken, PGWARDEN_SERVICE_TOKEN_SECRET_ARN: 'token' }).message).toContain(
+      'must be a Secrets Manager secret ARN',
+    );
   });
 
   it('treats blank values as missing', () => {
