@@ -1,0 +1,101 @@
+/**
+ * The policy document: a version, a default action and ordered rules. This is the validated, plain
+ * form that is stored (DynamoDB) and sent over the API; parse-policy.ts builds it from YAML or JSON.
+ */
+import type { DdlObject, StatementKind } from '../sql/facts.ts';
+
+export const POLICY_ACTIONS = ['allow', 'deny', 'require_approval', 'mask'] as const;
+export type PolicyAction = (typeof POLICY_ACTIONS)[number];
+
+/** Order of restriction: a message gets the most restrictive action over its statements. */
+export const ACTION_RANK: Readonly<Record<PolicyAction, number>> = {
+  allow: 0,
+  mask: 1,
+  require_approval: 2,
+  deny: 3,
+};
+
+export const MASK_METHODS = ['redact', 'partial', 'hash', 'null', 'fake'] as const;
+export type MaskMethod = (typeof MASK_METHODS)[number];
+
+/** Structural facts a rule can match. */
+export const POLICY_FACTS = [
+  /** an UPDATE or DELETE (anywhere in the statement) without WHERE */
+  'no_where',
+  /** a WITH item runs INSERT / UPDATE / DELETE / MERGE */
+  'data_modifying_cte',
+  /** COPY … TO/FROM PROGRAM */
+  'copy_program',
+  /** COPY … TO/FROM a file on the database server */
+  'copy_file',
+  /** the message holds more than one statement */
+  'multiple_statements',
+  /** the parser rejected the message */
+  'unparseable',
+  /** the analysis could not fully classify the statement */
+  'not_confident',
+] as const;
+export type PolicyFact = (typeof POLICY_FACTS)[number];
+
+export const DEFAULT_APPROVAL_TIMEOUT_SECONDS = 300;
+
+/**
+ * Every listed matcher must match (AND); the values inside one matcher are alternatives (OR).
+ * Relation, column and function names match case-insensitively, may carry a schema (and a column a
+ * table) and may use `*` as a wildcard within a name part. See evaluate.ts for how unqualified names
+ * in a statement meet qualified patterns.
+ */
+export interface PolicyMatch {
+  /** principal names (email or subject), case-insensitive */
+  principals?: string[];
+  /** identity-provider groups of the principal */
+  groups?: string[];
+  /** pgwarden roles of the session */
+  roles?: string[];
+  databases?: string[];
+  kinds?: StatementKind[];
+  ddlObjects?: DdlObject[];
+  /** relations the statement reads or writes: `name` or `schema.name` */
+  relations?: string[];
+  /** relations the statement writes (INSERT, UPDATE, DELETE, MERGE, COPY FROM, DDL, TRUNCATE, LOCK…) */
+  writes?: string[];
+  /** `column`, `table.column` or `schema.table.column` */
+  columns?: string[];
+  /** `name` or `schema.name` */
+  functions?: string[];
+  facts?: PolicyFact[];
+}
+
+export interface MaskSpec {
+  /** columns to mask, as in `match.columns` */
+  columns: string[];
+  method: MaskMethod;
+}
+
+export interface PolicyRule {
+  id: string;
+  description?: string;
+  match: PolicyMatch;
+  action: PolicyAction;
+  /** shown to the client on deny and require_approval */
+  reason?: string;
+  /** require_approval: the group whose members may approve */
+  approvers?: string;
+  /** require_approval: how long the statement is held */
+  timeoutSeconds?: number;
+  /** mask: what to mask and how */
+  mask?: MaskSpec;
+}
+
+export interface PolicyDefault {
+  action: Exclude<PolicyAction, 'mask'>;
+  reason?: string;
+  approvers?: string;
+  timeoutSeconds?: number;
+}
+
+export interface Policy {
+  version: string;
+  default: PolicyDefault;
+  rules: PolicyRule[];
+}
