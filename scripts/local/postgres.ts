@@ -5,7 +5,17 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -70,10 +80,9 @@ export function getFreePort(bindHost = host): Promise<number> {
 
 export async function startLocalPostgres(options: LocalPostgresOptions): Promise<LocalPostgres> {
   const dataDir = resolve(options.dataDir);
-  const clusterDir = join(dataDir, 'postgres');
+  const clusterDir = clusterDirFor(dataDir);
   const log = options.log;
   await mkdir(dataDir, { recursive: true });
-  if (isRoot()) makeTraversableForPostgresUser(dataDir);
 
   const secrets = readOrCreateSecrets(dataDir, ['postgres_superuser', ...appRoles.map(secretName)]);
   const superuser: DbCredential = { user: superuserName, password: secrets.postgres_superuser };
@@ -117,17 +126,29 @@ function initialisedMarker(dataDir: string): string {
   return join(dataDir, 'postgres.initialised');
 }
 
-/** As root the server runs as `postgres`, which must be able to reach `${dataDir}/postgres`. */
-function makeTraversableForPostgresUser(dataDir: string): void {
+/**
+ * As root the server runs as `postgres`, which must be able to reach the cluster directory. It
+ * lives in `${dataDir}/postgres` when every ancestor lets others through; otherwise (a data dir
+ * inside a private home or temp dir) in a stable directory under /var/tmp named after the data
+ * dir, so it still persists between runs.
+ */
+function clusterDirFor(dataDir: string): string {
+  const inside = join(dataDir, 'postgres');
+  if (!isRoot()) return inside;
   const mode = statSync(dataDir).mode;
   if ((mode & 0o001) === 0) chmodSync(dataDir, mode | 0o711);
+  let reachable = true;
   for (let dir = dirname(dataDir); dir !== dirname(dir); dir = dirname(dir)) {
-    if ((statSync(dir).mode & 0o001) === 0) {
-      throw new Error(
-        `the postgres user cannot enter ${dir} (no execute permission for others), so it cannot reach ${dataDir}; use a data directory elsewhere (PGWARDEN_DATA_DIR) or chmod o+x ${dir}`,
-      );
-    }
+    if ((statSync(dir).mode & 0o001) === 0) reachable = false;
   }
+  if (reachable) return inside;
+  const parent = join(
+    '/var/tmp',
+    `pgwarden-postgres-${createHash('sha256').update(dataDir).digest('hex').slice(0, 16)}`,
+  );
+  mkdirSync(parent, { recursive: true, mode: 0o711 });
+  chmodSync(parent, 0o711);
+  return join(parent, 'postgres');
 }
 
 type Cluster = InstanceType<typeof EmbeddedPostgres>;
