@@ -24,9 +24,9 @@
  * Needs pgbench (and optionally pgbouncer): `bash scripts/ensure-test-tools.sh`.
  * `npm run bench -- --help` lists the options.
  */
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -46,7 +46,7 @@ import {
   runningChildren,
 } from './bench/pgbench.ts';
 import { findPgbouncer, type RunningPgbouncer, startPgbouncer } from './bench/pgbouncer.ts';
-import { cpuTimes, machineCpu, ownCpuMicros, rssBytes } from './bench/procstat.ts';
+import { cpuTimes, machineCpu, ownCpuMicros, rssBytes, treeCpu } from './bench/procstat.ts';
 import type { ProxyStats } from './bench/protocol.ts';
 import { type ProxyChild, startProxyChild } from './bench/proxy-child.ts';
 import {
@@ -70,7 +70,7 @@ import { ensureLocalCertificate } from './local/tls.ts';
 
 const usage = `npm run bench -- [options]
 
-  --quick              ~3 s per cell (default ${10} s)
+  --quick              3 s per cell instead of 10 s
   --duration <s>       seconds per pgbench cell            (env BENCH_DURATION)
   --clients <list>     client counts, e.g. 1,8,32          (env BENCH_CLIENTS, default 1,8,32)
   --modes <list>       simple,extended,prepared            (env BENCH_MODES)
@@ -160,6 +160,8 @@ const TARGET_CLIENTS = 8;
 const TARGET_RATIO = 0.7;
 const TARGET_IDLE_MB = 100;
 const TARGET_IDLE_CONNECTIONS = 1000;
+/** a cell during which other processes used more than this share of the CPUs is flagged */
+const DISTURBED = 0.05;
 const audience = 'pgwarden';
 const principal = 'bench@example.com';
 const tablePrefix = 'bench_';
@@ -196,6 +198,8 @@ process.on('SIGTERM', () => process.emit('SIGINT'));
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??= 'true';
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
+/** share of the CPUs busy before the runs while the bench itself was idle (other processes) */
+let background: number | undefined;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const time = () => new Date().toISOString().slice(11, 19);
 
@@ -224,7 +228,10 @@ async function main(): Promise<void> {
   out();
   out(
     `pgbench -S, scale ${scale}, ${durationSeconds} s per cell, clients ${clientCounts.join(',')}, modes ${modes.join(',')}, ` +
-      `≤${maxThreads} pgbench threads; ${idleCount} idle connections; ${cpuCount()} CPUs, Node ${process.version}`,
+      `≤${maxThreads} pgbench threads; ${idleCount} idle connections; ${cpuCount()} CPUs, Node ${process.version}, ` +
+      `load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
   );
   if (targets.includes('pgbouncer') && !runPgbouncer) {
     out(
@@ -239,7 +246,9 @@ async function main(): Promise<void> {
   // per client) plus the pgbench clients.
   const maxConnections = Math.max(1100, idleCount + Math.max(...clientCounts) + 100);
   log(`starting PostgreSQL (max_connections=${maxConnections})`);
-  const postgres = await startLocalPostgres({ dataDir: join(dir, 'postgres-data'), maxConnections });
+  const postgresDir = join(dir, 'postgres-data');
+  mkdirSync(postgresDir, { mode: 0o711 });
+  const postgres = await startLocalPostgres({ dataDir: postgresDir, maxConnections });
   onCleanup('postgres', postgres.stop);
   const login = postgres.roles.app_rw;
   const direct: Endpoint = {
@@ -313,7 +322,7 @@ async function main(): Promise<void> {
   let noaudit: ProxyChild | undefined;
   if (targets.includes('pgwarden-noaudit')) {
     log('starting a second pgwarden proxy whose audit store drops events (diagnostic target)');
-    noaudit = await startProxy(false, 'discard');
+    noaudit = await startProxy(flags.profile, 'discard');
   }
   const warden = (port: number): Endpoint => ({
     host: '127.0.0.1',
@@ -387,7 +396,7 @@ async function main(): Promise<void> {
     if (runner.target === 'pgwarden') statementsThroughProxy += result.transactions;
     if (runner.proxy) await drainAudit(runner.proxy);
   }
-  const background = await backgroundLoad(2000);
+  background = await backgroundLoad(2000);
   out(
     `Machine load before the runs: ${(background * 100).toFixed(0)}% of ${cpuCount()} CPUs busy while the bench was idle` +
       (background > 0.1
@@ -415,7 +424,10 @@ async function main(): Promise<void> {
   let throughputProxyStats: ProxyStats | undefined;
   if (proxy) {
     throughputProxyStats = await proxy.stop();
-    if (flags.profile) out(`\nCPU profile of the pgwarden proxy written to ${join(dir, 'profiles')}`);
+    if (flags.profile) {
+      const which = noaudit ? ` (pgwarden pid ${proxy.pid}, pgwarden-noaudit pid ${noaudit.pid})` : '';
+      out(`\nCPU profiles of the proxy written to ${join(dir, 'profiles')}${which}`);
+    }
   }
 
   // ---- idle connection memory ----
@@ -462,10 +474,23 @@ async function main(): Promise<void> {
     `pgbench -S (select-only), scale ${scale}, ${durationSeconds} s per cell, ${cpuCount()} CPUs shared by pgbench, ` +
       'the proxy and PostgreSQL. Direct = plaintext; pgbouncer = session mode, client TLS; pgwarden = client TLS, ' +
       "OIDC token auth, every statement audited to DynamoDB (dynalite). CPU µs/tx = the proxy process's utime+stime " +
-      'per transaction.',
+      'per transaction.' +
+      (background === undefined
+        ? ''
+        : ` Other processes kept ${(background * 100).toFixed(0)}% of the CPUs busy before the runs.`),
   );
   out();
   out(throughputTable(cells, modes, clientCounts));
+  const disturbed = cells.filter((c) => c.foreignBusy > DISTURBED);
+  if (disturbed.length > 0) {
+    out();
+    out(
+      `Disturbed cells (other processes used > ${DISTURBED * 100}% of the CPUs meanwhile; their figures are low): ` +
+        disturbed
+          .map((c) => `${c.mode}/${c.clients}/${c.target} ${(c.foreignBusy * 100).toFixed(0)}%`)
+          .join(', '),
+    );
+  }
   const diagnostics = diagnosticTable(cells, modes, clientCounts);
   if (diagnostics) {
     out();
@@ -586,7 +611,9 @@ async function measure(
   const cpu0 = pid === undefined ? undefined : cpuTimes(pid);
   const own0 = ownCpuMicros();
   const machine0 = machineCpu();
+  const tree0 = treeCpu();
   const result: PgbenchResult = await pgbench(runner.endpoint, spec);
+  const tree1 = treeCpu();
   const machine1 = machineCpu();
   const cpu1 = pid === undefined ? undefined : cpuTimes(pid);
   const cell: CellResult = {
@@ -595,6 +622,8 @@ async function measure(
     clients: spec.clients,
     ...result,
     machineBusy: (machine1.busy - machine0.busy) / (machine1.total - machine0.total),
+    foreignBusy:
+      Math.max(0, machine1.process - machine0.process - (tree1 - tree0)) / (machine1.total - machine0.total),
   };
   if (cpu0 && cpu1) {
     cell.cpuPerTx = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / result.transactions;
@@ -677,12 +706,14 @@ async function backgroundLoad(ms: number): Promise<number> {
   return (b.busy - a.busy) / (b.total - a.total);
 }
 
+const targetWidth = Math.max(...targets.map((t) => t.length));
+
 function printCell(cell: CellResult, all: readonly CellResult[]): void {
   const d = find(all, 'direct', cell.mode, cell.clients);
   const b = find(all, 'pgbouncer', cell.mode, cell.clients);
   const p = find(all, 'pipe', cell.mode, cell.clients);
   const parts = [
-    `${time()} ${cell.mode.padEnd(8)} c=${String(cell.clients).padStart(2)} ${cell.target.padEnd(9)}`,
+    `${time()} ${cell.mode.padEnd(8)} c=${String(cell.clients).padStart(2)} ${cell.target.padEnd(targetWidth)}`,
     `${fmt(cell.tps).padStart(7)} TPS`,
     `lat ${cell.latencyMs.toFixed(3)} ms`,
   ];
@@ -703,7 +734,10 @@ function printCell(cell: CellResult, all: readonly CellResult[]): void {
       `audit backlog ${fmt(cell.auditBacklog)} shipped in ${fmt(cell.auditDrainSeconds, 1)} s`,
     );
   }
-  parts.push(`machine ${(cell.machineBusy * 100).toFixed(0)}% busy`);
+  parts.push(
+    `machine ${(cell.machineBusy * 100).toFixed(0)}% busy, other processes ${(cell.foreignBusy * 100).toFixed(0)}%` +
+      (cell.foreignBusy > DISTURBED ? ' (DISTURBED)' : ''),
+  );
   out(parts.join(' | '));
 }
 
@@ -729,12 +763,12 @@ function targetLines(
   }
   const label = `pgwarden ≤ ${TARGET_IDLE_MB} MB added for ${fmt(TARGET_IDLE_CONNECTIONS)} idle TLS connections`;
   const w = idle.find((r) => r.target === 'pgwarden');
-  if (!w) lines.push(`- N/A  ${label} (idle test not run)`);
-  else {
-    // scaled to 1,000 when another count was asked for
-    const added = ((w.rssAfter - w.rssBefore) / MB) * (TARGET_IDLE_CONNECTIONS / w.connections);
-    const scaled = w.connections === TARGET_IDLE_CONNECTIONS ? '' : ` (scaled from ${fmt(w.connections)})`;
-    lines.push(`- ${added <= TARGET_IDLE_MB ? 'PASS' : 'MISS'} ${label}: ${added.toFixed(1)} MB${scaled}`);
+  const added = w && (w.rssAfter - w.rssBefore) / MB;
+  if (!w || added === undefined) lines.push(`- N/A  ${label} (idle test not run)`);
+  else if (w.connections !== TARGET_IDLE_CONNECTIONS) {
+    lines.push(`- N/A  ${label} (measured ${fmt(w.connections)} connections: +${added.toFixed(1)} MB)`);
+  } else {
+    lines.push(`- ${added <= TARGET_IDLE_MB ? 'PASS' : 'MISS'} ${label}: ${added.toFixed(1)} MB`);
   }
   return lines;
 }

@@ -13,6 +13,8 @@ export interface CellResult extends PgbenchResult {
   systemCpuShare?: number;
   /** share of the whole machine's CPUs busy while pgbench ran */
   machineBusy: number;
+  /** share of the machine's CPUs used meanwhile by processes outside the bench */
+  foreignBusy: number;
   /** pgwarden: proxy CPU including shipping the cell's audit backlog afterwards, µs per transaction */
   cpuPerTxWithAudit?: number;
   /** pgwarden: CPU of the bench process (dynalite serving the audit writes) per transaction, incl. drain */
@@ -80,6 +82,7 @@ export function throughputTable(
         fmt(d?.tps),
         fmt(b?.tps),
         fmt(w?.tps),
+        ratio(b?.tps, d?.tps),
         ratio(w?.tps, b?.tps),
         ratio(w?.tps, d?.tps),
         `${fmt(d?.latencyMs, 3)} / ${fmt(b?.latencyMs, 3)} / ${fmt(w?.latencyMs, 3)}`,
@@ -96,6 +99,7 @@ export function throughputTable(
       'direct TPS',
       'pgbouncer TPS',
       'pgwarden TPS',
+      'pgbouncer / direct',
       'pgwarden / pgbouncer',
       'pgwarden / direct',
       'avg latency ms (direct / pgbouncer / pgwarden)',

@@ -81,9 +81,9 @@ export function getFreePort(bindHost = host): Promise<number> {
 
 export async function startLocalPostgres(options: LocalPostgresOptions): Promise<LocalPostgres> {
   const dataDir = resolve(options.dataDir);
-  const clusterDir = clusterDirFor(dataDir);
   const log = options.log;
   await mkdir(dataDir, { recursive: true });
+  const clusterDir = clusterDirFor(dataDir);
 
   const secrets = readOrCreateSecrets(dataDir, ['postgres_superuser', ...appRoles.map(secretName)]);
   const superuser: DbCredential = { user: superuserName, password: secrets.postgres_superuser };
