@@ -5,6 +5,7 @@
  * that, so the two packages are copied once to a world-traversable cache under /var/tmp and
  * loaded from there; their own dependencies resolve back to this checkout through symlinks.
  */
+import { createHash } from 'node:crypto';
 import {
   cpSync,
   existsSync,
