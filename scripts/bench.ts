@@ -34,6 +34,7 @@ import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import pg from 'pg';
 import { tableNames } from '../functions/adapters/dynamodb-audit-store.ts';
+import { startApiSink } from './bench/api-sink.ts';
 import { countItems, type TableCount } from './bench/audit-count.ts';
 import { openIdleConnections } from './bench/idle.ts';
 import {
@@ -146,7 +147,14 @@ const clientCounts = (flags.clients ?? env['BENCH_CLIENTS'] ?? '1,8,32')
   .map((s) => positiveInt('--clients', s.trim(), 1));
 const modes = list<QueryMode>('mode', flags.modes ?? env['BENCH_MODES'], ['simple', 'extended', 'prepared']);
 /** in the order each cell runs them; `pipe` (a bare Node TLS pipe, the ceiling) only when asked for */
-const allTargets: readonly TargetName[] = ['direct', 'pgbouncer', 'pipe', 'pgwarden-noaudit', 'pgwarden'];
+const allTargets: readonly TargetName[] = [
+  'direct',
+  'pgbouncer',
+  'pipe',
+  'pgwarden-noaudit',
+  'pgwarden-dynalite',
+  'pgwarden',
+];
 const targets = list('target', flags.targets ?? env['BENCH_TARGETS'], allTargets, [
   'direct',
   'pgbouncer',
@@ -289,6 +297,9 @@ async function main(): Promise<void> {
     audience,
   });
   const certificate = await ensureLocalCertificate(dir);
+  log('starting the control-plane API the proxy ships audit batches to (in this process)');
+  const apiSink = await startApiSink({ file: join(dir, 'audit-events.jsonl'), port: await getFreePort() });
+  onCleanup('api', apiSink.close);
 
   const proxyConfig = {
     upstream: { host: postgres.host, port: postgres.port, credential: login },
@@ -298,11 +309,12 @@ async function main(): Promise<void> {
     roleMappings: [{ role: 'app_rw', groups: ['engineering'] }],
     dynamoEndpoint: dynamo.endpoint,
     tablePrefix,
-    auditStore: 'dynamodb' as const,
+    auditStore: 'api' as const,
+    api: { url: apiSink.url, serviceToken: apiSink.serviceToken },
   };
   const startProxy = async (
     profile: boolean,
-    auditStore: 'dynamodb' | 'discard' = 'dynamodb',
+    auditStore: 'api' | 'dynamodb' | 'discard' = 'api',
   ): Promise<ProxyChild> => {
     const child = await startProxyChild({
       config: { ...proxyConfig, auditStore },
@@ -318,6 +330,11 @@ async function main(): Promise<void> {
   if (targets.includes('pgwarden')) {
     log('starting the pgwarden proxy (child process)');
     proxy = await startProxy(flags.profile);
+  }
+  let dynalite: ProxyChild | undefined;
+  if (targets.includes('pgwarden-dynalite')) {
+    log('starting a pgwarden proxy that writes audit events to dynalite itself (diagnostic target)');
+    dynalite = await startProxy(flags.profile, 'dynamodb');
   }
   let noaudit: ProxyChild | undefined;
   if (targets.includes('pgwarden-noaudit')) {
@@ -378,6 +395,8 @@ async function main(): Promise<void> {
       runners.push({ target, endpoint: { ...direct, port: pipe.port, sslmode: 'require' }, pid: pipe.pid });
     else if (target === 'pgwarden' && proxy)
       runners.push({ target, endpoint: warden(proxy.port), pid: proxy.pid, proxy });
+    else if (target === 'pgwarden-dynalite' && dynalite)
+      runners.push({ target, endpoint: warden(dynalite.port), pid: dynalite.pid, proxy: dynalite });
     else if (target === 'pgwarden-noaudit' && noaudit) {
       runners.push({ target, endpoint: warden(noaudit.port), pid: noaudit.pid, proxy: noaudit });
     }
@@ -473,7 +492,9 @@ async function main(): Promise<void> {
   out(
     `pgbench -S (select-only), scale ${scale}, ${durationSeconds} s per cell, ${cpuCount()} CPUs shared by pgbench, ` +
       'the proxy and PostgreSQL. Direct = plaintext; pgbouncer = session mode, client TLS; pgwarden = client TLS, ' +
-      "OIDC token auth, every statement audited to DynamoDB (dynalite). CPU µs/tx = the proxy process's utime+stime " +
+      'OIDC token auth, every statement and session audited: the proxy POSTs event batches to the control-plane ' +
+      "API over HTTP as in production (the API acknowledges after an fsync'd append, standing in for DynamoDB, " +
+      "which does not run on the proxy's host). CPU µs/tx = the proxy process's utime+stime " +
       'per transaction.' +
       (background === undefined
         ? ''
@@ -497,7 +518,10 @@ async function main(): Promise<void> {
     out(
       'Diagnostic targets (TPS, ratio to pgbouncer, proxy CPU µs/tx): pipe = bare Node TLS pipe, the ceiling for',
     );
-    out('a Node proxy; pgwarden-noaudit = pgwarden whose audit store drops events (no DynamoDB writes).');
+    out(
+      'a Node proxy; pgwarden-noaudit = pgwarden whose audit store drops events; pgwarden-dynalite = pgwarden ' +
+        'running the DynamoDB SDK in-process against dynalite on the same cores (local mode).',
+    );
     out();
     out(diagnostics);
   }
@@ -515,7 +539,11 @@ async function main(): Promise<void> {
         `${fmt(s.pendingAuditEvents)} still pending at exit; ${s.failedPuts} failed store calls.`,
     );
   }
-  if (eventsCount) {
+  out(
+    `Control-plane API: acknowledged ${fmt(apiSink.stored.statement)} statement and ` +
+      `${fmt(apiSink.stored.session_opened)}/${fmt(apiSink.stored.session_closed)} session opened/closed events.`,
+  );
+  if (eventsCount && eventsCount.count > 0) {
     const note = (c: TableCount) =>
       c.complete ? '' : ` (at least: counting stopped after ${c.seconds.toFixed(0)} s)`;
     out(
@@ -730,7 +758,7 @@ function printCell(cell: CellResult, all: readonly CellResult[]): void {
   if (cell.target === 'pgwarden') {
     parts.push(
       `incl. audit shipping ${fmt(cell.cpuPerTxWithAudit, 1)} µs/tx`,
-      `dynalite ${fmt(cell.auditStoreCpuPerTx, 1)} µs/tx`,
+      `API/store in bench process ${fmt(cell.auditStoreCpuPerTx, 1)} µs/tx`,
       `audit backlog ${fmt(cell.auditBacklog)} shipped in ${fmt(cell.auditDrainSeconds, 1)} s`,
     );
   }

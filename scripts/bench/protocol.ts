@@ -9,8 +9,13 @@ export interface ProxyConfig {
   roleMappings: RoleMapping[];
   dynamoEndpoint: string;
   tablePrefix: string;
-  /** 'discard' (diagnostic target pgwarden-noaudit): events are acknowledged and dropped */
-  auditStore: 'dynamodb' | 'discard';
+  /**
+   * 'api' (target pgwarden): events go over HTTP to the control-plane API, as in production;
+   * 'dynamodb' (diagnostic pgwarden-dynalite): the in-process store writes to the local dynalite;
+   * 'discard' (diagnostic pgwarden-noaudit): events are acknowledged and dropped
+   */
+  auditStore: 'api' | 'dynamodb' | 'discard';
+  api?: { url: string; serviceToken: string };
 }
 
 /** the diagnostic TLS pipe (tls-pipe-process.ts) */

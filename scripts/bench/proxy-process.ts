@@ -18,6 +18,7 @@ import {
 } from '../../functions/adapters/dynamodb-audit-store.ts';
 import { createOidcVerifier } from '../../functions/adapters/oidc-verifier.ts';
 import { createControlPlaneService } from '../../functions/api/service.ts';
+import { createHttpControlPlane } from '../../proxy/control-plane-http.ts';
 import { startProxy } from '../../proxy/server.ts';
 import type { AuditEvent } from '../../shared/events.ts';
 import type { Logger } from '../../shared/logger.ts';
@@ -67,9 +68,14 @@ const dynamodb = new DynamoDBClient({
 const names = tableNames(config.tablePrefix);
 await ensureAuditTables(dynamodb, names);
 const discard: AuditStore = { put: async () => {} };
-const store = new CountingStore(
-  config.auditStore === 'discard' ? discard : new DynamoDbAuditStore(dynamodb, names),
-);
+function innerStore(): AuditStore {
+  if (config!.auditStore === 'discard') return discard;
+  if (config!.auditStore === 'dynamodb') return new DynamoDbAuditStore(dynamodb, names);
+  // production wiring: batches POSTed to the control-plane API
+  const http = createHttpControlPlane({ baseUrl: config!.api!.url, serviceToken: config!.api!.serviceToken });
+  return { put: (events) => http.ingest([...events]) };
+}
+const store = new CountingStore(innerStore());
 const controlPlane = createControlPlaneService({
   verifier: createOidcVerifier({
     issuer: config.issuerUrl,

@@ -1,7 +1,13 @@
 /** Result records of a bench run and their Markdown rendering. */
 import type { PgbenchResult, QueryMode } from './pgbench.ts';
 
-export type TargetName = 'direct' | 'pgbouncer' | 'pipe' | 'pgwarden-noaudit' | 'pgwarden';
+export type TargetName =
+  | 'direct'
+  | 'pgbouncer'
+  | 'pipe'
+  | 'pgwarden-noaudit'
+  | 'pgwarden-dynalite'
+  | 'pgwarden';
 
 export interface CellResult extends PgbenchResult {
   target: TargetName;
@@ -117,7 +123,7 @@ export function diagnosticTable(
   modes: readonly QueryMode[],
   clientCounts: readonly number[],
 ): string {
-  const shown: TargetName[] = ['pgbouncer', 'pipe', 'pgwarden-noaudit', 'pgwarden'];
+  const shown: TargetName[] = ['pgbouncer', 'pipe', 'pgwarden-noaudit', 'pgwarden-dynalite', 'pgwarden'];
   const present = shown.filter((t) => cells.some((c) => c.target === t));
   if (!present.includes('pipe') && !present.includes('pgwarden-noaudit')) return '';
   const rows: string[][] = [];
