@@ -48,7 +48,7 @@ export class PgWardenStack extends Stack {
     Validations.of(this.serviceToken).acknowledge({
       id: 'AwsSolutions-SMG4',
       reason:
-        'Both holders read the token only at start (ECS secret, Lambda cold start), so a rotation Lambda cannot swap it safely; rotate by a new secret version plus a service redeploy (infra/README.md).',
+        'Both holders read the token only at start (ECS secret, Lambda cold start), so a rotation Lambda cannot swap it safely; rotate by a new secret version plus a service redeploy (README.md, "Deploy to AWS").',
     });
     const imported = (id: string, arn: string): ISecret => Secret.fromSecretCompleteArn(this, id, arn);
 

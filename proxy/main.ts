@@ -4,6 +4,8 @@
  * finish for PGWARDEN_DRAIN_SECONDS, flush audit events).
  */
 import { proxyConfigFromEnv } from '../shared/config.ts';
+import type { ControlPlane } from '../shared/control-plane.ts';
+import { DEFAULT_POLICY_VERSION, decideStatement } from '../shared/decide.ts';
 import { PgWardenError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { createHttpControlPlane } from './control-plane-http.ts';
@@ -19,6 +21,19 @@ const line =
 const logger: Logger = { info: line('info'), warn: line('warn'), error: line('error') };
 
 const config = proxyConfigFromEnv(process.env);
+
+/**
+ * Sessions and audit go to the API; statement decisions are made here with the same pure decision
+ * code the API runs, so no statement waits for an HTTP round trip. (When policies are stored in the
+ * API, the proxy will fetch the current version and decide with it.)
+ */
+function localDecisions(remote: ControlPlane): ControlPlane {
+  return {
+    openSession: (request) => remote.openSession(request),
+    decide: (request) => decideStatement(request, DEFAULT_POLICY_VERSION),
+    ingest: (events) => remote.ingest(events),
+  };
+}
 const proxy = await startProxy({
   host: config.host,
   port: config.port,
@@ -31,7 +46,9 @@ const proxy = await startProxy({
       throw new PgWardenError('AUTH_NO_ROLE', `the gateway holds no database login for role ${role}`);
     return credential;
   },
-  controlPlane: createHttpControlPlane({ baseUrl: config.apiUrl, serviceToken: config.serviceToken }),
+  controlPlane: localDecisions(
+    createHttpControlPlane({ baseUrl: config.apiUrl, serviceToken: config.serviceToken }),
+  ),
   proxyId: config.proxyId,
   logger,
 });

@@ -4,6 +4,9 @@
  */
 import type { Decision, DecisionRequest } from './control-plane.ts';
 
+/** The version of the built-in allow-all decision. */
+export const DEFAULT_POLICY_VERSION = 'default';
+
 /** For now every statement is allowed; the policy engine's issue replaces this body. */
 export function decideStatement(_request: DecisionRequest, policyVersion: string): Decision {
   return { action: 'allow', ruleId: 'default', policyVersion };

@@ -9,7 +9,7 @@ import type {
   OpenSessionRequest,
   OpenSessionResponse,
 } from '../../shared/control-plane.ts';
-import { decideStatement } from '../../shared/decide.ts';
+import { DEFAULT_POLICY_VERSION, decideStatement } from '../../shared/decide.ts';
 import { isAuthenticationCode, isPgWardenError, type PgWardenError } from '../../shared/errors.ts';
 import {
   assertStartupUserMatches,
@@ -31,7 +31,7 @@ export interface ControlPlaneServiceDeps {
   logger?: Logger;
 }
 
-export const DEFAULT_POLICY_VERSION = 'default';
+export { DEFAULT_POLICY_VERSION };
 
 export function createControlPlaneService(deps: ControlPlaneServiceDeps): ControlPlane {
   const policyVersion = deps.policyVersion ?? DEFAULT_POLICY_VERSION;

@@ -5,7 +5,7 @@
  * Authorisation: /v1 is called by the proxy with `Authorization: Bearer <service token>`; the token
  * is a generated Secrets Manager secret that the app compares in constant time. API Gateway's IAM
  * (SigV4) authorisation would claim the same header, so it needs the proxy to sign its requests
- * first (see infra/README.md). /slack/events will be public and verified by Slack's signature.
+ * first (see README.md, "Deploy to AWS"). /slack/events will be public and verified by Slack's signature.
  */
 
 import { join } from 'node:path';
@@ -163,7 +163,7 @@ export class PgWardenControlPlane extends Construct {
       Validations.of(route).acknowledge({
         id: 'AwsSolutions-APIG4',
         reason:
-          'The app authenticates every /v1 call with the service token from Secrets Manager (constant-time compare) and /healthz is deliberately public; SigV4 needs the proxy to sign requests (infra/README.md).',
+          'The app authenticates every /v1 call with the service token from Secrets Manager (constant-time compare) and /healthz is deliberately public; SigV4 needs the proxy to sign requests (README.md, "Deploy to AWS").',
       });
     }
     this.url = this.api.apiEndpoint;
