@@ -97,7 +97,16 @@ const proxy = await startProxy({
   upstream: { host: config.upstream.host, port: config.upstream.port, ssl: 'disable' },
   // every role logs in upstream as the one bench login
   credentials: () => config.upstream.credential,
-  controlPlane,
+  // As in production (proxy/main.ts), audit batches go straight to the store (the API), not
+  // through the in-process service's input validation.
+  controlPlane:
+    config.auditStore === 'api'
+      ? {
+          openSession: (r) => controlPlane.openSession(r),
+          decide: (r) => controlPlane.decide(r),
+          ingest: (events) => store.put(events),
+        }
+      : controlPlane,
   proxyId: 'bench',
   logger,
 });
