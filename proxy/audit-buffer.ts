@@ -30,7 +30,8 @@ export class AuditBuffer implements AuditSink {
   constructor(private readonly o: AuditBufferOptions) {
     this.batchSize = o.batchSize ?? 500;
     this.interval = o.flushIntervalMs ?? 100;
-    this.maxBuffered = o.maxBuffered ?? 1_000_000;
+    // ~500 bytes an event: 200k events bound the buffer near 100 MB while the API is away.
+    this.maxBuffered = o.maxBuffered ?? 200_000;
   }
 
   record(event: AuditEvent): void {
