@@ -5,9 +5,10 @@
  */
 import { proxyConfigFromEnv } from '../shared/config.ts';
 import type { ControlPlane } from '../shared/control-plane.ts';
-import { DEFAULT_POLICY_VERSION, decideStatement } from '../shared/decide.ts';
+import { StatementDecider } from '../shared/decide.ts';
 import { PgWardenError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import { loadSqlParser } from '../shared/sql/analyze.ts';
 import { createHttpControlPlane } from './control-plane-http.ts';
 import { startProxy } from './server.ts';
 
@@ -21,6 +22,7 @@ const line =
 const logger: Logger = { info: line('info'), warn: line('warn'), error: line('error') };
 
 const config = proxyConfigFromEnv(process.env);
+await loadSqlParser();
 
 /**
  * Sessions and audit go to the API; statement decisions are made here with the same pure decision
@@ -28,9 +30,10 @@ const config = proxyConfigFromEnv(process.env);
  * API, the proxy will fetch the current version and decide with it.)
  */
 function localDecisions(remote: ControlPlane): ControlPlane {
+  const decider = new StatementDecider();
   return {
     openSession: (request) => remote.openSession(request),
-    decide: (request) => decideStatement(request, DEFAULT_POLICY_VERSION),
+    decide: (request) => decider.decide(request),
     ingest: (events) => remote.ingest(events),
   };
 }

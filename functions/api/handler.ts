@@ -10,6 +10,7 @@ import { handle } from 'hono/aws-lambda';
 import { type ApiConfig, apiConfigFromEnv, serviceTokenProblem } from '../../shared/config.ts';
 import { PgWardenError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
+import { loadSqlParser } from '../../shared/sql/analyze.ts';
 import { DynamoDbAuditStore, tableNames } from '../adapters/dynamodb-audit-store.ts';
 import { createOidcVerifier } from '../adapters/oidc-verifier.ts';
 import { createApp } from './app.ts';
@@ -23,6 +24,7 @@ const logger: Logger = {
 };
 
 const config = apiConfigFromEnv(process.env);
+await loadSqlParser();
 const dynamodb = new DynamoDBClient(
   config.dynamoDbEndpoint === undefined ? {} : { endpoint: config.dynamoDbEndpoint },
 );

@@ -9,7 +9,7 @@ import type {
   OpenSessionRequest,
   OpenSessionResponse,
 } from '../../shared/control-plane.ts';
-import { DEFAULT_POLICY_VERSION, decideStatement } from '../../shared/decide.ts';
+import { DEFAULT_POLICY_VERSION, StatementDecider } from '../../shared/decide.ts';
 import { isAuthenticationCode, isPgWardenError, type PgWardenError } from '../../shared/errors.ts';
 import {
   assertStartupUserMatches,
@@ -27,14 +27,15 @@ export interface ControlPlaneServiceDeps {
   roles: RoleMapping[];
   now: () => Date;
   newId: () => string;
-  policyVersion?: string;
+  /** default: the built-in default policy pack */
+  decider?: StatementDecider;
   logger?: Logger;
 }
 
 export { DEFAULT_POLICY_VERSION };
 
 export function createControlPlaneService(deps: ControlPlaneServiceDeps): ControlPlane {
-  const policyVersion = deps.policyVersion ?? DEFAULT_POLICY_VERSION;
+  const decider = deps.decider ?? new StatementDecider();
   const logger = deps.logger ?? silentLogger;
 
   async function admit(request: OpenSessionRequest): Promise<OpenSessionResponse> {
@@ -100,7 +101,7 @@ export function createControlPlaneService(deps: ControlPlaneServiceDeps): Contro
     },
 
     decide(request: DecisionRequest): Decision {
-      return decideStatement(request, policyVersion);
+      return decider.decide(request);
     },
 
     async ingest(events) {

@@ -23,6 +23,7 @@ import { startProxy } from '../../proxy/server.ts';
 import type { AuditEvent } from '../../shared/events.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { AuditStore } from '../../shared/ports.ts';
+import { loadSqlParser } from '../../shared/sql/analyze.ts';
 import type { ProxyConfig, ProxyMessage, ProxyStats } from './protocol.ts';
 
 const config = JSON.parse(process.env['BENCH_PROXY_CONFIG'] ?? 'null') as ProxyConfig | null;
@@ -76,6 +77,7 @@ function innerStore(): AuditStore {
   return { put: (events) => http.ingest([...events]) };
 }
 const store = new CountingStore(innerStore());
+await loadSqlParser();
 const controlPlane = createControlPlaneService({
   verifier: createOidcVerifier({
     issuer: config.issuerUrl,

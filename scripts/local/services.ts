@@ -23,6 +23,7 @@ import { type RunningProxy, startProxy } from '../../proxy/server.ts';
 import type { ControlPlane } from '../../shared/control-plane.ts';
 import type { RoleMapping } from '../../shared/identity.ts';
 import type { Logger } from '../../shared/logger.ts';
+import { loadSqlParser } from '../../shared/sql/analyze.ts';
 import { createDevIssuer, type DevIssuer, issuerAlgorithm } from './oidc-issuer.ts';
 import { getFreePort } from './postgres.ts';
 
@@ -89,6 +90,8 @@ export async function assertPortsFree(
 
 export async function startLocalServices(options: LocalServicesOptions): Promise<LocalServices> {
   const { host, logger } = options;
+  // statement decisions parse SQL with PostgreSQL's parser (WASM): load it before any session
+  await loadSqlParser();
   const apiPort = options.apiPort === 0 ? await getFreePort(host) : options.apiPort;
   const apiUrl = `http://${host}:${apiPort}`;
   const issuer = createDevIssuer({ dataDir: options.dataDir, issuerUrl: `${apiUrl}${options.issuerPath}` });

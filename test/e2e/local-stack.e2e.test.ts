@@ -91,7 +91,8 @@ describe('a developer with a token', () => {
   });
 
   it('copies in and out with psql', async () => {
-    const token = await stack.issuer.issueToken({ email: 'alice@example.com' });
+    // creating the table is DDL, which the default policy leaves to admins without approval
+    const token = await stack.issuer.issueToken({ email: 'root@example.com', groups: ['admins'] });
     const script = [
       'create temp table imported (id int, name text);',
       '\\copy imported from stdin',
@@ -101,9 +102,32 @@ describe('a developer with a token', () => {
       'select count(*) from imported;',
       'copy (select id from customers order by id limit 3) to stdout;',
     ].join('\n');
-    const out = await psql(token, 'alice@example.com', ['-f', '-'], script);
+    const out = await psql(token, 'root@example.com', ['-f', '-'], script);
     expect(out.stderr).toBe('');
     expect(out.stdout.trim().split('\n')).toEqual(['2', '1', '2', '3']);
+  });
+
+  it('is refused what the default policy holds or denies, and keeps its session', async () => {
+    const token = await stack.issuer.issueToken({ email: 'alice@example.com' });
+    const client = new pg.Client({
+      host: '127.0.0.1',
+      port: stack.proxy.port,
+      database: 'app',
+      user: 'alice@example.com',
+      password: token,
+      ssl: { rejectUnauthorized: false },
+    });
+    await client.connect();
+    for (const text of [
+      'DrOp /* sneaky */ TABLE orders',
+      'delete from orders',
+      "select pg_read_file('/etc/passwd')",
+    ]) {
+      const error = await client.query(text).catch((e) => e);
+      expect(error.code, text).toBe('42501');
+    }
+    expect((await client.query('select count(*)::int as n from orders')).rows[0].n).toBeGreaterThan(0);
+    await client.end();
   });
 
   it('runs pgbench in simple and prepared mode without failures', async () => {

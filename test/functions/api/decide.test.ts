@@ -1,14 +1,74 @@
-/** shared/decide.ts (filed with the API that serves it). */
-import { describe, expect, it } from 'vitest';
-import { decideStatement } from '../../../shared/decide.ts';
+/** shared/decide.ts (filed with the API that serves it): the default pack, enforced. */
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { DecisionRequest } from '../../../shared/control-plane.ts';
+import { DEFAULT_POLICY_VERSION, StatementDecider } from '../../../shared/decide.ts';
+import { loadSqlParser } from '../../../shared/sql/analyze.ts';
 import { decisionBody } from '../../fakes/control-plane.ts';
 
-describe('decideStatement', () => {
-  it('allows by the default rule and stamps the policy version it was given', () => {
-    expect(decideStatement(decisionBody, 'v9')).toEqual({
+beforeAll(async () => {
+  await loadSqlParser();
+});
+
+const as = (text: string, role = 'developer', groups = ['engineering']): DecisionRequest => ({
+  ...decisionBody,
+  session: {
+    ...decisionBody.session,
+    role,
+    roles: [role],
+    principal: { ...decisionBody.session.principal, groups },
+  },
+  statement: { text, protocol: 'simple' },
+});
+
+describe('StatementDecider with the default pack', () => {
+  const decider = new StatementDecider();
+
+  it('allows reads and stamps the policy version', () => {
+    expect(decider.decide(as('select count(*) from customers'))).toEqual({
       action: 'allow',
-      ruleId: 'default',
-      policyVersion: 'v9',
+      ruleId: expect.any(String),
+      policyVersion: DEFAULT_POLICY_VERSION,
     });
+  });
+
+  it('holds destructive statements for approval', () => {
+    for (const text of [
+      'drop table orders',
+      'delete from orders',
+      'truncate orders',
+      'alter table orders add x int',
+    ]) {
+      expect(decider.decide(as(text)).action, text).toBe('require_approval');
+    }
+  });
+
+  it('denies server file access and role escalation to non-admins, with a reason', () => {
+    for (const text of [
+      "select pg_read_file('/etc/passwd')",
+      'set role app_admin',
+      "copy orders to program 'sh'",
+    ]) {
+      const decision = decider.decide(as(text));
+      expect(decision.action, text).toBe('deny');
+      expect(decision.reason, text).toBeTruthy();
+    }
+  });
+
+  it('refuses the whole message when one of its statements is refused', () => {
+    expect(decider.decide(as('select 1; drop table orders')).action).toBe('require_approval');
+  });
+
+  it('denies what the parser cannot read', () => {
+    expect(decider.decide(as('selec * frm customers')).action).toBe('deny');
+  });
+
+  it('lets admins run DDL', () => {
+    expect(decider.decide(as('create table t (id int)', 'admin', ['admins'])).action).toBe('allow');
+  });
+
+  it('allows masked reads until masking is enforced (the rule is still named)', () => {
+    const decision = decider.decide(as('select ssn from customers'));
+    expect(decision.action).toBe('allow');
+    expect(decision.ruleId).not.toBe('default');
   });
 });

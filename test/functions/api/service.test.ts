@@ -8,9 +8,11 @@ import {
 import { createOidcVerifier } from '../../../functions/adapters/oidc-verifier.ts';
 import { createControlPlaneService } from '../../../functions/api/service.ts';
 import type { ControlPlane, DecisionRequest, OpenSessionRequest } from '../../../shared/control-plane.ts';
+import { DEFAULT_POLICY_VERSION } from '../../../shared/decide.ts';
 import { PgWardenError } from '../../../shared/errors.ts';
 import type { AuditEvent } from '../../../shared/events.ts';
 import type { AuditStore } from '../../../shared/ports.ts';
+import { loadSqlParser } from '../../../shared/sql/analyze.ts';
 import { type LocalDynamoDb, queryPartition, startDynamoDb } from '../../fakes/dynamodb.ts';
 import { sessionOpened, statement } from '../../fakes/events.ts';
 import { startTestIssuer, type TestIssuer } from '../../fakes/oidc-issuer.ts';
@@ -36,7 +38,7 @@ afterAll(async () => {
   await Promise.all([idp.stop(), db.stop()]);
 });
 
-function service(overrides: { store?: AuditStore; policyVersion?: string } = {}): ControlPlane {
+function service(overrides: { store?: AuditStore } = {}): ControlPlane {
   let counter = 0;
   return createControlPlaneService({
     verifier: createOidcVerifier({ issuer: idp.issuer, audience: idp.audience }),
@@ -44,7 +46,6 @@ function service(overrides: { store?: AuditStore; policyVersion?: string } = {})
     roles,
     now: () => now,
     newId: () => `id-${++counter}-${Math.random().toString(36).slice(2, 8)}`,
-    ...(overrides.policyVersion ? { policyVersion: overrides.policyVersion } : {}),
   });
 }
 
@@ -154,10 +155,16 @@ describe('decide', () => {
     statement: { text: 'select 1', protocol: 'simple' },
   };
 
-  it('answers synchronously with the configured policy version', () => {
-    const answer = service({ policyVersion: 'v7' }).decide(decision);
+  it('answers synchronously, by the default policy pack', async () => {
+    await loadSqlParser();
+    const answer = service().decide(decision);
     expect(answer).not.toBeInstanceOf(Promise);
-    expect(answer).toEqual({ action: 'allow', ruleId: 'default', policyVersion: 'v7' });
+    expect(answer).toMatchObject({ action: 'allow', policyVersion: DEFAULT_POLICY_VERSION });
+    const drop = service().decide({
+      ...decision,
+      statement: { text: 'drop table orders', protocol: 'simple' },
+    });
+    expect(drop).toMatchObject({ action: 'require_approval' });
   });
 });
 
