@@ -45,6 +45,14 @@ afterAll(async () => {
 const psqlUrl = (user: string, port = stack.proxy.port) =>
   `host=127.0.0.1 port=${port} dbname=app user=${user} sslmode=require`;
 
+function proxyClient(
+  user: string,
+  password: string,
+  ssl: pg.ClientConfig['ssl'] = { rejectUnauthorized: false },
+) {
+  return new pg.Client({ host: '127.0.0.1', port: stack.proxy.port, database: 'app', user, password, ssl });
+}
+
 async function psql(token: string, user: string, args: string[], input?: string, port?: number) {
   return runCommand('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', psqlUrl(user, port), ...args], {
     env: { PGPASSWORD: token, PGCONNECT_TIMEOUT: '10' },
@@ -67,14 +75,8 @@ describe('a developer with a token', () => {
 
   it('gets the same rows as a direct connection', async () => {
     const token = await stack.issuer.issueToken({ email: 'alice@example.com' });
-    const viaProxy = new pg.Client({
-      host: '127.0.0.1',
-      port: stack.proxy.port,
-      database: 'app',
-      user: 'alice@example.com',
-      password: token,
-      ssl: { ca: stack.certPem, servername: 'localhost' },
-    });
+    // verify-full against the local certificate, as the Cursor instructions say
+    const viaProxy = proxyClient('alice@example.com', token, { ca: stack.certPem, servername: 'localhost' });
     const direct = new pg.Client({
       host: postgres.host,
       port: postgres.port,
@@ -109,14 +111,7 @@ describe('a developer with a token', () => {
 
   it('is refused what the default policy holds or denies, and keeps its session', async () => {
     const token = await stack.issuer.issueToken({ email: 'alice@example.com' });
-    const client = new pg.Client({
-      host: '127.0.0.1',
-      port: stack.proxy.port,
-      database: 'app',
-      user: 'alice@example.com',
-      password: token,
-      ssl: { rejectUnauthorized: false },
-    });
+    const client = proxyClient('alice@example.com', token);
     await client.connect();
     for (const text of [
       'DrOp /* sneaky */ TABLE orders',
@@ -191,14 +186,7 @@ describe('a developer with a token', () => {
 describe('tokens that must not get in', () => {
   async function refusal(password: string, user = 'mallory@example.com') {
     const before = relay.connections;
-    const client = new pg.Client({
-      host: '127.0.0.1',
-      port: stack.proxy.port,
-      database: 'app',
-      user,
-      password,
-      ssl: { rejectUnauthorized: false },
-    });
+    const client = proxyClient(user, password);
     const error = (await client.connect().then(
       () => undefined,
       (e) => e,
