@@ -66,6 +66,24 @@ describe('StatementDecider with the default pack', () => {
     expect(decider.decide(as('create table t (id int)', 'admin', ['admins'])).action).toBe('allow');
   });
 
+  it('never reuses a cached decision across principals, groups or roles', () => {
+    const cached = new StatementDecider();
+    expect(cached.decide(as('drop table orders', 'admin', ['admins'])).action).toBe('allow');
+    expect(cached.decide(as('drop table orders')).action).toBe('require_approval');
+    expect(cached.decide(as("select pg_read_file('/a')", 'admin', ['admins'])).action).toBe('allow');
+    expect(cached.decide(as("select pg_read_file('/b')")).action).toBe('deny');
+  });
+
+  it('decides statements that differ only in literals alike, and others apart', () => {
+    const cached = new StatementDecider();
+    expect(cached.decide(as('delete from orders where id = 1')).action).toBe('allow');
+    expect(cached.decide(as('delete from orders where id = 2')).action).toBe('allow');
+    expect(cached.decide(as('delete from orders')).action).toBe('require_approval');
+    expect(cached.decide(as('select "ssn" from customers; drop table orders')).action).toBe(
+      'require_approval',
+    );
+  });
+
   it('allows masked reads until masking is enforced (the rule is still named)', () => {
     const decision = decider.decide(as('select ssn from customers'));
     expect(decision.action).toBe('allow');
