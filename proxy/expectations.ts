@@ -6,10 +6,15 @@
  */
 import type { StatementRun } from './statement-run.ts';
 
+/**
+ * `substitute`: the client's message was refused and replaced upstream by one that fails, so the
+ * server itself aborts the transaction and skips the rest of the pipeline exactly as it does on any
+ * error; the server's ErrorResponse is then swapped for the proxy's own.
+ */
 export type Expectation =
-  | { kind: 'query'; run: StatementRun }
+  | { kind: 'query'; run: StatementRun; substitute?: Buffer }
   | { kind: 'execute'; run: StatementRun }
-  | { kind: 'parse' }
+  | { kind: 'parse'; substitute?: Buffer }
   | { kind: 'bind' }
   | { kind: 'describe' }
   | { kind: 'close' }
@@ -44,6 +49,15 @@ export class ExpectationQueue {
 
   get length(): number {
     return this.items.length - this.head;
+  }
+
+  /** Whether a refused statement's error is still to come. */
+  hasSubstitute(): boolean {
+    for (let i = this.head; i < this.items.length; i++) {
+      const item = this.items[i]!;
+      if ((item.kind === 'query' || item.kind === 'parse') && item.substitute) return true;
+    }
+    return false;
   }
 
   hasSync(): boolean {

@@ -8,6 +8,7 @@
  */
 import type net from 'node:net';
 import type tls from 'node:tls';
+import { serialize } from 'pg-protocol';
 import type { ControlPlane, Decision, DecisionRequest, SessionContext } from '../shared/control-plane.ts';
 import type { AuditEvent, SessionEndReason } from '../shared/events.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -61,6 +62,13 @@ const F_FUNCTION_CALL = 0x46; // F
 
 const NOT_EXECUTED = 'not executed: an earlier message in the same pipeline failed';
 
+/**
+ * Sent upstream in place of a refused statement: a syntax error, so the server fails it at once,
+ * with no side effect, and applies its usual error semantics (the transaction block is aborted,
+ * an extended-protocol pipeline is skipped up to Sync).
+ */
+const REFUSED_SQL = 'pgwarden refused this statement';
+
 function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
   return typeof (value as Promise<T>)?.then === 'function';
 }
@@ -73,8 +81,6 @@ export class Relay {
   private readonly statements = new Map<string, { text: string; decision: Decision }>();
   private readonly portals = new Map<string, { text: string; decision: Decision; statement: string }>();
   private txStatus: TransactionStatus = 'I';
-  /** after a refused Parse: drop client messages until Sync, as PostgreSQL does after an error */
-  private clientSkipping = false;
   /** after a server error in the extended protocol: the server ignores everything until Sync */
   private upstreamSkipping = false;
   private awaitingDecision = false;
@@ -82,6 +88,12 @@ export class Relay {
   private clientFull = false;
   private currentChunk: Buffer | undefined;
   private forwardedUpTo = 0;
+  /** offset of the current read within currentChunk (held-back bytes come first) */
+  private chunkBase = 0;
+  private lastMessageEnd = 0;
+  /** bytes of an incomplete server message kept back while a refused statement's error may come */
+  private heldBack: Buffer | undefined;
+  private refusalsInFlight = false;
   private seq = 0;
   private ended = false;
 
@@ -154,7 +166,6 @@ export class Relay {
 
   private handleClientFrame(frame: Frame): Promise<void> | undefined {
     const type = frame.type;
-    if (this.clientSkipping && type !== F_SYNC && type !== F_TERMINATE) return undefined;
     switch (type) {
       case F_QUERY: {
         const text = parseQuery(frame.body);
@@ -203,7 +214,6 @@ export class Relay {
         return undefined;
       }
       case F_SYNC:
-        this.clientSkipping = false;
         this.forward(frame, { kind: 'sync' });
         this.upstreamSkipping = false;
         return undefined;
@@ -270,9 +280,13 @@ export class Relay {
       this.forward(frame, { kind: 'query', run });
       return;
     }
-    run.failed(refusalFields(decision).code, refusalFields(decision).message);
-    this.finishRun(run);
-    this.refuse(refusalFields(decision), true);
+    const fields = refusalFields(decision);
+    run.failed(fields.code, fields.message);
+    this.forwardBytes(serialize.query(REFUSED_SQL), {
+      kind: 'query',
+      run,
+      substitute: errorResponse(fields),
+    });
   }
 
   private parse(frame: Frame, name: string, text: string, decision: Decision): void {
@@ -283,14 +297,22 @@ export class Relay {
     }
     this.statements.delete(name);
     const run = new StatementRun(text, 'extended', decision, name);
-    run.failed(refusalFields(decision).code, refusalFields(decision).message);
+    const fields = refusalFields(decision);
+    run.failed(fields.code, fields.message);
     this.finishRun(run);
-    this.refuse(refusalFields(decision), false);
-    this.clientSkipping = true;
+    this.forwardBytes(serialize.parse({ name: '', text: REFUSED_SQL }), {
+      kind: 'parse',
+      substitute: errorResponse(fields),
+    });
   }
 
   private forward(frame: Frame, expectation: Expectation): void {
-    this.toUpstream.add(frame.raw);
+    this.forwardBytes(frame.raw, expectation);
+  }
+
+  private forwardBytes(bytes: Buffer, expectation: Expectation): void {
+    this.toUpstream.add(bytes);
+    if ('substitute' in expectation && expectation.substitute) this.refusalsInFlight = true;
     if (this.upstreamSkipping && expectation.kind !== 'sync') {
       // The server is discarding messages until Sync: this one will get no reply.
       if (expectation.kind === 'execute') this.notExecuted(expectation.run);
@@ -319,22 +341,42 @@ export class Relay {
 
   // ---- upstream → client ----------------------------------------------------------------
 
-  private onUpstreamData(chunk: Buffer): void {
+  private onUpstreamData(read: Buffer): void {
     if (this.ended) return;
+    const held = this.heldBack;
+    this.heldBack = undefined;
+    const chunk = held ? Buffer.concat([held, read]) : read;
     this.currentChunk = chunk;
+    this.chunkBase = held ? held.length : 0;
     this.forwardedUpTo = 0;
+    this.lastMessageEnd = 0;
     try {
-      this.scanner.scan(chunk);
+      this.scanner.scan(read);
     } catch (error) {
       this.protocolFailure(error);
       return;
     }
-    if (this.forwardedUpTo < chunk.length)
-      this.writeClient(this.forwardedUpTo === 0 ? chunk : chunk.subarray(this.forwardedUpTo));
+    let upTo = chunk.length;
+    if (this.refusalsInFlight) {
+      // A refused statement's ErrorResponse must be swapped whole: keep a partial message back.
+      if (this.expected.hasSubstitute()) {
+        if (this.lastMessageEnd < upTo)
+          this.heldBack = chunk.subarray(Math.max(this.lastMessageEnd, this.forwardedUpTo));
+        upTo = Math.max(this.lastMessageEnd, this.forwardedUpTo);
+      } else {
+        this.refusalsInFlight = false;
+      }
+    }
+    if (this.forwardedUpTo < upTo)
+      this.writeClient(
+        this.forwardedUpTo === 0 && upTo === chunk.length ? chunk : chunk.subarray(this.forwardedUpTo, upTo),
+      );
     this.currentChunk = undefined;
   }
 
-  private onBackendMessage(type: number, body: Buffer | undefined, end: number): void {
+  private onBackendMessage(type: number, body: Buffer | undefined, readEnd: number): void {
+    const end = readEnd + this.chunkBase;
+    this.lastMessageEnd = end;
     switch (type) {
       case 0x5a /* Z ReadyForQuery */:
         {
@@ -368,7 +410,7 @@ export class Relay {
           break;
         }
       case 0x45 /* E ErrorResponse */:
-        this.onServerError(body!);
+        this.onServerError(body!, end);
         break;
       case 0x31 /* 1 ParseComplete */:
         this.complete('parse', type);
@@ -400,9 +442,13 @@ export class Relay {
     else this.desync(String.fromCharCode(type), head);
   }
 
-  private onServerError(body: Buffer): void {
+  private onServerError(body: Buffer, end: number): void {
     const fields = parseErrorFields(body);
     const head = this.expected.peek();
+    if ((head?.kind === 'query' || head?.kind === 'parse') && head.substitute) {
+      this.replaceServerMessage(end - 5 - body.length, end, head.substitute);
+      head.substitute = undefined;
+    }
     if (!head || head.kind === 'sync' || head.kind === 'synthetic') return; // FATAL, or an error at Sync
     if (head.kind === 'query') {
       head.run.failed(fields.code, fields.message);
@@ -430,6 +476,18 @@ export class Relay {
       }
     }
     if (!this.expected.hasSync()) this.upstreamSkipping = true;
+  }
+
+  /** Sends `replacement` instead of the server's message at [start, end) of the current chunk. */
+  private replaceServerMessage(start: number, end: number, replacement: Buffer): void {
+    const chunk = this.currentChunk;
+    if (!chunk || start < this.forwardedUpTo) {
+      // The message began in an earlier chunk, already forwarded: that cannot be undone.
+      throw new ProtocolViolation('cannot replace a server error that spans reads');
+    }
+    if (start > this.forwardedUpTo) this.writeClient(chunk.subarray(this.forwardedUpTo, start));
+    this.writeClient(replacement);
+    this.forwardedUpTo = end;
   }
 
   /** Writes synthetic replies that have reached the head, after the server bytes before `end`. */

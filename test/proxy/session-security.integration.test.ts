@@ -195,8 +195,30 @@ describe('refused statements never reach the database', () => {
     expect(summarize(replies)).toEqual(['E:42501', 'Z:I', 'T', 'D', 'C:SHOW', 'Z:I']);
     const shown = replies.find((m) => m.type === 'D')!;
     expect(shown.body.toString('utf8')).not.toContain('ran');
-    expect(h.controlPlane.decisions.some((d) => d.statement.text.includes("'ran'"))).toBe(false);
     client.close();
+  });
+
+  it('a denied statement inside a transaction aborts it, as any error does in PostgreSQL', async () => {
+    h.controlPlane.decider = (r) =>
+      r.statement.text.includes('forbidden')
+        ? { action: 'deny', ruleId: 'r3', reason: 'nope', policyVersion: 't' }
+        : allowAll();
+    const c = await h.viaProxy();
+    await c.query('begin');
+    await c.query('select 1');
+    expect((await c.query("select 'forbidden'").catch((e) => e)).code).toBe('42501');
+    // the transaction is now failed: PostgreSQL itself refuses the next statement
+    expect((await c.query('select 2').catch((e) => e)).code).toBe('25P02');
+    await c.query('rollback');
+    expect((await c.query('select 3 as n')).rows[0].n).toBe(3);
+    // extended protocol too: a refused Parse fails the transaction block
+    await c.query('begin');
+    expect(
+      (await c.query({ text: "select $1::text, 'forbidden'", values: ['x'] }).catch((e) => e)).code,
+    ).toBe('42501');
+    expect((await c.query({ text: 'select $1::int', values: [1] }).catch((e) => e)).code).toBe('25P02');
+    await c.query('rollback');
+    await c.end();
   });
 
   it('a refusal between allowed messages comes back in order', async () => {
