@@ -3,11 +3,15 @@
  * reads process.env. Starts PostgreSQL (unless PGWARDEN_UPSTREAM names one), DynamoDB (dynalite),
  * the dev OIDC issuer + API on :8787 and the proxy on :6432; Ctrl-C stops all of it.
  */
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, relative } from 'node:path';
 import type { UpstreamCredential, UpstreamTarget } from '../proxy/options.ts';
+import { StatementDecider } from '../shared/decide.ts';
 import { isPgWardenError, PgWardenError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import type { Policy } from '../shared/policy/model.ts';
+import { checkPolicyText, formatIssue } from '../shared/policy/parse-policy.ts';
 import { startLocalDynamo } from './local/dynamodb.ts';
 import {
   type LocalConfig,
@@ -90,6 +94,9 @@ function shutdown(signal: NodeJS.Signals): void {
 
 async function start(config: LocalConfig): Promise<void> {
   const { dataDir } = config;
+  // an invalid policy stops start-up before anything is started
+  const decider =
+    config.policyFile === undefined ? undefined : new StatementDecider(readPolicyFile(config.policyFile));
   await assertPortsFree(config.host, [
     { what: 'the API', port: config.apiPort, hint: apiPortHint },
     { what: 'the proxy', port: config.proxyPort, hint: proxyPortHint },
@@ -125,6 +132,7 @@ async function start(config: LocalConfig): Promise<void> {
     issuerPath: config.issuerPath,
     audience: config.audience,
     roleMappings: config.roleMappings,
+    ...(decider === undefined ? {} : { decider }),
     dynamoEndpoint: dynamo.endpoint,
     tablePrefix: config.tablePrefix,
     serviceToken,
@@ -202,6 +210,23 @@ ${mcp.replace(/^/gm, '  ')}
 
 Ctrl-C stops everything.
 `;
+}
+
+/** The operator's policy document; an invalid one stops start-up with every problem and its line. */
+function readPolicyFile(path: string): Policy {
+  const check = checkPolicyText(readFileSync(path, 'utf8'));
+  if (!check.ok) {
+    throw new PgWardenError(
+      'CONFIG_INVALID',
+      `PGWARDEN_POLICY_FILE ${path} is not a valid policy:\n${check.issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`,
+    );
+  }
+  logger.info('enforcing the policy file', {
+    path,
+    version: check.policy.version,
+    rules: check.policy.rules.length,
+  });
+  return check.policy;
 }
 
 function errorText(error: unknown): string {

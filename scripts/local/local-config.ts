@@ -38,6 +38,8 @@ export interface LocalConfig {
   upstreamUsers: Record<string, string>;
   /** PGWARDEN_UPSTREAM: use this server (and this one login for every role) instead of a local one */
   externalUpstream?: ExternalUpstream;
+  /** PGWARDEN_POLICY_FILE: a policy document to enforce instead of the default pack (absolute) */
+  policyFile?: string;
 }
 
 export const defaultApiPort = 8787;
@@ -76,6 +78,7 @@ export function loadLocalConfig(env: Env, cwd: string): LocalConfig {
   const dataDir = resolve(cwd, env['PGWARDEN_DATA_DIR']?.trim() || '.pgwarden');
 
   let externalUpstream: ExternalUpstream | undefined;
+  const policyFile = env['PGWARDEN_POLICY_FILE']?.trim() || undefined;
   const upstreamText = env['PGWARDEN_UPSTREAM']?.trim();
   if (upstreamText) {
     try {
@@ -104,6 +107,7 @@ export function loadLocalConfig(env: Env, cwd: string): LocalConfig {
     roleMappings: roleMappings.map((m) => ({ role: m.role, groups: [...m.groups] })),
     upstreamUsers: users,
     ...(externalUpstream === undefined ? {} : { externalUpstream }),
+    ...(policyFile === undefined ? {} : { policyFile: resolve(cwd, policyFile) }),
   };
 }
 

@@ -21,6 +21,7 @@ import { createControlPlaneService } from '../../functions/api/service.ts';
 import type { CredentialProvider, UpstreamTarget } from '../../proxy/options.ts';
 import { type RunningProxy, startProxy } from '../../proxy/server.ts';
 import type { ControlPlane } from '../../shared/control-plane.ts';
+import type { StatementDecider } from '../../shared/decide.ts';
 import type { RoleMapping } from '../../shared/identity.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { loadSqlParser } from '../../shared/sql/analyze.ts';
@@ -46,6 +47,8 @@ export interface LocalServicesOptions {
   credentials: CredentialProvider;
   proxyId: string;
   logger: Logger;
+  /** default: the built-in default policy pack */
+  decider?: StatementDecider;
 }
 
 export interface LocalServices {
@@ -119,6 +122,7 @@ export async function startLocalServices(options: LocalServicesOptions): Promise
         jwksCooldownMs: 1_000,
       }),
       store: new DynamoDbAuditStore(dynamodb, names),
+      ...(options.decider === undefined ? {} : { decider: options.decider }),
       roles: options.roleMappings,
       now: () => new Date(),
       newId: randomUUID,
