@@ -8,6 +8,7 @@ import type { ControlPlane } from '../shared/control-plane.ts';
 import { StatementDecider } from '../shared/decide.ts';
 import { PgWardenError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import { parsePolicy } from '../shared/policy/parse-policy.ts';
 import { loadSqlParser } from '../shared/sql/analyze.ts';
 import { createHttpControlPlane } from './control-plane-http.ts';
 import { startProxy } from './server.ts';
@@ -30,7 +31,9 @@ await loadSqlParser();
  * API, the proxy will fetch the current version and decide with it.)
  */
 function localDecisions(remote: ControlPlane): ControlPlane {
-  const decider = new StatementDecider();
+  const decider = new StatementDecider(
+    config.policyText === undefined ? undefined : parsePolicy(config.policyText),
+  );
   return {
     openSession: (request) => remote.openSession(request),
     decide: (request) => decider.decide(request),

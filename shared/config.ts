@@ -176,6 +176,8 @@ export interface ProxyConfig {
   serviceToken: string;
   proxyId: string;
   drainSeconds: number;
+  /** PGWARDEN_POLICY: a policy document (YAML or JSON text) to enforce instead of the default pack */
+  policyText?: string;
 }
 
 const SSL_MODES = ['disable', 'prefer', 'require', 'verify-full'] as const;
@@ -242,6 +244,7 @@ export function proxyConfigFromEnv(env: Env): ProxyConfig {
     serviceToken,
     proxyId: env['PGWARDEN_PROXY_ID']?.trim() || env['HOSTNAME']?.trim() || 'pgwarden-proxy',
     drainSeconds,
+    ...(env['PGWARDEN_POLICY']?.trim() ? { policyText: env['PGWARDEN_POLICY'] } : {}),
   };
   if (problems.length > 0) {
     throw new PgWardenError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);

@@ -1,0 +1,73 @@
+/** shared/config.ts: the proxy's configuration, as the ECS task gives it. */
+import { describe, expect, it } from 'vitest';
+import { parseCredentials, proxyConfigFromEnv } from '../../shared/config.ts';
+import { PgWardenError } from '../../shared/errors.ts';
+
+const valid = {
+  PGWARDEN_TLS_CERT: '-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----',
+  PGWARDEN_TLS_KEY: '-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----',
+  PGWARDEN_UPSTREAM_HOST: 'db.internal',
+  PGWARDEN_UPSTREAM_CREDENTIALS: '{"developer":{"user":"app_rw","password":"s3cret"}}',
+  PGWARDEN_API_URL: 'https://api.example.com',
+  PGWARDEN_SERVICE_TOKEN: 'service-token-0123456789abcdef',
+};
+
+function problems(env: Record<string, string | undefined>): string {
+  try {
+    proxyConfigFromEnv(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(PgWardenError);
+    return (error as Error).message;
+  }
+  throw new Error('expected the configuration to be refused');
+}
+
+describe('proxyConfigFromEnv', () => {
+  it('reads a complete environment with safe defaults', () => {
+    const config = proxyConfigFromEnv(valid);
+    expect(config).toMatchObject({
+      host: '0.0.0.0',
+      port: 6432,
+      allowPlaintext: false,
+      upstream: { host: 'db.internal', port: 5432, ssl: 'verify-full' },
+      credentials: { developer: { user: 'app_rw', password: 's3cret' } },
+      drainSeconds: 30,
+    });
+    expect(config.policyText).toBeUndefined();
+  });
+
+  it('refuses to run without TLS unless plaintext is explicitly allowed', () => {
+    const { PGWARDEN_TLS_CERT: _c, PGWARDEN_TLS_KEY: _k, ...noTls } = valid;
+    expect(problems(noTls)).toMatch(/tokens must not travel in clear/);
+    expect(proxyConfigFromEnv({ ...noTls, PGWARDEN_ALLOW_PLAINTEXT: 'true' }).tls).toBeUndefined();
+    expect(problems({ ...valid, PGWARDEN_TLS_KEY: '' })).toMatch(/go together/);
+  });
+
+  it('names every problem at once, never echoing a password', () => {
+    const message = problems({
+      PGWARDEN_UPSTREAM_SSL: 'sometimes',
+      PGWARDEN_UPSTREAM_CREDENTIALS: '{"developer":{"user":"x"}}',
+    });
+    for (const name of [
+      'PGWARDEN_UPSTREAM_HOST',
+      'PGWARDEN_API_URL',
+      'PGWARDEN_SERVICE_TOKEN',
+      'PGWARDEN_UPSTREAM_SSL',
+    ]) {
+      expect(message).toContain(name);
+    }
+    expect(message).toContain('role "developer" needs a string user and password');
+  });
+
+  it('passes a policy document through for the proxy to enforce', () => {
+    expect(proxyConfigFromEnv({ ...valid, PGWARDEN_POLICY: 'version: "x"' }).policyText).toBe('version: "x"');
+  });
+});
+
+describe('parseCredentials', () => {
+  it('refuses what is not a JSON object of logins', () => {
+    expect(() => parseCredentials('not json')).toThrow(/must be JSON/);
+    expect(() => parseCredentials('[]')).toThrow(/JSON object/);
+    expect(() => parseCredentials('{}')).toThrow(/names no role/);
+  });
+});
