@@ -27,6 +27,13 @@ import { type Frame, FrameReader } from './wire/frame-reader.ts';
 import { parseBind, parseExecute, parseParse, parseQuery, parseTarget } from './wire/frontend-fields.ts';
 import { ProtocolViolation } from './wire/protocol-violation.ts';
 
+/** A prepared statement the proxy let through, and what a portal bound to it runs. */
+interface PreparedStatement {
+  text: string;
+  decision: Decision;
+  statement: string;
+}
+
 export interface AuditSink {
   record(event: AuditEvent): void;
 }
@@ -78,8 +85,8 @@ export class Relay {
   private readonly toUpstream: OutputBatcher;
   private readonly scanner: BackendScanner;
   private readonly expected = new ExpectationQueue();
-  private readonly statements = new Map<string, { text: string; decision: Decision }>();
-  private readonly portals = new Map<string, { text: string; decision: Decision; statement: string }>();
+  private readonly statements = new Map<string, PreparedStatement>();
+  private readonly portals = new Map<string, PreparedStatement>();
   private txStatus: TransactionStatus = 'I';
   /** after a server error in the extended protocol: the server ignores everything until Sync */
   private upstreamSkipping = false;
@@ -184,7 +191,7 @@ export class Relay {
       case F_BIND: {
         const { portal, statement } = parseBind(frame.body);
         const prepared = this.statements.get(statement);
-        if (prepared) this.portals.set(portal, { ...prepared, statement });
+        if (prepared) this.portals.set(portal, prepared);
         else this.portals.delete(portal);
         this.forward(frame, { kind: 'bind' });
         return undefined;
@@ -291,7 +298,7 @@ export class Relay {
 
   private parse(frame: Frame, name: string, text: string, decision: Decision): void {
     if (decision.action === 'allow') {
-      this.statements.set(name, { text, decision });
+      this.statements.set(name, { text, decision, statement: name });
       this.forward(frame, { kind: 'parse' });
       return;
     }

@@ -6,7 +6,7 @@ import type { Decision, SessionContext, StatementProtocol } from '../shared/cont
 import type { StatementEvent } from '../shared/events.ts';
 
 export class StatementRun {
-  readonly startedAt = Date.now();
+  /** one clock read per statement: wall time is derived from the monotonic start */
   private readonly startedHr = performance.now();
   commandTag: string | undefined;
   rows: number | undefined;
@@ -46,7 +46,7 @@ export class StatementRun {
       preparedName: this.preparedName,
       decision: this.decision.action,
       ruleId: this.decision.ruleId,
-      startedAt: new Date(this.startedAt).toISOString(),
+      startedAt: new Date(performance.timeOrigin + this.startedHr).toISOString(),
       durationMs: Math.round((performance.now() - this.startedHr) * 1000) / 1000,
       commandTag: this.commandTag,
       rows: this.rows,
