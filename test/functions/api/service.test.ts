@@ -7,12 +7,13 @@ import {
 } from '../../../functions/adapters/dynamodb-audit-store.ts';
 import { createOidcVerifier } from '../../../functions/adapters/oidc-verifier.ts';
 import { createControlPlaneService } from '../../../functions/api/service.ts';
-import type { ControlPlane, DecisionRequest, OpenSessionRequest } from '../../../shared/control-plane.ts';
+import type { ControlPlane, OpenSessionRequest } from '../../../shared/control-plane.ts';
 import { DEFAULT_POLICY_VERSION } from '../../../shared/decide.ts';
 import { PgWardenError } from '../../../shared/errors.ts';
 import type { AuditEvent } from '../../../shared/events.ts';
 import type { AuditStore } from '../../../shared/ports.ts';
 import { loadSqlParser } from '../../../shared/sql/analyze.ts';
+import { decisionBody } from '../../fakes/control-plane.ts';
 import { type LocalDynamoDb, queryPartition, startDynamoDb } from '../../fakes/dynamodb.ts';
 import { sessionOpened, statement } from '../../fakes/events.ts';
 import { startTestIssuer, type TestIssuer } from '../../fakes/oidc-issuer.ts';
@@ -143,17 +144,7 @@ describe('openSession', () => {
 });
 
 describe('decide', () => {
-  const decision: DecisionRequest = {
-    session: {
-      sessionId: 's-1',
-      principal: { name: 'ada@example.com', groups: ['engineering'], actor: 'person' },
-      role: 'developer',
-      roles: ['developer'],
-      database: 'app',
-      applicationName: 'psql',
-    },
-    statement: { text: 'select 1', protocol: 'simple' },
-  };
+  const decision = decisionBody;
 
   it('answers synchronously, by the default policy pack', async () => {
     await loadSqlParser();
