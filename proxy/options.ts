@@ -4,6 +4,7 @@
  */
 import type { ControlPlane } from '../shared/control-plane.ts';
 import type { Logger } from '../shared/logger.ts';
+import type { StatementGate } from './statement-gate.ts';
 
 export interface UpstreamCredential {
   user: string;
@@ -48,6 +49,8 @@ export interface ProxyOptions {
   upstream: UpstreamTarget;
   credentials: CredentialProvider;
   controlPlane: ControlPlane;
+  /** after each decision, before forwarding: approval holds, strict audit (see statement-gate.ts) */
+  gate?: StatementGate;
   proxyId: string;
   limits?: Partial<ProxyLimits>;
   logger?: Logger;

@@ -14,12 +14,14 @@ import type { AuditEvent, SessionEndReason } from '../shared/events.ts';
 import type { Logger } from '../shared/logger.ts';
 import { type Expectation, ExpectationQueue } from './expectations.ts';
 import { OutputBatcher } from './output-batcher.ts';
+import type { HeldClient, StatementGate } from './statement-gate.ts';
 import { StatementRun } from './statement-run.ts';
 import { parseCommandComplete, parseErrorFields } from './wire/backend-fields.ts';
 import { BackendScanner } from './wire/backend-scanner.ts';
 import {
   errorResponse,
   type NoticeFields,
+  noticeResponse,
   readyForQuery,
   type TransactionStatus,
 } from './wire/backend-writer.ts';
@@ -45,6 +47,8 @@ export interface RelayOptions {
   upstream: Socket;
   session: SessionContext;
   controlPlane: ControlPlane;
+  /** runs after each decision and before forwarding: approval holds, strict audit */
+  gate?: StatementGate;
   audit: AuditSink;
   maxMessageBytes: number;
   logger: Logger;
@@ -103,6 +107,7 @@ export class Relay {
   private refusalsInFlight = false;
   private seq = 0;
   private ended = false;
+  private readonly heldClient: HeldClient = { notice: (fields) => this.sendNotice(fields) };
 
   constructor(private readonly o: RelayOptions) {
     this.clientReader = new FrameReader(o.maxMessageBytes);
@@ -259,6 +264,12 @@ export class Relay {
     let answer: Decision | Promise<Decision>;
     try {
       answer = this.o.controlPlane.decide(request);
+      const gate = this.o.gate;
+      if (gate) {
+        answer = isPromise(answer)
+          ? answer.then((decision) => gate.admit(request, decision, this.heldClient))
+          : gate.admit(request, answer, this.heldClient);
+      }
     } catch (error) {
       then(this.noDecision(error));
       return undefined;
@@ -336,6 +347,13 @@ export class Relay {
       endsCycle,
       reply: () => (endsCycle ? Buffer.concat([error, readyForQuery(this.txStatus)]) : error),
     });
+    if (this.expected.length === 1) this.emitSynthetic(0);
+  }
+
+  /** A NoticeResponse of the proxy's own, queued behind the replies still owed to the client. */
+  private sendNotice(fields: NoticeFields): void {
+    if (this.ended) return;
+    this.expected.push({ kind: 'synthetic', endsCycle: false, reply: () => noticeResponse(fields) });
     if (this.expected.length === 1) this.emitSynthetic(0);
   }
 

@@ -210,6 +210,7 @@ async function authenticateAndRelay(
     upstream: upstream.socket,
     session,
     controlPlane: ctx.options.controlPlane,
+    gate: ctx.options.gate,
     audit: ctx.audit,
     maxMessageBytes: ctx.limits.maxMessageBytes,
     logger: ctx.logger,

@@ -274,3 +274,16 @@ export function parseCredentials(text: string): ProxyConfig['credentials'] {
   if (Object.keys(out).length === 0) throw new PgWardenError('CONFIG_INVALID', 'names no role');
   return out;
 }
+
+/** The operator CLI: where the API is and whose token to send. */
+export interface CliConfig {
+  apiUrl: string;
+  /** the caller's OIDC token (PGWARDEN_TOKEN); commands that need one say so when it is missing */
+  token?: string;
+}
+
+export function cliConfigFromEnv(env: Env): CliConfig {
+  const apiUrl = (env.PGWARDEN_API_URL ?? 'http://127.0.0.1:8787').replace(/\/+$/, '');
+  const token = env.PGWARDEN_TOKEN?.trim();
+  return token ? { apiUrl, token } : { apiUrl };
+}

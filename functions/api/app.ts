@@ -2,12 +2,12 @@
  * The control-plane HTTP API: Request → Response, the same on Lambda (handler.ts) and on Node. Routes
  * only validate and delegate; every failure is thrown and turned into a response once, in onError.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
-import { type Context, Hono, type MiddlewareHandler } from 'hono';
+import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { ControlPlane } from '../../shared/control-plane.ts';
 import { PgWardenError } from '../../shared/errors.ts';
 import { type Logger, silentLogger } from '../../shared/logger.ts';
+import { requireServiceToken } from './auth.ts';
 import { errorResponse } from './errors.ts';
 import { decisionRequest, eventBatch, openSessionRequest, parse } from './validate.ts';
 
@@ -15,19 +15,23 @@ export interface AppDeps {
   service: ControlPlane;
   serviceToken: string;
   logger?: Logger;
+  /**
+   * Further route groups (audit queries, policies, approvals, Slack). Each applies its own auth
+   * per route: middleware registered with a wildcard here would leak onto the others' routes.
+   */
+  routes?: ReadonlyArray<(app: Hono) => void>;
 }
 
 /** Above a full batch of 500 statement events; Lambda refuses bodies over 6 MB anyway. */
 const MAX_BODY_BYTES = 5 * 1024 * 1024;
 
 export function createApp(deps: AppDeps): Hono {
-  if (deps.serviceToken === '') throw new PgWardenError('CONFIG_INVALID', 'the service token is empty');
   const logger = deps.logger ?? silentLogger;
   const app = new Hono();
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
-  app.use('/v1/*', requireServiceToken(deps.serviceToken));
+  const proxyOnly = requireServiceToken(deps.serviceToken);
   app.use(
     '/v1/*',
     bodyLimit({
@@ -40,21 +44,23 @@ export function createApp(deps: AppDeps): Hono {
     }),
   );
 
-  app.post('/v1/sessions', async (c) => {
+  app.post('/v1/sessions', proxyOnly, async (c) => {
     const request = parse(openSessionRequest, await jsonBody(c));
     return c.json(await deps.service.openSession(request));
   });
 
-  app.post('/v1/decisions', async (c) => {
+  app.post('/v1/decisions', proxyOnly, async (c) => {
     const request = parse(decisionRequest, await jsonBody(c));
     return c.json(await deps.service.decide(request));
   });
 
-  app.post('/v1/events', async (c) => {
+  app.post('/v1/events', proxyOnly, async (c) => {
     const { events } = parse(eventBatch, await jsonBody(c));
     await deps.service.ingest(events);
     return c.json({ stored: events.length });
   });
+
+  for (const register of deps.routes ?? []) register(app);
 
   app.notFound((c) =>
     c.json({ error: { code: 'NOT_FOUND', message: `no route for ${c.req.method} ${c.req.path}` } }, 404),
@@ -78,29 +84,7 @@ export function createApp(deps: AppDeps): Hono {
   return app;
 }
 
-/**
- * Only the proxy may call /v1. Both sides are hashed first so timingSafeEqual compares equal
- * lengths and the comparison time says nothing about the token, not even its length.
- */
-function requireServiceToken(serviceToken: string): MiddlewareHandler {
-  const expected = sha256(serviceToken);
-  return async (c, next) => {
-    const presented = /^Bearer +(\S+) *$/i.exec(c.req.header('authorization') ?? '')?.[1];
-    if (presented === undefined || !timingSafeEqual(sha256(presented), expected)) {
-      throw new PgWardenError(
-        'AUTH_SERVICE_CREDENTIAL',
-        'this API answers only the pgwarden proxy: send its service token as "Authorization: Bearer <token>"',
-      );
-    }
-    await next();
-  };
-}
-
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
-}
-
-async function jsonBody(c: Context): Promise<unknown> {
+export async function jsonBody(c: Context): Promise<unknown> {
   try {
     return await c.req.json();
   } catch {

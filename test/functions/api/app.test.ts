@@ -51,14 +51,27 @@ describe('service credential', () => {
     expect(service.calls.openSession).toEqual([]);
   });
 
-  it('guards unknown /v1 routes too', async () => {
+  it('answers unknown /v1 routes with a JSON 404 that reveals nothing else', async () => {
     const response = await post(
       createApp({ service: fakeControlPlane(), serviceToken }),
       '/v1/nothing',
       {},
       {},
     );
+    expect(response.status).toBe(404);
+    expect(await response.json()).toEqual({ error: { code: 'NOT_FOUND', message: expect.any(String) } });
+  });
+
+  it('keeps the proxy routes behind the service token when other route groups are mounted', async () => {
+    const service = fakeControlPlane();
+    const app = createApp({
+      service,
+      serviceToken,
+      routes: [(a) => a.get('/v1/open', (c) => c.json({ open: true }))],
+    });
+    const response = await post(app, '/v1/decisions', {}, {});
     expect(response.status).toBe(401);
+    expect((await app.request('/v1/open')).status).toBe(200);
   });
 });
 
