@@ -50,6 +50,14 @@ export interface DecisionRequest {
 
 export type DecisionAction = 'allow' | 'deny' | 'require_approval';
 
+/** A policy mask that applies to the statement's results (see shared/policy/evaluate.ts). */
+export interface DecisionMask {
+  ruleId: string;
+  /** column patterns, as in the rule: `column`, `table.column` or `schema.table.column` */
+  columns: string[];
+  method: 'redact' | 'partial' | 'hash' | 'null' | 'fake';
+}
+
 export interface Decision {
   action: DecisionAction;
   /** the rule that decided; 'default' when no rule matched */
@@ -57,6 +65,14 @@ export interface Decision {
   /** shown to the client on deny / require_approval */
   reason?: string;
   policyVersion: string;
+  /** require_approval: the group whose members may approve, and how long the statement is held */
+  approval?: { approvers: string; timeoutSeconds: number };
+  /** allow with masking: the masks that apply to the results (absent or empty: nothing to mask) */
+  masks?: DecisionMask[];
+  /** the parser's fingerprint of the statement text (same across literal values and comments) */
+  fingerprint?: string;
+  /** statement kinds of the message, for the audit record */
+  kinds?: string[];
 }
 
 export interface ControlPlane {
