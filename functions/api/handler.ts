@@ -14,6 +14,8 @@ import { loadSqlParser } from '../../shared/sql/analyze.ts';
 import { DynamoDbAuditStore, tableNames } from '../adapters/dynamodb-audit-store.ts';
 import { createOidcVerifier } from '../adapters/oidc-verifier.ts';
 import { createApp } from './app.ts';
+import { DEFAULT_ACCESS_GROUPS } from './auth.ts';
+import { apiRoutes } from './routes/index.ts';
 import { createControlPlaneService } from './service.ts';
 
 /** One JSON object per line on stdout: CloudWatch Logs Insights can query the fields. */
@@ -29,8 +31,9 @@ const dynamodb = new DynamoDBClient(
   config.dynamoDbEndpoint === undefined ? {} : { endpoint: config.dynamoDbEndpoint },
 );
 
+const verifier = createOidcVerifier(config.oidc);
 const service = createControlPlaneService({
-  verifier: createOidcVerifier(config.oidc),
+  verifier,
   store: new DynamoDbAuditStore(dynamodb, tableNames(config.tablePrefix)),
   roles: config.roles,
   now: () => new Date(),
@@ -50,5 +53,17 @@ async function resolveServiceToken(source: ApiConfig['serviceToken']): Promise<s
   return token;
 }
 
-const app = createApp({ service, serviceToken: await resolveServiceToken(config.serviceToken), logger });
+const serviceToken = await resolveServiceToken(config.serviceToken);
+const routes = apiRoutes({
+  verifier,
+  dynamodb,
+  tablePrefix: config.tablePrefix,
+  access: DEFAULT_ACCESS_GROUPS,
+  serviceToken,
+  controlPlane: service,
+  now: () => new Date(),
+  newId: randomUUID,
+  logger,
+});
+const app = createApp({ service, serviceToken, logger, routes });
 export const handler = handle(app);

@@ -17,6 +17,8 @@ import {
 } from '../../functions/adapters/dynamodb-audit-store.ts';
 import { createOidcVerifier } from '../../functions/adapters/oidc-verifier.ts';
 import { createApp } from '../../functions/api/app.ts';
+import { DEFAULT_ACCESS_GROUPS } from '../../functions/api/auth.ts';
+import { apiRoutes } from '../../functions/api/routes/index.ts';
 import { createControlPlaneService } from '../../functions/api/service.ts';
 import type { CredentialProvider, UpstreamTarget } from '../../proxy/options.ts';
 import { type RunningProxy, startProxy } from '../../proxy/server.ts';
@@ -112,15 +114,16 @@ export async function startLocalServices(options: LocalServicesOptions): Promise
   try {
     const names = tableNames(options.tablePrefix);
     await ensureAuditTables(dynamodb, names);
+    const verifier = createOidcVerifier({
+      issuer: issuer.issuerUrl,
+      audience: options.audience,
+      algorithms: [issuerAlgorithm],
+      // The dev issuer signs with a new key the moment it rotates (real issuers publish
+      // ahead), so a refetch for an unknown key may come soon after the last one.
+      jwksCooldownMs: 1_000,
+    });
     const controlPlane = createControlPlaneService({
-      verifier: createOidcVerifier({
-        issuer: issuer.issuerUrl,
-        audience: options.audience,
-        algorithms: [issuerAlgorithm],
-        // The dev issuer signs with a new key the moment it rotates (real issuers publish
-        // ahead), so a refetch for an unknown key may come soon after the last one.
-        jwksCooldownMs: 1_000,
-      }),
+      verifier,
       store: new DynamoDbAuditStore(dynamodb, names),
       ...(options.decider === undefined ? {} : { decider: options.decider }),
       roles: options.roleMappings,
@@ -129,7 +132,18 @@ export async function startLocalServices(options: LocalServicesOptions): Promise
       logger,
     });
 
-    const api = createApp({ service: controlPlane, serviceToken: options.serviceToken, logger });
+    const routes = apiRoutes({
+      verifier,
+      dynamodb,
+      tablePrefix: options.tablePrefix,
+      access: DEFAULT_ACCESS_GROUPS,
+      serviceToken: options.serviceToken,
+      controlPlane,
+      now: () => new Date(),
+      newId: randomUUID,
+      logger,
+    });
+    const api = createApp({ service: controlPlane, serviceToken: options.serviceToken, logger, routes });
     const root = new Hono();
     root.route(options.issuerPath, issuer.app);
     root.route('/', api);
