@@ -23,6 +23,11 @@ FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /src/dist/ ./
+# The audit spool's mount point (PGWARDEN_AUDIT_SPOOL_DIR in infra/constructs/proxy.ts): ECS on
+# Fargate gives a task volume the owner and mode of the image's directory, and the root file system
+# is read-only, so the directory must exist here, owned by the user the proxy runs as.
+RUN mkdir -p /var/lib/pgwarden/spool && chown -R node:node /var/lib/pgwarden
+VOLUME ["/var/lib/pgwarden/spool"]
 USER node
 EXPOSE 6432
 # SIGTERM starts the drain (stop accepting, let sessions finish, flush audit events).

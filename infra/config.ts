@@ -10,6 +10,8 @@ import type { RoleMapping } from '../shared/identity.ts';
 
 export type UpstreamSsl = 'disable' | 'prefer' | 'require' | 'verify-full';
 export type CpuArchitecture = 'arm64' | 'x86_64';
+export type AuditMode = 'buffered' | 'strict';
+export type AuditParams = 'off' | 'hashed' | 'clear';
 
 export interface PgWardenConfig {
   stackName: string;
@@ -51,7 +53,33 @@ export interface PgWardenConfig {
     cpuTargetPercent: number;
     connectionsPerTask: number;
     drainSeconds: number;
+    /** Fargate ephemeral storage (GiB, 20 included – 200): holds the audit spool */
+    ephemeralStorageGiB: number;
+    /** PGWARDEN_POLICY_REFRESH_SECONDS */
+    policyRefreshSeconds: number;
   };
+  audit: {
+    /** PGWARDEN_AUDIT_MODE */
+    mode: AuditMode;
+    /** PGWARDEN_AUDIT_PARAMS */
+    params: AuditParams;
+    /** PGWARDEN_AUDIT_SPOOL_MAX_MB: must fit the ephemeral storage */
+    spoolMaxMiB: number;
+    /** PGWARDEN_AUDIT_RETENTION_DAYS (TTL); undefined keeps the trail for good */
+    retentionDays?: number;
+  };
+  /** PGWARDEN_AUDITOR_GROUPS, PGWARDEN_ADMIN_GROUPS, PGWARDEN_REVIEWER_GROUPS */
+  access: { auditors: string[]; admins: string[]; reviewers: string[] };
+  slack: {
+    /** PGWARDEN_SLACK_CHANNEL */
+    channel: string;
+    /** an existing secret holding the bot token (xoxb-…); absent: the stack creates a placeholder */
+    botTokenSecretArn?: string;
+    /** an existing secret holding the app's signing secret; absent: the stack creates a placeholder */
+    signingSecretArn?: string;
+  };
+  /** an SNS topic the alarms (notifier dead-letter queue) notify */
+  alarmTopicArn?: string;
   tablePrefix: string;
   logRetentionDays: number;
 }
@@ -74,6 +102,13 @@ const FARGATE_MEMORY: Record<number, [number, number, number]> = {
 /** ECS stops a container at most 120 s after SIGTERM; the drain plus a margin must fit. */
 export const STOP_MARGIN_SECONDS = 10;
 const MAX_STOP_TIMEOUT_SECONDS = 120;
+/** ephemeral storage the spool may not use (image layers, the OS, temporary files) */
+const EPHEMERAL_RESERVED_GIB = 5;
+
+/** `{ [key]: value }` when the value is set, so optional properties stay absent rather than undefined. */
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}
 
 export function pgWardenConfigFromContext(get: ContextReader): PgWardenConfig {
   const problems: string[] = [];
@@ -139,6 +174,17 @@ export function pgWardenConfigFromContext(get: ContextReader): PgWardenConfig {
   const maxTasks = read.int('proxyMaxTasks', 6, 1, 100);
   if (maxTasks < minTasks) problems.push('proxyMaxTasks must be ≥ proxyMinTasks');
   const drainSeconds = read.int('drainSeconds', 30, 0, MAX_STOP_TIMEOUT_SECONDS - STOP_MARGIN_SECONDS);
+  const ephemeralStorageGiB = read.int('proxyEphemeralStorageGiB', 20, 20, 200);
+  const spoolMaxMiB = read.int('auditSpoolMaxMiB', 8192, 64, 190 * 1024);
+  // The image, the OS and logs take a few GiB of the task's ephemeral storage; the spool gets the rest.
+  if (spoolMaxMiB > (ephemeralStorageGiB - EPHEMERAL_RESERVED_GIB) * 1024) {
+    problems.push(
+      `auditSpoolMaxMiB (${spoolMaxMiB}) must leave ${EPHEMERAL_RESERVED_GIB} GiB of proxyEphemeralStorageGiB (${ephemeralStorageGiB}) free: raise proxyEphemeralStorageGiB or lower auditSpoolMaxMiB`,
+    );
+  }
+  const retentionText = read.optionalString('auditRetentionDays');
+  const auditRetentionDays =
+    retentionText === undefined ? undefined : read.int('auditRetentionDays', 0, 1, 36_500);
 
   const tablePrefix = read.optionalString('tablePrefix') ?? 'pgwarden-';
   if (!/^[A-Za-z0-9_.-]{1,200}$/.test(tablePrefix)) {
@@ -148,6 +194,11 @@ export function pgWardenConfigFromContext(get: ContextReader): PgWardenConfig {
   if (!RETENTION_DAYS.includes(logRetentionDays)) {
     problems.push(`logRetentionDays must be one of ${RETENTION_DAYS.join(', ')}`);
   }
+  const alarmTopicArn = read.pattern(
+    'alarmTopicArn',
+    /^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/,
+    'arn:aws:sns:eu-west-1:123456789012:pgwarden-alarms',
+  );
   const stackName = read.optionalString('stackName') ?? 'PgWarden';
   if (!/^[A-Za-z][A-Za-z0-9-]{0,127}$/.test(stackName)) {
     problems.push('stackName must start with a letter and contain only letters, digits and "-"');
@@ -185,7 +236,26 @@ export function pgWardenConfigFromContext(get: ContextReader): PgWardenConfig {
       cpuTargetPercent: read.int('proxyCpuTargetPercent', 60, 10, 90),
       connectionsPerTask: read.int('proxyConnectionsPerTask', 500, 10, 100_000),
       drainSeconds,
+      ephemeralStorageGiB,
+      policyRefreshSeconds: read.int('policyRefreshSeconds', 30, 1, 3600),
     },
+    audit: {
+      mode: read.choice('auditMode', ['buffered', 'strict'] as const, 'buffered'),
+      params: read.choice('auditParams', ['off', 'hashed', 'clear'] as const, 'hashed'),
+      spoolMaxMiB,
+      ...(auditRetentionDays === undefined ? {} : { retentionDays: auditRetentionDays }),
+    },
+    access: {
+      auditors: read.list('auditorGroups') ?? ['auditors'],
+      admins: read.list('adminGroups') ?? ['admins'],
+      reviewers: read.list('reviewerGroups') ?? ['reviewers'],
+    },
+    slack: {
+      channel: read.optionalString('slackChannel') ?? 'pgwarden-approvals',
+      ...optional('botTokenSecretArn', read.secretArn('slackBotTokenSecretArn', false)),
+      ...optional('signingSecretArn', read.secretArn('slackSigningSecretArn', false)),
+    },
+    ...optional('alarmTopicArn', alarmTopicArn),
     tablePrefix,
     logRetentionDays,
   };
@@ -236,6 +306,13 @@ function isIpv4Cidr(value: string): boolean {
   const [, a, b, c, d, bits] = match.map(Number);
   return [a, b, c, d].every((octet) => octet! <= 255) && bits! <= 32;
 }
+
+const SECRET_EXAMPLE_NAMES: Record<string, string> = {
+  tlsSecretArn: 'tls',
+  upstreamCaSecretArn: 'upstream-ca',
+  slackBotTokenSecretArn: 'slack-bot-token',
+  slackSigningSecretArn: 'slack-signing-secret',
+};
 
 /** Typed readers that record a problem (naming the key) instead of throwing. */
 class Reader {
@@ -332,7 +409,7 @@ class Reader {
    */
   secretArn(key: string, required: boolean): string | undefined {
     const value = this.optionalString(key);
-    const name = key === 'tlsSecretArn' ? 'tls' : key === 'upstreamCaSecretArn' ? 'upstream-ca' : 'upstream';
+    const name = SECRET_EXAMPLE_NAMES[key] ?? 'upstream';
     const example = `arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgwarden/${name}-AbCdEf`;
     if (value === undefined) {
       if (required) this.problems.push(`${key} is missing (a complete secret ARN, e.g. ${example})`);

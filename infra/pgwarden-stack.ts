@@ -1,13 +1,16 @@
 /**
- * The whole deployment, composed from the reusable constructs: network, audit store and its
- * compliance export, control-plane API, and the proxy in front of the database.
+ * The whole deployment, composed from the reusable constructs: network, data (audit trail,
+ * approvals, policies) and the audit trail's compliance export, the approvals queue and its Slack
+ * notifier, the control-plane API, and the proxy in front of the database.
  */
 import { CfnOutput, RemovalPolicy, Stack, type StackProps, Validations } from 'aws-cdk-lib';
 import { type ISecurityGroup, SecurityGroup } from 'aws-cdk-lib/aws-ec2';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { Topic } from 'aws-cdk-lib/aws-sns';
 import type { Construct } from 'constructs';
 import { type PgWardenConfig, rolesToEnv } from './config.ts';
+import { PgWardenApprovals } from './constructs/approvals.ts';
 import { PgWardenAuditExport } from './constructs/audit-export.ts';
 import { PgWardenAuditStore } from './constructs/audit-store.ts';
 import { PgWardenControlPlane } from './constructs/control-plane.ts';
@@ -23,8 +26,11 @@ export class PgWardenStack extends Stack {
   readonly auditStore: PgWardenAuditStore;
   readonly auditExport: PgWardenAuditExport;
   readonly controlPlane: PgWardenControlPlane;
+  readonly approvals: PgWardenApprovals;
   readonly proxy: PgWardenProxy;
   readonly serviceToken: Secret;
+  readonly slackBotToken: ISecret;
+  readonly slackSigningSecret: ISecret;
 
   constructor(scope: Construct, id: string, props: PgWardenStackProps) {
     super(scope, id, props);
@@ -59,17 +65,43 @@ export class PgWardenStack extends Stack {
       namePrefix: config.tablePrefix,
     });
 
+    this.slackBotToken = this.slackSecret(
+      'SlackBotToken',
+      config.slack.botTokenSecretArn,
+      "pgwarden: the Slack app's bot token (xoxb-…), for posting and updating approval requests",
+    );
+    this.slackSigningSecret = this.slackSecret(
+      'SlackSigningSecret',
+      config.slack.signingSecretArn,
+      "pgwarden: the Slack app's signing secret, to verify that /slack/events requests come from Slack",
+    );
+
+    this.approvals = new PgWardenApprovals(this, 'Approvals', {
+      store: this.auditStore,
+      tablePrefix: config.tablePrefix,
+      slack: { channel: config.slack.channel, botToken: this.slackBotToken },
+      logRetention,
+      ...(config.alarmTopicArn === undefined
+        ? {}
+        : { alarmTopic: Topic.fromTopicArn(this, 'AlarmTopic', config.alarmTopicArn) }),
+    });
+
     this.controlPlane = new PgWardenControlPlane(this, 'ControlPlane', {
       oidc: config.oidc,
       roles: rolesToEnv(config.roles),
       tablePrefix: config.tablePrefix,
       auditStore: this.auditStore,
+      ...(config.audit.retentionDays === undefined ? {} : { auditRetentionDays: config.audit.retentionDays }),
+      access: config.access,
       serviceToken: this.serviceToken,
+      approvals: this.approvals,
+      slack: {
+        channel: config.slack.channel,
+        botToken: this.slackBotToken,
+        signingSecret: this.slackSigningSecret,
+      },
       logRetention,
     });
-
-    // Approvals issue: the SQS approvals queue (KMS, DLQ + alarm) and the notifier Lambda go here,
-    // wired to the control plane (send) and to Slack secrets (bot token, signing secret).
 
     let databaseSecurityGroup: ISecurityGroup | undefined;
     if (config.upstream.securityGroupId !== undefined) {
@@ -116,10 +148,33 @@ export class PgWardenStack extends Stack {
         connectionsPerTask: config.proxy.connectionsPerTask,
       },
       drainSeconds: config.proxy.drainSeconds,
+      ephemeralStorageGiB: config.proxy.ephemeralStorageGiB,
+      audit: { mode: config.audit.mode, params: config.audit.params, spoolMaxMiB: config.audit.spoolMaxMiB },
+      policyRefreshSeconds: config.proxy.policyRefreshSeconds,
       logRetention,
     });
 
     this.outputs(config);
+  }
+
+  /**
+   * An existing secret by ARN, or a new one holding a random placeholder that the operator replaces
+   * with the real value (README.md, "Connect Slack"). Until then Slack rejects the notifier's posts
+   * (they end in the dead-letter queue) and /slack/events rejects every request as unsigned.
+   */
+  private slackSecret(id: string, arn: string | undefined, description: string): ISecret {
+    if (arn !== undefined) return Secret.fromSecretCompleteArn(this, id, arn);
+    const secret = new Secret(this, id, {
+      description,
+      generateSecretString: { passwordLength: 32, excludePunctuation: true },
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    Validations.of(secret).acknowledge({
+      id: 'AwsSolutions-SMG4',
+      reason:
+        'Slack issues and rotates this value (app settings → reinstall / regenerate); a rotation Lambda cannot obtain a new one. Rotate in Slack, then put-secret-value (README.md, "Connect Slack").',
+    });
+    return secret;
   }
 
   private outputs(config: PgWardenConfig): void {
@@ -132,6 +187,36 @@ export class PgWardenStack extends Stack {
     );
     output('ProxyPort', String(config.proxy.port), 'the proxy port');
     output('ApiUrl', this.controlPlane.url, 'control-plane API base URL');
+    output(
+      'SlackRequestUrl',
+      this.controlPlane.slackRequestUrl,
+      "paste into the Slack app's Interactivity & Shortcuts → Request URL",
+    );
+    output('SlackBotTokenSecretArn', this.slackBotToken.secretArn, 'put the Slack bot token (xoxb-…) here');
+    output(
+      'SlackSigningSecretArn',
+      this.slackSigningSecret.secretArn,
+      "put the Slack app's signing secret here",
+    );
+    output('ApiFunctionName', this.controlPlane.function.functionName, 'the control-plane Lambda function');
+    output(
+      'NotifierFunctionName',
+      this.approvals.notifier.functionName,
+      'the Slack notifier Lambda function',
+    );
+    output('ApprovalsQueueUrl', this.approvals.queue.queueUrl, 'approval notifications (SQS)');
+    output(
+      'ApprovalsDeadLetterQueueUrl',
+      this.approvals.deadLetterQueue.queueUrl,
+      'notifications that failed repeatedly (alarm: ApprovalsDeadLetterAlarm)',
+    );
+    output(
+      'ApprovalsDeadLetterAlarm',
+      this.approvals.deadLetterAlarm.alarmName,
+      'fires when a notification lands in the DLQ',
+    );
+    output('ApprovalsTable', this.auditStore.approvals.tableName, 'approvals table');
+    output('PoliciesTable', this.auditStore.policies.tableName, 'policies table (version history)');
     output('ServiceTokenSecretArn', this.serviceToken.secretArn, "the proxy's API credential (generated)");
     output('SessionsTable', this.auditStore.sessions.tableName, 'audit sessions table');
     output('EventsTable', this.auditStore.events.tableName, 'audit events table');

@@ -1,7 +1,8 @@
 /**
- * Collects audit events and ships them to the control plane in batches, off the statement
- * path. A failed batch is kept and retried with backoff. (The durable spool and strict mode
- * come with the audit-trail capability; this buffer is in memory and bounded.)
+ * Collects audit events in memory and ships them to the control plane in batches, off the
+ * statement path; a failed batch is kept and retried with backoff. Only for a proxy started
+ * without a spool directory (tests, embedding): it is bounded and lost with the process. Every
+ * deployment and `npm start` use the durable spool instead (audit-trail.ts).
  */
 import type { ControlPlane } from '../shared/control-plane.ts';
 import type { AuditEvent } from '../shared/events.ts';

@@ -4,7 +4,11 @@
  * proxy's own replies (a refused statement), emitted when they reach the head of the queue so
  * the client sees every reply in the order it sent the messages.
  */
+import type { BoundPortal } from './masking/session-masking.ts';
 import type { StatementRun } from './statement-run.ts';
+
+/** What a Describe describes, when masking needs to remember its RowDescription. */
+export type DescribeTarget = { statement: object } | { portal: BoundPortal };
 
 /**
  * `substitute`: the client's message was refused and replaced upstream by one that fails, so the
@@ -13,10 +17,12 @@ import type { StatementRun } from './statement-run.ts';
  */
 export type Expectation =
   | { kind: 'query'; run: StatementRun; substitute?: Buffer }
-  | { kind: 'execute'; run: StatementRun }
+  /** `portal`: set while masking is active, so its rows are masked by what Bind and Describe said */
+  | { kind: 'execute'; run: StatementRun; portal?: BoundPortal }
   | { kind: 'parse'; substitute?: Buffer }
-  | { kind: 'bind' }
-  | { kind: 'describe' }
+  | { kind: 'bind'; substitute?: Buffer }
+  /** `swallow`: the proxy sent this Describe itself (masking), so its reply is not forwarded */
+  | { kind: 'describe'; target?: DescribeTarget; swallow?: boolean }
   | { kind: 'close' }
   | { kind: 'sync' }
   /** bytes the proxy answers itself; `endsCycle` marks a reply that ends with ReadyForQuery */

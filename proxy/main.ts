@@ -1,16 +1,22 @@
 /**
  * Production composition root of the proxy (the ECS task): configuration from the environment,
  * the control plane over HTTP, and graceful draining on SIGTERM (stop accepting, let sessions
- * finish for PGWARDEN_DRAIN_SECONDS, flush audit events).
+ * finish for PGWARDEN_DRAIN_SECONDS, write and sync the audit spool and ship what the API takes;
+ * the rest is shipped by the next start on the same PGWARDEN_AUDIT_SPOOL_DIR).
  */
 import { proxyConfigFromEnv } from '../shared/config.ts';
-import type { ControlPlane } from '../shared/control-plane.ts';
+import type { ControlPlane, Decision } from '../shared/control-plane.ts';
 import { StatementDecider } from '../shared/decide.ts';
 import { PgWardenError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { parsePolicy } from '../shared/policy/parse-policy.ts';
 import { loadSqlParser } from '../shared/sql/analyze.ts';
+import { createApprovalGate } from './approval-gate.ts';
+import { ApprovedRunReporter } from './approvals-execution.ts';
+import { createHttpApprovalsClient } from './approvals-http.ts';
+import { deployedDecideHint } from './approvals-messages.ts';
 import { createHttpControlPlane } from './control-plane-http.ts';
+import { PolicyRefresher } from './policy-refresh.ts';
 import { startProxy } from './server.ts';
 
 const line =
@@ -27,19 +33,48 @@ await loadSqlParser();
 
 /**
  * Sessions and audit go to the API; statement decisions are made here with the same pure decision
- * code the API runs, so no statement waits for an HTTP round trip. (When policies are stored in the
- * API, the proxy will fetch the current version and decide with it.)
+ * code the API runs, so no statement waits for an HTTP round trip. The policy is the API's stored
+ * current version, polled every PGWARDEN_POLICY_REFRESH_SECONDS and swapped in without a restart;
+ * PGWARDEN_POLICY pins one instead. Until the first policy is read, statements are refused.
  */
+const decider = new StatementDecider(
+  config.policyText === undefined ? undefined : parsePolicy(config.policyText),
+);
+const policyRefresh =
+  config.policyText === undefined
+    ? new PolicyRefresher({
+        apiUrl: config.apiUrl,
+        serviceToken: config.serviceToken,
+        decider,
+        intervalMs: config.policyRefreshSeconds * 1000,
+        logger,
+      })
+    : undefined;
+if (policyRefresh) {
+  await policyRefresh.refresh();
+  policyRefresh.start();
+} else logger.info('policy pinned by PGWARDEN_POLICY', { version: decider.policyVersion });
+
+const NO_POLICY: Decision = Object.freeze({
+  action: 'deny',
+  ruleId: 'no-decision',
+  reason:
+    'pgwarden has not been able to read its policy yet, so the statement was not run; try again shortly',
+  policyVersion: '',
+});
+
 function localDecisions(remote: ControlPlane): ControlPlane {
-  const decider = new StatementDecider(
-    config.policyText === undefined ? undefined : parsePolicy(config.policyText),
-  );
   return {
     openSession: (request) => remote.openSession(request),
-    decide: (request) => decider.decide(request),
+    decide: (request) =>
+      policyRefresh === undefined || policyRefresh.ready ? decider.decide(request) : NO_POLICY,
+    currentPolicyVersion: () => decider.policyVersion,
     ingest: (events) => remote.ingest(events),
   };
 }
+/** Statements that need approval are held while the API asks a reviewer (Slack or the CLI). */
+const approvalsApi = createHttpApprovalsClient({ baseUrl: config.apiUrl, serviceToken: config.serviceToken });
+const approvedRuns = new ApprovedRunReporter(approvalsApi, logger);
 const proxy = await startProxy({
   host: config.host,
   port: config.port,
@@ -52,11 +87,18 @@ const proxy = await startProxy({
       throw new PgWardenError('AUTH_NO_ROLE', `the gateway holds no database login for role ${role}`);
     return credential;
   },
-  controlPlane: localDecisions(
-    createHttpControlPlane({ baseUrl: config.apiUrl, serviceToken: config.serviceToken }),
+  controlPlane: approvedRuns.watch(
+    localDecisions(createHttpControlPlane({ baseUrl: config.apiUrl, serviceToken: config.serviceToken })),
   ),
+  gate: createApprovalGate({
+    client: approvalsApi,
+    onRelease: approvedRuns.released,
+    decideHint: deployedDecideHint,
+    logger,
+  }),
   proxyId: config.proxyId,
   logger,
+  audit: config.audit,
 });
 
 let stopping = false;
@@ -64,6 +106,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {
     if (stopping) return;
     stopping = true;
+    policyRefresh?.stop();
     logger.info('draining', { signal, sessions: proxy.sessions, graceSeconds: config.drainSeconds });
     proxy.close(config.drainSeconds * 1000).then(
       () => process.exit(0),

@@ -54,4 +54,29 @@ export interface ProxyOptions {
   proxyId: string;
   limits?: Partial<ProxyLimits>;
   logger?: Logger;
+  /**
+   * HMAC key of the `hash` and `fake` mask methods (equal values give equal masked values, so they
+   * stay joinable). Default: a random key per process, so masked values match within one proxy only.
+   */
+  maskingKey?: Uint8Array;
+  /**
+   * The audit trail (proxy/audit-trail.ts). Without `spoolDir` records are only buffered in memory
+   * (tests, embedded use); every deployment and `npm start` give a spool directory.
+   */
+  audit?: ProxyAuditOptions;
+}
+
+export interface ProxyAuditOptions {
+  /** buffered (default): durable local spool; strict: the API stores each intent before forwarding */
+  mode?: 'buffered' | 'strict';
+  spoolDir?: string;
+  /** always (default): fdatasync before forwarding (group commit); write: write(2) before, fdatasync every 10 ms */
+  sync?: 'always' | 'write';
+  /** spool size at which statements are refused (SQLSTATE 53100); default 1 GiB */
+  maxSpoolBytes?: number;
+  /** Bind parameters in the records: off, hashed (default, SHA-256 hex), clear */
+  params?: 'off' | 'hashed' | 'clear';
+  /** events per ingest call (≤ 500) and how long the shipper waits once caught up */
+  batchSize?: number;
+  shipIntervalMs?: number;
 }

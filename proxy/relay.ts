@@ -10,12 +10,20 @@ import type net from 'node:net';
 import type tls from 'node:tls';
 import { serialize } from 'pg-protocol';
 import type { ControlPlane, Decision, DecisionRequest, SessionContext } from '../shared/control-plane.ts';
-import type { AuditEvent, SessionEndReason } from '../shared/events.ts';
+import type { AuditEvent, SessionEndReason, StatementEvent } from '../shared/events.ts';
 import type { Logger } from '../shared/logger.ts';
-import { type Expectation, ExpectationQueue } from './expectations.ts';
+import { endsWithAdminTermination } from './audit-end-reason.ts';
+import { type AuditParamsMode, type CapturedParams, captureBindParams } from './audit-params.ts';
+import { AuditUnavailable } from './audit-unavailable.ts';
+import { type DescribeTarget, type Expectation, ExpectationQueue } from './expectations.ts';
+import { type ChannelScan, scanCopyData, scanFields, scanNotification } from './masking/channels.ts';
+import { countHit, type DetectorCount, type RowPlan } from './masking/mask-plan.ts';
+import { parseRowDescription, type ResultColumn } from './masking/row-description.ts';
+import type { BoundPortal, SessionMasking } from './masking/session-masking.ts';
 import { OutputBatcher } from './output-batcher.ts';
+import { PreparedMemory } from './prepared-memory.ts';
 import type { HeldClient, StatementGate } from './statement-gate.ts';
-import { StatementRun } from './statement-run.ts';
+import { type RunIdentity, StatementRun } from './statement-run.ts';
 import { parseCommandComplete, parseErrorFields } from './wire/backend-fields.ts';
 import { BackendScanner } from './wire/backend-scanner.ts';
 import {
@@ -38,6 +46,12 @@ interface PreparedStatement {
 
 export interface AuditSink {
   record(event: AuditEvent): void;
+  /**
+   * A statement's record of intent, before the statement is forwarded (proxy/audit-trail.ts).
+   * Returns a promise when the relay must wait (durable spool write, strict store) and throws or
+   * rejects when the record cannot be kept: the statement is then refused, never run unrecorded.
+   */
+  begin?(intent: StatementEvent): void | Promise<void>;
 }
 
 type Socket = net.Socket | tls.TLSSocket;
@@ -54,6 +68,12 @@ export interface RelayOptions {
   logger: Logger;
   newId: () => string;
   onEnd: (reason: SessionEndReason, statements: number) => void;
+  /** masking of results and the content detectors (proxy/masking/); absent: rows pass as they are */
+  masking?: SessionMasking;
+  /** the database login the gateway used, for the audit records */
+  upstreamUser?: string;
+  /** how Bind parameters are recorded; default 'hashed' */
+  auditParams?: AuditParamsMode;
 }
 
 // Frontend message types
@@ -71,6 +91,17 @@ const F_COPY_DONE = 0x63; // c
 const F_COPY_FAIL = 0x66; // f
 const F_FUNCTION_CALL = 0x46; // F
 
+/** the largest row (or other message) masking collects whole; a larger one closes the connection */
+const MAX_MASKED_MESSAGE_BYTES = 256 * 1024 * 1024;
+
+/** A backend message header: type byte and length (which counts itself). */
+function messageHeader(type: number, bodyLength: number): Buffer {
+  const header = Buffer.allocUnsafe(5);
+  header[0] = type;
+  header.writeInt32BE(bodyLength + 4, 1);
+  return header;
+}
+
 const NOT_EXECUTED = 'not executed: an earlier message in the same pipeline failed';
 
 /**
@@ -79,6 +110,20 @@ const NOT_EXECUTED = 'not executed: an earlier message in the same pipeline fail
  * an extended-protocol pipeline is skipped up to Sync).
  */
 const REFUSED_SQL = 'pgwarden refused this statement';
+
+/**
+ * Sent upstream in place of a refused Bind: two parameter format codes for zero parameters, which
+ * the server rejects while reading the message, whatever statement the name holds (a client may
+ * itself prepare one under any name, so an unlikely name alone would not do).
+ */
+function failingBind(portal: string): Buffer {
+  const names = Buffer.from(`${portal}\0pgwarden refused this statement\0`);
+  const counts = Buffer.from([0, 2, 0, 0, 0, 0, 0, 0, 0, 0]); // 2 formats (text), 0 params, 0 result formats
+  const head = Buffer.alloc(5);
+  head[0] = 0x42; // B
+  head.writeInt32BE(4 + names.length + counts.length, 1);
+  return Buffer.concat([head, names, counts]);
+}
 
 function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
   return typeof (value as Promise<T>)?.then === 'function';
@@ -91,6 +136,8 @@ export class Relay {
   private readonly expected = new ExpectationQueue();
   private readonly statements = new Map<string, PreparedStatement>();
   private readonly portals = new Map<string, PreparedStatement>();
+  /** for SQL EXECUTE in later messages: what each prepared-statement name may run */
+  private readonly prepared = new PreparedMemory();
   private txStatus: TransactionStatus = 'I';
   /** after a server error in the extended protocol: the server ignores everything until Sync */
   private upstreamSkipping = false;
@@ -107,12 +154,48 @@ export class Relay {
   private refusalsInFlight = false;
   private seq = 0;
   private ended = false;
+  /** Bind parameters per portal, as the audit records them */
+  private readonly portalParams = new Map<string, CapturedParams>();
+  private readonly paramsMode: AuditParamsMode;
+  private readonly identity: RunIdentity;
+  /** bytes written to the client, and where the last statement's reply ended in that stream */
+  private clientBytes = 0;
+  private lastFinishPos = 0;
+  /** the last write to the client, kept (not copied) to recognise an administrator's kill */
+  private lastClientWrite: Buffer | undefined;
+  /** CancelRequests that reached this session */
+  private cancels = 0;
   private readonly heldClient: HeldClient = { notice: (fields) => this.sendNotice(fields) };
+  /** the plan of the result being streamed: its rows are collected and rewritten */
+  private rowPlan: RowPlan | undefined;
+  /** the Execute whose plan was made last (made once, when it reaches the head of the queue) */
+  private plannedExecute: Expectation | undefined;
+  /** server reads waiting while the catalog names a result's columns (upstream is paused) */
+  private readonly backlog: Buffer[] = [];
+  private blocked = false;
+  private resuming = false;
+  /** rewritten rows and the server bytes between them, written once per read */
+  private maskOut: Buffer[] = [];
+  private maskOutBytes = 0;
+  /** the result a RowDescription announced, planned once the catalog names its columns */
+  private pendingResult: { columns: ResultColumn[]; run: StatementRun | undefined; body: Buffer } | undefined;
+  /** the statement a result's masking counts go to */
+  private planRun: StatementRun | undefined;
+  /** the message in progress at the end of the last read was held back whole (not forwarded) */
+  private partialHeld = false;
+  /** message types held back whole while incomplete, since masking may rewrite or drop them */
+  private readonly heldTypes = new Uint8Array(256);
+  /** prepared statements a client Describe will describe */
+  private readonly describing = new WeakSet<object>();
+  /** the COPY TO STDOUT in progress is in text format (detectors scan its rows) */
+  private copyOutText = false;
 
   constructor(private readonly o: RelayOptions) {
     this.clientReader = new FrameReader(o.maxMessageBytes);
     this.toUpstream = new OutputBatcher(o.upstream);
     this.scanner = new BackendScanner((type, body, end) => this.onBackendMessage(type, body, end));
+    this.paramsMode = o.auditParams ?? 'hashed';
+    this.identity = { session: o.session, upstreamUser: o.upstreamUser };
   }
 
   start(clientLeftover: Buffer, upstreamLeftover: Buffer): void {
@@ -182,23 +265,31 @@ export class Relay {
       case F_QUERY: {
         const text = parseQuery(frame.body);
         return this.decideThen(
-          { session: this.o.session, statement: { text, protocol: 'simple' } },
+          { session: this.o.session, statement: { text, protocol: 'simple', prepared: this.prepared.view } },
           (decision) => this.query(frame, text, decision),
         );
       }
       case F_PARSE: {
         const { name, text } = parseParse(frame.body);
         return this.decideThen(
-          { session: this.o.session, statement: { text, protocol: 'extended', preparedName: name } },
+          {
+            session: this.o.session,
+            statement: { text, protocol: 'extended', preparedName: name, prepared: this.prepared.view },
+          },
           (decision) => this.parse(frame, name, text, decision),
         );
       }
       case F_BIND: {
         const { portal, statement } = parseBind(frame.body);
         const prepared = this.statements.get(statement);
-        if (prepared) this.portals.set(portal, prepared);
-        else this.portals.delete(portal);
-        this.forward(frame, { kind: 'bind' });
+        // A name pgwarden did not let through at Parse (SQL PREPARE, a Close the server skipped):
+        // decided as SQL `EXECUTE name` would be, through what the session prepared under it.
+        if (!prepared && statement !== '') return this.bindUnparsed(frame, portal, statement);
+        // Parsed under a policy that has since been replaced (hot reload): decided again first.
+        const current = this.o.controlPlane.currentPolicyVersion?.();
+        if (prepared && current !== undefined && prepared.decision.policyVersion !== current)
+          return this.bindRedecided(frame, portal, statement, prepared);
+        this.bind(frame, portal, prepared);
         return undefined;
       }
       case F_EXECUTE: {
@@ -211,17 +302,27 @@ export class Relay {
               ruleId: 'unknown-portal',
               policyVersion: '',
             });
-        this.forward(frame, { kind: 'execute', run });
+        run.portalName = portal;
+        run.params = this.portalParams.get(portal);
+        return this.beginThen(
+          run,
+          () => this.forward(frame, { kind: 'execute', run, portal: this.maskedPortal(portal) }),
+          (fields) => this.refuseExecute(run, fields),
+        );
+      }
+      case F_DESCRIBE: {
+        const target = parseTarget(frame.body);
+        this.forward(frame, { kind: 'describe', target: this.describeTarget(target.kind, target.name) });
         return undefined;
       }
-      case F_DESCRIBE:
-        parseTarget(frame.body);
-        this.forward(frame, { kind: 'describe' });
-        return undefined;
       case F_CLOSE: {
         const target = parseTarget(frame.body);
         if (target.kind === 'S') this.statements.delete(target.name);
-        else this.portals.delete(target.name);
+        else {
+          this.portals.delete(target.name);
+          this.portalParams.delete(target.name);
+          this.o.masking?.portals.delete(target.name);
+        }
         this.forward(frame, { kind: 'close' });
         return undefined;
       }
@@ -259,7 +360,7 @@ export class Relay {
   /** Runs `then` with the decision, synchronously when the control plane answers synchronously. */
   private decideThen(
     request: DecisionRequest,
-    then: (decision: Decision) => void,
+    then: (decision: Decision) => Promise<void> | undefined | void,
   ): Promise<void> | undefined {
     let answer: Decision | Promise<Decision>;
     try {
@@ -271,14 +372,10 @@ export class Relay {
           : gate.admit(request, answer, this.heldClient);
       }
     } catch (error) {
-      then(this.noDecision(error));
-      return undefined;
+      return promiseOrUndefined(then(this.noDecision(error)));
     }
-    if (!isPromise(answer)) {
-      then(answer);
-      return undefined;
-    }
-    return answer.then(then, (error) => then(this.noDecision(error)));
+    if (!isPromise(answer)) return promiseOrUndefined(then(answer));
+    return answer.then(then, (error) => then(this.noDecision(error))) as Promise<void>;
   }
 
   /** Fail closed: without a decision the statement does not run. */
@@ -292,13 +389,23 @@ export class Relay {
     };
   }
 
-  private query(frame: Frame, text: string, decision: Decision): void {
+  private query(frame: Frame, text: string, decision: Decision): Promise<void> | undefined {
     const run = new StatementRun(text, 'simple', decision);
     if (decision.action === 'allow') {
-      this.forward(frame, { kind: 'query', run });
-      return;
+      this.observeMasks(decision);
+      if (decision.prepares) for (const p of decision.prepares) this.prepared.remember(p, text);
+      return this.beginThen(
+        run,
+        () => this.forward(frame, { kind: 'query', run }),
+        (fields) => this.refuseQuery(run, fields),
+      );
     }
-    const fields = refusalFields(decision);
+    this.startRun(run);
+    this.refuseQuery(run, refusalFields(decision));
+    return undefined;
+  }
+
+  private refuseQuery(run: StatementRun, fields: NoticeFields): void {
     run.failed(fields.code, fields.message);
     this.forwardBytes(serialize.query(REFUSED_SQL), {
       kind: 'query',
@@ -307,14 +414,87 @@ export class Relay {
     });
   }
 
+  /**
+   * Sent upstream instead of the client's Execute: a Parse that fails, so the server skips the rest
+   * of the pipeline up to Sync exactly as after any error (like a refused Parse, it replaces the
+   * unnamed prepared statement).
+   */
+  private refuseExecute(run: StatementRun, fields: NoticeFields): void {
+    run.failed(fields.code, fields.message);
+    this.finishRun(run);
+    this.forwardBytes(serialize.parse({ name: '', text: REFUSED_SQL }), {
+      kind: 'parse',
+      substitute: errorResponse(fields),
+    });
+  }
+
+  /**
+   * Writes the statement's record of intent, then runs `go` (forwarding), synchronously when the
+   * audit sink answers synchronously; when the record cannot be kept, `refuse` runs instead.
+   */
+  private beginThen(
+    run: StatementRun,
+    go: () => void,
+    refuse: (fields: NoticeFields) => void,
+  ): Promise<void> | undefined {
+    this.startRun(run);
+    const audit = this.o.audit;
+    if (!audit.begin) {
+      go();
+      return undefined;
+    }
+    let answer: void | Promise<void>;
+    try {
+      answer = audit.begin(run.intent(this.identity));
+    } catch (error) {
+      this.auditRefused(run, error, refuse);
+      return undefined;
+    }
+    if (!isPromise<void>(answer)) {
+      go();
+      return undefined;
+    }
+    return answer.then(
+      () => (this.ended ? this.closedBeforeForwarding(run) : go()),
+      (error: unknown) =>
+        this.ended ? this.closedBeforeForwarding(run) : this.auditRefused(run, error, refuse),
+    );
+  }
+
+  private auditRefused(run: StatementRun, error: unknown, refuse: (fields: NoticeFields) => void): void {
+    run.refusedByAudit = true;
+    const known = error instanceof AuditUnavailable;
+    if (!known) this.o.logger.error('audit record not written', { error: String(error) });
+    refuse({
+      severity: 'ERROR',
+      code: known ? error.sqlstate : '58000',
+      message: known ? error.message : 'pgwarden could not record this statement, so it was not run',
+    });
+  }
+
+  private closedBeforeForwarding(run: StatementRun): void {
+    run.failed(undefined, 'the connection closed before the statement was forwarded');
+    this.finishRun(run);
+  }
+
+  private startRun(run: StatementRun): void {
+    run.seq = ++this.seq;
+    run.eventId = this.o.newId();
+    run.cancelsAtStart = this.cancels;
+  }
+
   private parse(frame: Frame, name: string, text: string, decision: Decision): void {
     if (decision.action === 'allow') {
+      this.observeMasks(decision);
       this.statements.set(name, { text, decision, statement: name });
+      this.prepared.remember(name, text);
+      if (decision.prepares) for (const p of decision.prepares) this.prepared.remember(p, text);
       this.forward(frame, { kind: 'parse' });
       return;
     }
     this.statements.delete(name);
     const run = new StatementRun(text, 'extended', decision, name);
+    this.startRun(run);
     const fields = refusalFields(decision);
     run.failed(fields.code, fields.message);
     this.finishRun(run);
@@ -322,6 +502,59 @@ export class Relay {
       kind: 'parse',
       substitute: errorResponse(fields),
     });
+  }
+
+  private bind(frame: Frame, portal: string, prepared: PreparedStatement | undefined): void {
+    if (prepared) this.portals.set(portal, prepared);
+    else this.portals.delete(portal);
+    const params = captureBindParams(frame.body, this.paramsMode);
+    if (params) this.portalParams.set(portal, params);
+    else if (this.portalParams.size > 0) this.portalParams.delete(portal);
+    if (this.o.masking?.active) this.o.masking.bind(portal, prepared, frame.body);
+    this.forward(frame, { kind: 'bind' });
+  }
+
+  /** Bind of a name pgwarden did not Parse: decided as `EXECUTE name` (see prepared-memory.ts). */
+  private bindUnparsed(frame: Frame, portal: string, name: string): Promise<void> | undefined {
+    const text = `EXECUTE "${name.replaceAll('"', '""')}"`;
+    const request: DecisionRequest = {
+      session: this.o.session,
+      statement: { text, protocol: 'extended', prepared: this.prepared.view },
+    };
+    return this.decideThen(request, (decision) => {
+      if (decision.action !== 'allow') return this.refuseBind(portal, name, text, decision);
+      const texts = Object.hasOwn(this.prepared.texts, name) ? this.prepared.texts[name] : undefined;
+      this.bind(frame, portal, { text: texts?.at(-1) ?? text, decision, statement: name });
+    });
+  }
+
+  /** Bind of a statement Parsed under an older policy: its text is decided under the current one. */
+  private bindRedecided(
+    frame: Frame,
+    portal: string,
+    name: string,
+    prepared: PreparedStatement,
+  ): Promise<void> | undefined {
+    const request: DecisionRequest = {
+      session: this.o.session,
+      statement: { text: prepared.text, protocol: 'extended', preparedName: name, prepared: this.prepared.view },
+    };
+    return this.decideThen(request, (decision) => {
+      if (decision.action !== 'allow') return this.refuseBind(portal, name, prepared.text, decision);
+      prepared.decision = decision; // the same object: masking may know the statement by it
+      this.bind(frame, portal, prepared);
+    });
+  }
+
+  private refuseBind(portal: string, name: string, text: string, decision: Decision): void {
+    this.portals.delete(portal);
+    const run = new StatementRun(text, 'extended', decision, name);
+    this.startRun(run);
+    const fields = refusalFields(decision);
+    run.failed(fields.code, fields.message);
+    this.finishRun(run);
+    // a Bind the server must fail, so it skips to Sync as on any error
+    this.forwardBytes(failingBind(portal), { kind: 'bind', substitute: errorResponse(fields) });
   }
 
   private forward(frame: Frame, expectation: Expectation): void {
@@ -368,6 +601,20 @@ export class Relay {
 
   private onUpstreamData(read: Buffer): void {
     if (this.ended) return;
+    if (this.blocked || (this.backlog.length > 0 && !this.resuming)) {
+      // the catalog is naming a result's columns: reads wait, in order, until it has
+      this.backlog.push(read);
+      return;
+    }
+    try {
+      if (this.o.masking?.active && !this.planHead()) {
+        this.backlog.unshift(read);
+        return;
+      }
+    } catch (error) {
+      this.protocolFailure(error);
+      return;
+    }
     const held = this.heldBack;
     this.heldBack = undefined;
     const chunk = held ? Buffer.concat([held, read]) : read;
@@ -375,27 +622,44 @@ export class Relay {
     this.chunkBase = held ? held.length : 0;
     this.forwardedUpTo = 0;
     this.lastMessageEnd = 0;
+    let consumed: number;
     try {
-      this.scanner.scan(read);
+      consumed = this.scanner.scan(read);
     } catch (error) {
       this.protocolFailure(error);
       return;
     }
-    let upTo = chunk.length;
+    // Scanning stops early when a result must wait for the catalog: the rest is read again later.
+    if (consumed < read.length) this.backlog.unshift(read.subarray(consumed));
+    let upTo = this.chunkBase + consumed;
     if (this.refusalsInFlight) {
       // A refused statement's ErrorResponse must be swapped whole: keep a partial message back.
       if (this.expected.hasSubstitute()) {
         if (this.lastMessageEnd < upTo)
-          this.heldBack = chunk.subarray(Math.max(this.lastMessageEnd, this.forwardedUpTo));
+          this.heldBack = chunk.subarray(Math.max(this.lastMessageEnd, this.forwardedUpTo), upTo);
         upTo = Math.max(this.lastMessageEnd, this.forwardedUpTo);
       } else {
         this.refusalsInFlight = false;
       }
     }
+    this.partialHeld = false;
+    if (this.o.masking?.active) {
+      // A message masking may rewrite or drop is written only once it is whole (its body is
+      // being collected by the scanner, so nothing is lost by not forwarding its first bytes).
+      const partial = this.scanner.partialCollected();
+      if (partial && this.heldTypes[partial.type] === 1) {
+        const start = this.chunkBase + partial.start;
+        if (start < upTo) {
+          upTo = Math.max(this.forwardedUpTo, start);
+          this.partialHeld = true;
+        }
+      }
+    }
     if (this.forwardedUpTo < upTo)
-      this.writeClient(
+      this.writeOut(
         this.forwardedUpTo === 0 && upTo === chunk.length ? chunk : chunk.subarray(this.forwardedUpTo, upTo),
       );
+    this.flushOut();
     this.currentChunk = undefined;
   }
 
@@ -403,6 +667,14 @@ export class Relay {
     const end = readEnd + this.chunkBase;
     this.lastMessageEnd = end;
     switch (type) {
+      case 0x44 /* D DataRow */:
+        // collected only while the current result has a plan
+        if (body) {
+          const message = this.rowPlan?.rewriter.rewriteMessage(body);
+          if (message) this.replaceHeld(body, end, message);
+          else this.passHeld(type, body, end, undefined);
+        }
+        return;
       case 0x5a /* Z ReadyForQuery */:
         {
           this.txStatus = String.fromCharCode(body![0]!) as TransactionStatus;
@@ -413,8 +685,10 @@ export class Relay {
         }
       case 0x43 /* C CommandComplete */:
         {
+          this.endResult();
           const head = this.expected.peek();
           const { tag, rows } = parseCommandComplete(body!);
+          this.o.masking?.afterCommand(tag);
           if (head?.kind === 'query') head.run.completed(tag, rows);
           else if (head?.kind === 'execute') {
             this.expected.shift();
@@ -426,6 +700,7 @@ export class Relay {
       case 0x73 /* s PortalSuspended */:
       case 0x49 /* I EmptyQueryResponse */:
         {
+          this.endResult();
           const head = this.expected.peek();
           if (head?.kind === 'execute') {
             this.expected.shift();
@@ -435,6 +710,7 @@ export class Relay {
           break;
         }
       case 0x45 /* E ErrorResponse */:
+        this.endResult();
         this.onServerError(body!, end);
         break;
       case 0x31 /* 1 ParseComplete */:
@@ -447,17 +723,42 @@ export class Relay {
         this.complete('close', type);
         break;
       case 0x6e /* n NoData */:
-        this.complete('describe', type);
+        {
+          const head = this.expected.peek();
+          this.complete('describe', type);
+          if (head?.kind === 'describe' && body) this.described(head, [], type, body, end);
+          else if (body) this.passHeld(type, body, end, undefined);
+        }
         break;
       case 0x54 /* T RowDescription */:
-        // Ends a Describe; inside a simple query it heads a result set.
-        if (this.expected.peek()?.kind === 'describe') this.expected.shift();
+        {
+          // Ends a Describe; inside a simple query it heads a result set.
+          const head = this.expected.peek();
+          if (head?.kind === 'describe') {
+            this.expected.shift();
+            if (body) this.described(head, parseRowDescription(body), type, body, end);
+          } else if (body) {
+            if (!this.o.masking?.knownPlain(body))
+              this.pendingResult = {
+                columns: parseRowDescription(body),
+                run: head?.kind === 'query' || head?.kind === 'execute' ? head.run : undefined,
+                body: Buffer.from(body),
+              };
+            this.passHeld(type, body, end, undefined);
+          }
+        }
         break;
+      case 0x4e /* N NoticeResponse */:
+      case 0x41 /* A NotificationResponse */:
+      case 0x64 /* d CopyData */:
+      case 0x48 /* H CopyOutResponse */:
+        if (body) this.scanChannel(type, body, end);
+        return;
       default:
-        // DataRow, CopyData/Done, Copy*Response, ParameterDescription, and the messages that may
-        // arrive at any time (NoticeResponse, NotificationResponse, ParameterStatus).
+        // CopyDone, CopyInResponse, ParameterDescription, ParameterStatus, … pass as they are.
         return;
     }
+    if (this.o.masking?.active && !this.planHead()) this.scanner.stop();
     this.emitSynthetic(end);
   }
 
@@ -470,9 +771,11 @@ export class Relay {
   private onServerError(body: Buffer, end: number): void {
     const fields = parseErrorFields(body);
     const head = this.expected.peek();
-    if ((head?.kind === 'query' || head?.kind === 'parse') && head.substitute) {
-      this.replaceServerMessage(end - 5 - body.length, end, head.substitute);
+    if ((head?.kind === 'query' || head?.kind === 'parse' || head?.kind === 'bind') && head.substitute) {
+      this.replaceServerMessage(end - 5 - body.length, end, [head.substitute]);
       head.substitute = undefined;
+    } else if (this.o.masking?.active) {
+      this.scanChannel(0x45, body, end);
     }
     if (!head || head.kind === 'sync' || head.kind === 'synthetic') return; // FATAL, or an error at Sync
     if (head.kind === 'query') {
@@ -503,16 +806,44 @@ export class Relay {
     if (!this.expected.hasSync()) this.upstreamSkipping = true;
   }
 
-  /** Sends `replacement` instead of the server's message at [start, end) of the current chunk. */
-  private replaceServerMessage(start: number, end: number, replacement: Buffer): void {
+  /**
+   * Sends `replacement` (nothing when empty) instead of the server's message at [start, end) of the
+   * current chunk. The message must not have been forwarded in part: it starts in this chunk after
+   * what was forwarded, or it was held back whole (masking) from an earlier read.
+   */
+  private replaceServerMessage(start: number, end: number, replacement: Buffer[]): void {
     const chunk = this.currentChunk;
-    if (!chunk || start < this.forwardedUpTo) {
+    if (chunk && start >= this.forwardedUpTo) {
+      if (start > this.forwardedUpTo) this.writeOut(chunk.subarray(this.forwardedUpTo, start));
+    } else if (!(chunk && this.partialHeld && start < 0)) {
       // The message began in an earlier chunk, already forwarded: that cannot be undone.
-      throw new ProtocolViolation('cannot replace a server error that spans reads');
+      throw new ProtocolViolation('cannot replace a server message that spans reads');
     }
-    if (start > this.forwardedUpTo) this.writeClient(chunk.subarray(this.forwardedUpTo, start));
-    this.writeClient(replacement);
+    for (const part of replacement) this.writeOut(part);
     this.forwardedUpTo = end;
+  }
+
+  /**
+   * A message masking collected whole: forwarded as it came (`replacement` undefined), with a new
+   * body, or dropped (null). A message held back from earlier reads is written out again here.
+   */
+  private passHeld(type: number, body: Buffer, end: number, replacement: Buffer | null | undefined): void {
+    const start = end - 5 - body.length;
+    if (replacement === undefined) {
+      // untouched: it goes out with the surrounding bytes, unless it was held back in an earlier read
+      if (start >= this.forwardedUpTo || !(this.partialHeld && start < 0)) return;
+      replacement = body;
+    }
+    this.replaceServerMessage(
+      start,
+      end,
+      replacement === null ? [] : [messageHeader(type, replacement.length), replacement],
+    );
+  }
+
+  /** A held message replaced by a whole new message (header included). */
+  private replaceHeld(body: Buffer, end: number, message: Buffer): void {
+    this.replaceServerMessage(end - 5 - body.length, end, [message]);
   }
 
   /** Writes synthetic replies that have reached the head, after the server bytes before `end`. */
@@ -521,17 +852,38 @@ export class Relay {
     if (head?.kind !== 'synthetic') return;
     const chunk = this.currentChunk;
     if (chunk && end > this.forwardedUpTo) {
-      this.writeClient(chunk.subarray(this.forwardedUpTo, end));
+      this.writeOut(chunk.subarray(this.forwardedUpTo, end));
       this.forwardedUpTo = end;
     }
     while (head?.kind === 'synthetic') {
       this.expected.shift();
-      this.writeClient(head.reply());
+      this.writeOut(head.reply());
       head = this.expected.peek();
     }
   }
 
+  /** Client output of one server read is gathered and written once (rewritten rows come in pieces). */
+  private writeOut(bytes: Buffer): void {
+    if (!this.currentChunk) {
+      this.writeClient(bytes);
+      return;
+    }
+    this.maskOut.push(bytes);
+    this.maskOutBytes += bytes.length;
+  }
+
+  private flushOut(): void {
+    const out = this.maskOut;
+    if (out.length === 0) return;
+    const total = this.maskOutBytes;
+    this.maskOut = [];
+    this.maskOutBytes = 0;
+    this.writeClient(out.length === 1 ? out[0]! : Buffer.concat(out, total));
+  }
+
   private writeClient(bytes: Buffer): void {
+    this.clientBytes += bytes.length;
+    this.lastClientWrite = bytes;
     if (!this.o.client.write(bytes)) {
       this.clientFull = true;
       this.updateFlow();
@@ -542,6 +894,202 @@ export class Relay {
     throw new ProtocolViolation(`server sent ${message} while pgwarden expected ${head?.kind ?? 'nothing'}`);
   }
 
+  // ---- masking (proxy/masking/) -----------------------------------------------------------
+
+  /** Takes in a decision's masks and detectors; from the first, every RowDescription is read. */
+  private observeMasks(decision: Decision): void {
+    const masking = this.o.masking;
+    if (!masking?.observe(decision)) return;
+    const detect = masking.detectors !== undefined;
+    for (const type of [0x54 /* T */, 0x6e /* n */]) {
+      this.scanner.collect(type, true);
+      this.heldTypes[type] = 1;
+    }
+    for (const type of [0x4e /* N */, 0x41 /* A */, 0x64 /* d */, 0x48 /* H */, 0x45 /* E */]) {
+      if (type !== 0x45) this.scanner.collect(type, detect, MAX_MASKED_MESSAGE_BYTES);
+      this.heldTypes[type] = detect ? 1 : 0;
+    }
+    this.heldTypes[0x44 /* D */] = 1;
+  }
+
+  /** What a client Describe is about, so its RowDescription can be remembered for later Executes. */
+  private describeTarget(kind: 'S' | 'P', name: string): DescribeTarget | undefined {
+    const masking = this.o.masking;
+    if (!masking?.active) return undefined;
+    if (kind === 'S') {
+      const statement = this.statements.get(name);
+      if (!statement) return undefined;
+      this.describing.add(statement);
+      return { statement };
+    }
+    const portal = masking.portals.get(name);
+    if (!portal) return undefined;
+    portal.describing = true;
+    return { portal };
+  }
+
+  /**
+   * The portal an Execute runs, as masking knows it. When nothing has told (or will tell) its
+   * columns, the proxy asks the server itself with a Describe whose reply it keeps to itself.
+   */
+  private maskedPortal(name: string): BoundPortal | undefined {
+    const masking = this.o.masking;
+    if (!masking?.active) return undefined;
+    let portal = masking.portals.get(name);
+    if (!portal) {
+      // bound before masking began: formats unknown, a Describe of the portal tells them
+      portal = { statement: this.portals.get(name), formats: [], formatsKnown: false };
+      masking.portals.set(name, portal);
+    }
+    const statement = portal.statement;
+    const known =
+      portal.describing ||
+      masking.columnsOf(portal) !== undefined ||
+      (statement !== undefined && this.describing.has(statement) && portal.formatsKnown !== false);
+    if (!known) {
+      portal.describing = true;
+      this.forwardBytes(serialize.describe({ type: 'P', name }), {
+        kind: 'describe',
+        target: { portal },
+        swallow: true,
+      });
+    }
+    return portal;
+  }
+
+  /** A Describe's reply: remembered for the Executes that follow; dropped when the proxy asked. */
+  private described(
+    head: Extract<Expectation, { kind: 'describe' }>,
+    columns: ResultColumn[],
+    type: number,
+    body: Buffer,
+    end: number,
+  ): void {
+    const target = head.target;
+    if (target && 'statement' in target) this.o.masking?.describedStatement(target.statement, columns);
+    else if (target) target.portal.columns = columns;
+    this.passHeld(type, body, end, head.swallow ? null : undefined);
+  }
+
+  /**
+   * Makes the plan for the result that comes next: after a RowDescription of a simple query, or
+   * when an Execute reaches the head of the queue. False when the catalog must be read first (the
+   * relay then stops reading the server until it has been).
+   */
+  private planHead(): boolean {
+    const masking = this.o.masking!;
+    const pending = this.pendingResult;
+    if (pending) {
+      if (!this.ensureCatalog(pending.columns)) return false;
+      this.pendingResult = undefined;
+      const plan = masking.plan(pending.columns);
+      if (!plan) masking.rememberPlain(pending.body);
+      this.setPlan(plan, pending.run);
+      return true;
+    }
+    const head = this.expected.peek();
+    if (head?.kind !== 'execute' || head === this.plannedExecute) return true;
+    const portal = head.portal;
+    if (!portal) {
+      this.plannedExecute = head;
+      return true;
+    }
+    const columns = masking.columnsOf(portal);
+    if (!columns) {
+      // Its Describe failed, so the Execute fails too; should rows come anyway, they are not passed.
+      throw new ProtocolViolation('pgwarden does not know the columns of a portal whose rows it must check');
+    }
+    if (!this.ensureCatalog(columns)) return false;
+    this.plannedExecute = head;
+    this.setPlan(masking.plan(columns), head.run);
+    return true;
+  }
+
+  private ensureCatalog(columns: ResultColumn[]): boolean {
+    const masking = this.o.masking!;
+    const missing = masking.missing(columns);
+    if (missing.length === 0) return true;
+    this.blocked = true;
+    this.updateFlow();
+    masking.catalog.load(missing).then(
+      () => {
+        this.blocked = false;
+        this.resume();
+      },
+      (error) => {
+        this.o.logger.error('catalog lookup for masking failed', { error: String(error) });
+        this.protocolFailure(
+          new ProtocolViolation('pgwarden could not read the catalog to mask this result; try again shortly'),
+        );
+      },
+    );
+    return false;
+  }
+
+  /** Replays the reads that waited for the catalog. */
+  private resume(): void {
+    if (this.ended) return;
+    this.resuming = true;
+    try {
+      while (!this.blocked && !this.ended && this.backlog.length > 0)
+        this.onUpstreamData(this.backlog.shift()!);
+    } finally {
+      this.resuming = false;
+    }
+    this.updateFlow();
+  }
+
+  private setPlan(plan: RowPlan | undefined, run: StatementRun | undefined): void {
+    this.rowPlan = plan;
+    this.planRun = run;
+    this.scanner.collect(0x44 /* D */, plan !== undefined, MAX_MASKED_MESSAGE_BYTES);
+  }
+
+  /** The result ended: its counts go to the statement's audit record. */
+  private endResult(): void {
+    const plan = this.rowPlan;
+    if (!plan) return;
+    this.planRun?.recordMasking(plan.maskedCounts, [...plan.detectorCounts.values()]);
+    this.setPlan(undefined, undefined);
+  }
+
+  /** Content detectors over notices, errors, notifications and COPY rows. */
+  private scanChannel(type: number, body: Buffer, end: number): void {
+    const scan = this.detectIn(type, body);
+    // a message held back whole goes out now, as it came or rewritten
+    this.passHeld(type, body, end, scan?.body);
+  }
+
+  private detectIn(type: number, body: Buffer): ChannelScan | undefined {
+    const masking = this.o.masking;
+    const detectors = masking?.detectors;
+    if (!masking || !detectors) return undefined;
+    if (type === 0x48 /* H CopyOutResponse */) {
+      this.copyOutText = body[0] === 0;
+      return undefined;
+    }
+    let scan: ChannelScan | undefined;
+    let where: string;
+    if (type === 0x45 || type === 0x4e) {
+      scan = scanFields(body, detectors, masking.key);
+      where = type === 0x45 ? 'error' : 'notice';
+    } else if (type === 0x41) {
+      scan = scanNotification(body, detectors, masking.key);
+      where = 'notification';
+    } else {
+      if (!this.copyOutText) return undefined;
+      scan = scanCopyData(body, detectors, masking.key);
+      where = 'copy';
+    }
+    if (!scan) return undefined;
+    const head = this.expected.peek();
+    const run = head?.kind === 'query' || head?.kind === 'execute' ? head.run : undefined;
+    const counts = new Map<string, DetectorCount>();
+    for (const hit of scan.hits) countHit(counts, hit.detector, where, hit.count);
+    run?.recordMasking([], [...counts.values()]);
+    return scan;
+  }
+
   // ---- flow control, audit, end ---------------------------------------------------------
 
   /** Backpressure both ways: a full side pauses the side that feeds it. */
@@ -549,13 +1097,26 @@ export class Relay {
     if (this.ended) return;
     if (this.awaitingDecision || this.upstreamFull) this.o.client.pause();
     else this.o.client.resume();
-    if (this.clientFull) this.o.upstream.pause();
+    if (this.clientFull || this.blocked) this.o.upstream.pause();
     else this.o.upstream.resume();
   }
 
   private finishRun(run: StatementRun): void {
-    this.seq++;
-    this.o.audit.record(run.toEvent(this.o.session, this.seq, this.o.newId()));
+    if (run.seq === 0) this.startRun(run);
+    if (this.currentChunk) {
+      // Statements end in order in the reply stream: this one's bytes end at the current message.
+      const position =
+        this.clientBytes + this.maskOutBytes + Math.max(0, this.lastMessageEnd - this.forwardedUpTo);
+      run.bytesToClient = Math.max(0, position - this.lastFinishPos);
+      this.lastFinishPos = position;
+    }
+    if (this.cancels > run.cancelsAtStart) run.cancelled = true;
+    this.o.audit.record(run.toEvent(this.identity));
+  }
+
+  /** A CancelRequest for this session arrived: the statements in flight count as cancelled. */
+  cancelRequested(): void {
+    this.cancels++;
   }
 
   private notExecuted(run: StatementRun): void {
@@ -582,9 +1143,14 @@ export class Relay {
     this.end('protocol_error');
   }
 
-  end(reason: SessionEndReason): void {
+  end(closedBecause: SessionEndReason): void {
     if (this.ended) return;
     this.ended = true;
+    const adminKill =
+      (closedBecause === 'upstream_closed' || closedBecause === 'network_loss') &&
+      this.lastClientWrite !== undefined &&
+      endsWithAdminTermination(this.lastClientWrite);
+    const reason: SessionEndReason = adminKill ? 'admin_kill' : closedBecause;
     for (const item of this.expected.drain()) {
       if (item.kind === 'query' || item.kind === 'execute') {
         item.run.failed(undefined, 'the connection closed before the statement completed');
@@ -596,6 +1162,10 @@ export class Relay {
     if (reason !== 'protocol_error') this.o.client.end();
     this.o.onEnd(reason, this.seq);
   }
+}
+
+function promiseOrUndefined(value: Promise<void> | undefined | void): Promise<void> | undefined {
+  return isPromise<void>(value) ? value : undefined;
 }
 
 function refusalFields(decision: Decision): NoticeFields {

@@ -1,15 +1,18 @@
 /**
  * The proxy's listener: accepts connections, sets each one up as a session and keeps track
- * of them so shutdown can stop accepting, let sessions finish, and flush the audit buffer.
+ * of them so shutdown can stop accepting, let sessions finish, and flush the audit trail (the
+ * durable spool is written, synced and shipped; what the API cannot take stays for the next start).
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { silentLogger } from '../shared/logger.ts';
 import { AuditBuffer } from './audit-buffer.ts';
+import { AuditTrail } from './audit-trail.ts';
 import { CancelRegistry } from './cancel-registry.ts';
+import { Catalogs } from './masking/catalogs.ts';
 import { defaultLimits, type ProxyOptions } from './options.ts';
-import type { Relay } from './relay.ts';
+import type { AuditSink, Relay } from './relay.ts';
 import { type SetupContext, setUpSession } from './session-setup.ts';
 
 export interface RunningProxy {
@@ -19,6 +22,8 @@ export interface RunningProxy {
   readonly sessions: number;
   /** audit events not yet accepted by the control plane */
   readonly pendingAuditEvents: number;
+  /** the durable audit trail, when a spool directory was given */
+  readonly auditTrail: AuditTrail | undefined;
   /** stop accepting, end sessions after `graceMs`, flush audit events */
   close(graceMs?: number): Promise<void>;
 }
@@ -26,7 +31,25 @@ export interface RunningProxy {
 export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const logger = options.logger ?? silentLogger;
   const limits = { ...defaultLimits, ...options.limits };
-  const audit = new AuditBuffer({ controlPlane: options.controlPlane, logger });
+  const auditOptions = options.audit ?? {};
+  const mode = auditOptions.mode ?? 'buffered';
+  if (mode === 'strict' && !auditOptions.spoolDir)
+    throw new Error('strict audit mode needs a spool directory');
+  const trail = auditOptions.spoolDir
+    ? await AuditTrail.open({
+        mode,
+        spoolDir: auditOptions.spoolDir,
+        sync: auditOptions.sync ?? 'always',
+        maxSpoolBytes: auditOptions.maxSpoolBytes ?? 1024 ** 3,
+        controlPlane: options.controlPlane,
+        logger,
+        ...(auditOptions.batchSize === undefined ? {} : { batchSize: auditOptions.batchSize }),
+        ...(auditOptions.shipIntervalMs === undefined ? {} : { shipIntervalMs: auditOptions.shipIntervalMs }),
+      })
+    : undefined;
+  // Without a spool directory (tests, embedding) records are buffered in memory only.
+  const buffer = trail ? undefined : new AuditBuffer({ controlPlane: options.controlPlane, logger });
+  const audit: AuditSink = trail ?? buffer!;
   const relays = new Set<Relay>();
   const sockets = new Set<net.Socket>();
   const ctx: SetupContext = {
@@ -40,6 +63,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     logger,
     newId: randomUUID,
     relays,
+    catalogs: new Catalogs(options.upstream, options.credentials, limits.authTimeoutMs),
+    maskingKey: options.maskingKey ?? randomBytes(32),
   };
 
   const server = net.createServer((socket) => {
@@ -55,9 +80,14 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   server.on('error', (error) => logger.error('proxy listener error', { error: error.message }));
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const onListenError = (error: Error) => {
+      // Release the spool (its periodic sync timer) so a failed start leaves nothing running.
+      void trail?.close(0);
+      reject(error);
+    };
+    server.once('error', onListenError);
     server.listen(options.port, options.host, () => {
-      server.removeListener('error', reject);
+      server.removeListener('error', onListenError);
       resolve();
     });
   });
@@ -71,8 +101,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       return relays.size;
     },
     get pendingAuditEvents() {
-      return audit.pending;
+      return trail ? trail.pending : buffer!.pending;
     },
+    auditTrail: trail,
     async close(graceMs = 0) {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -87,7 +118,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
         };
         wait();
       });
-      await audit.flush();
+      ctx.catalogs.close();
+      if (trail) await trail.close();
+      else await buffer!.flush();
     },
   };
 }

@@ -10,6 +10,8 @@ import type { SessionContext } from '../shared/control-plane.ts';
 import { PgWardenError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { CancelRegistry } from './cancel-registry.ts';
+import type { Catalogs } from './masking/catalogs.ts';
+import { SessionMasking } from './masking/session-masking.ts';
 import type { ProxyLimits, ProxyOptions } from './options.ts';
 import { type AuditSink, Relay } from './relay.ts';
 import { SetupReader } from './setup-reader.ts';
@@ -37,6 +39,9 @@ export interface SetupContext {
   newId: () => string;
   /** live relays, so shutdown can end them */
   relays: Set<Relay>;
+  /** result column identities for masking, per upstream database */
+  catalogs: Catalogs;
+  maskingKey: Uint8Array;
 }
 
 /** Startup parameters that the gateway sets itself or refuses, never passed upstream. */
@@ -177,8 +182,10 @@ async function authenticateAndRelay(
 
   const openedAt = Date.now();
   let upstream: UpstreamConnection;
+  let upstreamUser: string | undefined;
   try {
     const credential = await ctx.options.credentials(opened.role);
+    upstreamUser = credential.user;
     const passthrough = new Map(
       [...params].filter(([k]) => !RESERVED_PARAMETERS.has(k) && !k.startsWith('_pq_.')),
     );
@@ -191,11 +198,15 @@ async function authenticateAndRelay(
     });
   } catch (error) {
     ctx.logger.warn('upstream login failed', { sessionId: session.sessionId, error: String(error) });
-    recordClosed(ctx, session, openedAt, 0, 'upstream_unavailable');
+    recordClosed(ctx, session, openedAt, 0, 'upstream_unavailable', upstreamUser);
     throw error;
   }
 
-  const key = ctx.cancels.register(() => sendUpstreamCancel(ctx.options.upstream, upstream.backendKey));
+  let cancelled: (() => void) | undefined;
+  const key = ctx.cancels.register(() => {
+    cancelled?.();
+    sendUpstreamCancel(ctx.options.upstream, upstream.backendKey);
+  });
   socket.write(
     Buffer.concat([
       authenticationOk(),
@@ -215,12 +226,16 @@ async function authenticateAndRelay(
     maxMessageBytes: ctx.limits.maxMessageBytes,
     logger: ctx.logger,
     newId: ctx.newId,
+    upstreamUser,
+    auditParams: ctx.options.audit?.params ?? 'hashed',
+    masking: new SessionMasking(ctx.catalogs.forDatabase(database, opened.role), ctx.maskingKey),
     onEnd: (reason, statements) => {
       key.release();
       ctx.relays.delete(relay);
-      recordClosed(ctx, session, openedAt, statements, reason);
+      recordClosed(ctx, session, openedAt, statements, reason, upstreamUser);
     },
   });
+  cancelled = () => relay.cancelRequested();
   ctx.relays.add(relay);
   relay.start(reader.detach(), upstream.leftover);
 }
@@ -231,6 +246,7 @@ function recordClosed(
   openedAt: number,
   statements: number,
   reason: Parameters<ConstructorParameters<typeof Relay>[0]['onEnd']>[0],
+  upstreamUser: string | undefined,
 ): void {
   ctx.audit.record({
     type: 'session_closed',
@@ -241,5 +257,6 @@ function recordClosed(
     durationMs: Date.now() - openedAt,
     statements,
     reason,
+    upstreamUser,
   });
 }

@@ -1,9 +1,22 @@
 /**
  * One statement on its way through the proxy: what was asked, what was decided, and what the
- * server answered. Becomes exactly one audit event when it ends.
+ * server answered. Becomes one audit record, written twice under the same key: as an intent
+ * (outcome 'pending') before the statement is forwarded, and complete when it ends.
  */
 import type { Decision, SessionContext, StatementProtocol } from '../shared/control-plane.ts';
-import type { StatementEvent } from '../shared/events.ts';
+import type {
+  DetectorHitRecord,
+  MaskedColumnRecord,
+  StatementEvent,
+  StatementOutcome,
+} from '../shared/events.ts';
+import type { CapturedParams } from './audit-params.ts';
+
+/** Who the records are about, beyond the decision context: fixed for the session. */
+export interface RunIdentity {
+  session: SessionContext;
+  upstreamUser?: string;
+}
 
 export class StatementRun {
   /** one clock read per statement: wall time is derived from the monotonic start */
@@ -12,6 +25,19 @@ export class StatementRun {
   rows: number | undefined;
   sqlstate: string | undefined;
   errorMessage: string | undefined;
+  /** assigned by the relay when the statement starts, so intent and final record share the key */
+  seq = 0;
+  eventId = '';
+  portalName: string | undefined;
+  params: CapturedParams | undefined;
+  bytesToClient: number | undefined;
+  masked: MaskedColumnRecord[] | undefined;
+  detected: DetectorHitRecord[] | undefined;
+  cancelled = false;
+  /** refused by pgwarden itself after an allow (the audit record could not be written) */
+  refusedByAudit = false;
+  /** session cancel counter when the statement started: a later value means it was cancelled */
+  cancelsAtStart = 0;
 
   constructor(
     readonly text: string,
@@ -25,6 +51,24 @@ export class StatementRun {
     if (rows !== undefined) this.rows = (this.rows ?? 0) + rows;
   }
 
+  /** Adds one result's masking counts (a statement may return several results). */
+  recordMasking(masked: readonly MaskedColumnRecord[], detected: readonly DetectorHitRecord[]): void {
+    for (const m of masked) {
+      this.masked ??= [];
+      const same = this.masked.find(
+        (x) => x.column === m.column && x.ruleId === m.ruleId && x.method === m.method,
+      );
+      if (same) same.values += m.values;
+      else this.masked.push({ ...m });
+    }
+    for (const d of detected) {
+      this.detected ??= [];
+      const same = this.detected.find((x) => x.detector === d.detector && x.where === d.where);
+      if (same) same.values += d.values;
+      else this.detected.push({ ...d });
+    }
+  }
+
   failed(sqlstate: string | undefined, message: string | undefined): void {
     // The first error is the one that matters: later ones are consequences.
     if (this.sqlstate !== undefined) return;
@@ -32,26 +76,58 @@ export class StatementRun {
     this.errorMessage = message;
   }
 
-  toEvent(session: SessionContext, seq: number, eventId: string): StatementEvent {
+  private outcome(): StatementOutcome {
+    if (this.decision.action !== 'allow' || this.refusedByAudit) return 'refused';
+    return this.sqlstate !== undefined || this.errorMessage !== undefined ? 'error' : 'ok';
+  }
+
+  /** The record of intent: who, what and the decision, before anything ran. */
+  intent(who: RunIdentity): StatementEvent {
+    return this.event(who, 'pending', 0);
+  }
+
+  toEvent(who: RunIdentity): StatementEvent {
+    return this.event(who, this.outcome(), Math.round((performance.now() - this.startedHr) * 1000) / 1000);
+  }
+
+  private event(who: RunIdentity, outcome: StatementOutcome, durationMs: number): StatementEvent {
+    const { session } = who;
+    const decision = this.decision;
+    const params = this.params;
+    const pending = outcome === 'pending';
     return {
       type: 'statement',
-      eventId,
+      eventId: this.eventId,
       sessionId: session.sessionId,
-      seq,
+      seq: this.seq,
       principal: session.principal.name,
+      actor: session.principal.actor,
       database: session.database,
       applicationName: session.applicationName,
+      upstreamUser: who.upstreamUser,
       text: this.text,
       protocol: this.protocol,
       preparedName: this.preparedName,
-      decision: this.decision.action,
-      ruleId: this.decision.ruleId,
+      portalName: this.portalName,
+      params: params?.values,
+      paramsMode: params?.mode,
+      paramFormats: params?.formats,
+      decision: decision.action,
+      ruleId: decision.ruleId,
+      policyVersion: decision.policyVersion || undefined,
+      fingerprint: decision.fingerprint,
+      kinds: decision.kinds,
+      outcome,
       startedAt: new Date(performance.timeOrigin + this.startedHr).toISOString(),
-      durationMs: Math.round((performance.now() - this.startedHr) * 1000) / 1000,
-      commandTag: this.commandTag,
-      rows: this.rows,
-      sqlstate: this.sqlstate,
-      errorMessage: this.errorMessage,
+      durationMs,
+      commandTag: pending ? undefined : this.commandTag,
+      rows: pending ? undefined : this.rows,
+      sqlstate: pending ? undefined : this.sqlstate,
+      errorMessage: pending ? undefined : this.errorMessage,
+      bytesToClient: pending ? undefined : this.bytesToClient,
+      cancelled: this.cancelled || undefined,
+      masked: pending ? undefined : this.masked,
+      detected: pending ? undefined : this.detected,
     };
   }
 }

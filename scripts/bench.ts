@@ -35,6 +35,8 @@ import { Hono } from 'hono';
 import pg from 'pg';
 import { tableNames } from '../functions/adapters/dynamodb-audit-store.ts';
 import { startApiSink } from './bench/api-sink.ts';
+import { approvalLatencySection } from './bench/approvals.ts';
+import { maskingSection } from './bench/masking.ts';
 import { countItems, type TableCount } from './bench/audit-count.ts';
 import { openIdleConnections } from './bench/idle.ts';
 import {
@@ -78,13 +80,19 @@ const usage = `npm run bench -- [options]
   --targets <list>     direct,pgbouncer,pgwarden           (env BENCH_TARGETS); diagnostics, not run
                        by default: "pipe" = a bare Node TLS pipe (no parsing, auth or audit), the
                        ceiling for a Node proxy; "pgwarden-noaudit" = pgwarden whose audit store
-                       drops events instead of writing DynamoDB (isolates the relay's own cost)
+                       drops events instead of writing DynamoDB (isolates the relay's own cost);
+                       "pgwarden-strict" = PGWARDEN_AUDIT_MODE=strict (each statement's intent
+                       stored by the API before it runs; "pgwarden" uses the durable spool)
   --threads <n>        pgbench threads, at most            (env BENCH_THREADS, default 2)
   --idle <n>           idle connections to open; 0 skips   (env BENCH_IDLE, default 1000)
   --scale <n>          pgbench scale                       (env BENCH_SCALE, default 10)
   --no-pgbouncer       skip pgbouncer
   --profile            run the pgwarden proxy with --cpu-prof (profile kept in the work directory)
   --keep               keep the work directory (logs, profiles) after the run
+  --approvals <n>      runs of the approval-latency section; 0 skips  (env BENCH_APPROVALS, default 20)
+  --approvals-only     run only the approval-latency section (hold → Slack post, click → release)
+  --masking <rows>     rows of the masking section (6 columns, 2 masked); 0 skips  (env BENCH_MASKING, default 1000000)
+  --masking-only       run only the masking section (masked vs unmasked vs direct: rows/s, proxy RSS)
 `;
 
 const { values: flags } = parseArgs({
@@ -100,6 +108,10 @@ const { values: flags } = parseArgs({
     'no-pgbouncer': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
+    approvals: { type: 'string' },
+    'approvals-only': { type: 'boolean', default: false },
+    masking: { type: 'string' },
+    'masking-only': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -153,6 +165,7 @@ const allTargets: readonly TargetName[] = [
   'pipe',
   'pgwarden-noaudit',
   'pgwarden-dynalite',
+  'pgwarden-strict',
   'pgwarden',
 ];
 const targets = list('target', flags.targets ?? env['BENCH_TARGETS'], allTargets, [
@@ -163,6 +176,8 @@ const targets = list('target', flags.targets ?? env['BENCH_TARGETS'], allTargets
 const maxThreads = positiveInt('--threads', flags.threads ?? env['BENCH_THREADS'], 2);
 const idleCount = positiveInt('--idle', flags.idle ?? env['BENCH_IDLE'], 1000, true);
 const scale = positiveInt('--scale', flags.scale ?? env['BENCH_SCALE'], 10);
+const approvalRuns = positiveInt('--approvals', flags.approvals ?? env['BENCH_APPROVALS'], 20, true);
+const maskingRows = positiveInt('--masking', flags.masking ?? env['BENCH_MASKING'], 1_000_000, true);
 
 const TARGET_CLIENTS = 8;
 const TARGET_RATIO = 0.7;
@@ -214,6 +229,14 @@ const time = () => new Date().toISOString().slice(11, 19);
 // ---- main --------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
+  if (flags['approvals-only']) {
+    out(await approvalLatencySection({ runs: approvalRuns || 20, log }));
+    return;
+  }
+  if (flags['masking-only']) {
+    out(await maskingSection({ rows: maskingRows || 1_000_000, log }));
+    return;
+  }
   if (!(await hasCommand('pgbench'))) {
     process.stderr.write(
       'bench: pgbench is not installed; run `bash scripts/ensure-test-tools.sh` (Debian) first\n',
@@ -312,12 +335,16 @@ async function main(): Promise<void> {
     auditStore: 'api' as const,
     api: { url: apiSink.url, serviceToken: apiSink.serviceToken },
   };
+  let spools = 0;
   const startProxy = async (
     profile: boolean,
     auditStore: 'api' | 'dynamodb' | 'discard' = 'api',
+    auditMode: 'buffered' | 'strict' = 'buffered',
   ): Promise<ProxyChild> => {
+    // Every proxy has its own durable spool (PGWARDEN_AUDIT_SPOOL_SYNC=always, the default).
+    const spoolDir = join(dir, `spool-${++spools}`);
     const child = await startProxyChild({
-      config: { ...proxyConfig, auditStore },
+      config: { ...proxyConfig, auditStore, audit: { mode: auditMode, spoolDir } },
       nodeFlags: profile ? ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'profiles')}`] : [],
     });
     onCleanup('pgwarden proxy', async () => {
@@ -335,6 +362,11 @@ async function main(): Promise<void> {
   if (targets.includes('pgwarden-dynalite')) {
     log('starting a pgwarden proxy that writes audit events to dynalite itself (diagnostic target)');
     dynalite = await startProxy(flags.profile, 'dynamodb');
+  }
+  let strict: ProxyChild | undefined;
+  if (targets.includes('pgwarden-strict')) {
+    log('starting a pgwarden proxy in strict audit mode (each intent stored by the API first)');
+    strict = await startProxy(flags.profile, 'api', 'strict');
   }
   let noaudit: ProxyChild | undefined;
   if (targets.includes('pgwarden-noaudit')) {
@@ -399,7 +431,8 @@ async function main(): Promise<void> {
       runners.push({ target, endpoint: warden(dynalite.port), pid: dynalite.pid, proxy: dynalite });
     else if (target === 'pgwarden-noaudit' && noaudit) {
       runners.push({ target, endpoint: warden(noaudit.port), pid: noaudit.pid, proxy: noaudit });
-    }
+    } else if (target === 'pgwarden-strict' && strict)
+      runners.push({ target, endpoint: warden(strict.port), pid: strict.pid, proxy: strict });
   }
   const cells: CellResult[] = [];
   let statementsThroughProxy = 0;
@@ -440,6 +473,7 @@ async function main(): Promise<void> {
   }
 
   await noaudit?.stop();
+  const strictStats = await strict?.stop();
   let throughputProxyStats: ProxyStats | undefined;
   if (proxy) {
     throughputProxyStats = await proxy.stop();
@@ -539,6 +573,18 @@ async function main(): Promise<void> {
         `${fmt(s.pendingAuditEvents)} still pending at exit; ${s.failedPuts} failed store calls.`,
     );
   }
+  for (const [name, s] of [
+    ['pgwarden', throughputProxyStats],
+    ['pgwarden-strict', strictStats],
+  ] as const) {
+    if (!s?.spool) continue;
+    const { syncs, syncMicros, commits, groupedRecords } = s.spool;
+    out(
+      `Audit spool (${name}): ${fmt(syncs)} fdatasync calls, ${fmt(syncMicros / Math.max(1, syncs), 0)} µs each on average; ` +
+        `${fmt(commits)} group commits carried ${fmt(groupedRecords)} records (${fmt(groupedRecords / Math.max(1, commits), 1)} per commit); ` +
+        `shipper: ${fmt(s.shipper?.batches)} batches, ${fmt(s.shipper?.failedAttempts)} failed attempts.`,
+    );
+  }
   out(
     `Control-plane API: acknowledged ${fmt(apiSink.stored.statement)} statement and ` +
       `${fmt(apiSink.stored.session_opened)}/${fmt(apiSink.stored.session_closed)} session opened/closed events.`,
@@ -556,6 +602,8 @@ async function main(): Promise<void> {
   out();
   for (const line of targetLines(cells, idle, bouncer !== undefined)) out(line);
   out();
+  if (approvalRuns > 0) out(await approvalLatencySection({ runs: approvalRuns, log }));
+  if (maskingRows > 0) out(await maskingSection({ rows: maskingRows, log }));
 }
 
 // ---- pieces ------------------------------------------------------------------------------------

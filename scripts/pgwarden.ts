@@ -2,11 +2,15 @@
  * `npm run -s pgwarden -- <area> <command>`: the operator's command line. Composition root: reads
  * argv and the environment and dispatches to one module per area under scripts/cli/.
  */
+import { approvalsCommand, approvalsUsage } from './cli/approvals.ts';
+import { auditCommand, auditUsage } from './cli/audit.ts';
 import type { CliCommand, CliIo } from './cli/command.ts';
 import { policyCommand, policyUsage } from './cli/policy.ts';
 
 const areas: Record<string, { command: CliCommand; usage: string }> = {
   policy: { command: policyCommand, usage: policyUsage },
+  approvals: { command: approvalsCommand, usage: approvalsUsage },
+  audit: { command: auditCommand, usage: auditUsage },
 };
 
 function usage(): string {

@@ -21,6 +21,7 @@ import {
 } from './local/local-config.ts';
 import { startLocalPostgres } from './local/postgres.ts';
 import { apiPortHint, assertPortsFree, proxyPortHint, startLocalServices } from './local/services.ts';
+import { startLocalSqs } from './local/sqs.ts';
 import { ensureLocalCertificate } from './local/tls.ts';
 
 /** One line per event on stderr: `12:00:00.123 info  proxy listening host=127.0.0.1 port=6432`. */
@@ -122,6 +123,10 @@ async function start(config: LocalConfig): Promise<void> {
 
   const dynamo = await startLocalDynamo({ dataDir: join(dataDir, 'dynamodb') });
   own('dynamodb', dynamo.close);
+  // the approvals queue: the notifier (Slack, or this console) is fed through it as in AWS
+  const sqs = await startLocalSqs();
+  own('sqs', sqs.close);
+  logger.info('sqs (fauxqs) listening', { endpoint: sqs.endpoint });
   logger.info('dynamodb (dynalite) listening', { endpoint: dynamo.endpoint });
 
   const services = await startLocalServices({
@@ -148,6 +153,11 @@ async function start(config: LocalConfig): Promise<void> {
     },
     proxyId: `local-${hostname()}`,
     logger,
+    audit: config.audit,
+    approvals: {
+      sqs: { endpoint: sqs.endpoint, queueUrl: sqs.queueUrl },
+      ...(config.slack ? { slack: config.slack } : { console: (text: string) => process.stdout.write(text) }),
+    },
   });
   own('api and proxy', services.stop);
 
@@ -198,6 +208,7 @@ pgwarden is running in local mode (data in ${shownDataDir}/)
   proxy   ${config.host}:${proxyPort} (TLS only)
   api     ${endpoints.apiUrl}   issuer ${endpoints.issuerUrl}
   groups  ${config.roleMappings.map((m) => `${m.groups.join('|')} → ${m.role}`).join(', ')}
+  approvals ${config.slack ? `posted to Slack #${config.slack.channel}` : 'printed here (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET for Slack)'}; or: npm run -s pgwarden -- approvals list
 
 Get a token (valid 1 hour; --ttl 8h for longer, --agent for an AI agent):
   ${token}

@@ -178,6 +178,49 @@ export interface ProxyConfig {
   drainSeconds: number;
   /** PGWARDEN_POLICY: a policy document (YAML or JSON text) to enforce instead of the default pack */
   policyText?: string;
+  /** PGWARDEN_POLICY_REFRESH_SECONDS: how often the stored current policy is polled (default 30) */
+  policyRefreshSeconds: number;
+  audit: AuditTrailConfig;
+}
+
+/** The proxy's audit trail (see proxy/audit-trail.ts and the README's "Audit trail"). */
+export interface AuditTrailConfig {
+  /** PGWARDEN_AUDIT_MODE: buffered (default) or strict */
+  mode: 'buffered' | 'strict';
+  /** PGWARDEN_AUDIT_SPOOL_DIR */
+  spoolDir: string;
+  /** PGWARDEN_AUDIT_SPOOL_SYNC: always (default) or write */
+  sync: 'always' | 'write';
+  /** PGWARDEN_AUDIT_SPOOL_MAX_MB (default 1024) in bytes */
+  maxSpoolBytes: number;
+  /** PGWARDEN_AUDIT_PARAMS: off, hashed (default) or clear */
+  params: 'off' | 'hashed' | 'clear';
+}
+
+/**
+ * Reads the audit variables; `defaultSpoolDir` is the proxy's data directory's `spool`. Problems are
+ * appended to `problems` so the caller reports every configuration error at once.
+ */
+export function auditTrailConfigFromEnv(
+  env: Env,
+  defaultSpoolDir: string,
+  problems: string[],
+): AuditTrailConfig {
+  const choice = <T extends string>(name: string, values: readonly T[], fallback: T): T => {
+    const value = (env[name]?.trim() || fallback) as T;
+    if (!values.includes(value)) problems.push(`${name} must be one of ${values.join(', ')}`);
+    return value;
+  };
+  const maxMb = Number(env['PGWARDEN_AUDIT_SPOOL_MAX_MB']?.trim() || '1024');
+  if (!Number.isFinite(maxMb) || maxMb <= 0)
+    problems.push('PGWARDEN_AUDIT_SPOOL_MAX_MB must be a number > 0');
+  return {
+    mode: choice('PGWARDEN_AUDIT_MODE', ['buffered', 'strict'], 'buffered'),
+    spoolDir: env['PGWARDEN_AUDIT_SPOOL_DIR']?.trim() || defaultSpoolDir,
+    sync: choice('PGWARDEN_AUDIT_SPOOL_SYNC', ['always', 'write'], 'always'),
+    maxSpoolBytes: Math.floor(maxMb * 1024 * 1024),
+    params: choice('PGWARDEN_AUDIT_PARAMS', ['off', 'hashed', 'clear'], 'hashed'),
+  };
 }
 
 const SSL_MODES = ['disable', 'prefer', 'require', 'verify-full'] as const;
@@ -226,6 +269,9 @@ export function proxyConfigFromEnv(env: Env): ProxyConfig {
   if (apiUrl && !isHttpUrl(apiUrl)) problems.push('PGWARDEN_API_URL must be an http(s) URL');
   const serviceToken = required('PGWARDEN_SERVICE_TOKEN');
   const drainSeconds = Number(env['PGWARDEN_DRAIN_SECONDS'] ?? '30');
+  const policyRefreshSeconds = Number(env['PGWARDEN_POLICY_REFRESH_SECONDS']?.trim() || '30');
+  if (!Number.isFinite(policyRefreshSeconds) || policyRefreshSeconds < 1 || policyRefreshSeconds > 3600)
+    problems.push('PGWARDEN_POLICY_REFRESH_SECONDS must be a number of seconds from 1 to 3600');
   if (!Number.isFinite(drainSeconds) || drainSeconds < 0) problems.push('PGWARDEN_DRAIN_SECONDS must be ≥ 0');
 
   const config: ProxyConfig = {
@@ -245,6 +291,10 @@ export function proxyConfigFromEnv(env: Env): ProxyConfig {
     proxyId: env['PGWARDEN_PROXY_ID']?.trim() || env['HOSTNAME']?.trim() || 'pgwarden-proxy',
     drainSeconds,
     ...(env['PGWARDEN_POLICY']?.trim() ? { policyText: env['PGWARDEN_POLICY'] } : {}),
+    policyRefreshSeconds,
+    // The container's working directory holds the proxy's data; mount a volume there to keep the
+    // spool across task replacements.
+    audit: auditTrailConfigFromEnv(env, 'pgwarden-data/spool', problems),
   };
   if (problems.length > 0) {
     throw new PgWardenError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
@@ -286,4 +336,126 @@ export function cliConfigFromEnv(env: Env): CliConfig {
   const apiUrl = (env.PGWARDEN_API_URL ?? 'http://127.0.0.1:8787').replace(/\/+$/, '');
   const token = env.PGWARDEN_TOKEN?.trim();
   return token ? { apiUrl, token } : { apiUrl };
+}
+
+/** The audit trail on the API side: who may read it, and how long DynamoDB keeps it. */
+export interface AuditStoreConfig {
+  /** PGWARDEN_AUDITOR_GROUPS (comma list; default auditors): may read the trail through the API */
+  auditorGroups: string[];
+  /** PGWARDEN_AUDIT_RETENTION_DAYS: items expire (TTL attribute expiresAt) after this; default: kept */
+  retentionDays?: number;
+}
+
+export function auditStoreConfigFromEnv(env: Env): AuditStoreConfig {
+  const text = env['PGWARDEN_AUDIT_RETENTION_DAYS']?.trim();
+  const days = text ? Number(text) : undefined;
+  if (days !== undefined && (!Number.isInteger(days) || days < 1 || days > 36_500)) {
+    throw new PgWardenError(
+      'CONFIG_INVALID',
+      'invalid configuration: PGWARDEN_AUDIT_RETENTION_DAYS must be a whole number of days from 1 to 36500 (unset keeps records)',
+    );
+  }
+  return {
+    auditorGroups: list(env['PGWARDEN_AUDITOR_GROUPS']) ?? ['auditors'],
+    ...(days === undefined ? {} : { retentionDays: days }),
+  };
+}
+
+/** A secret given directly (local mode, tests) or as a Secrets Manager ARN read at cold start. */
+export type SecretSource = { value: string } | { secretArn: string };
+
+/** Approvals (API side): the notifier queue, Slack interactivity and who reviews by default. */
+export interface ApprovalsConfig {
+  /** PGWARDEN_APPROVALS_QUEUE_URL; absent: approvals are decided through the API/CLI only */
+  queueUrl?: string;
+  /** SLACK_BOT_TOKEN(_SECRET_ARN) + SLACK_SIGNING_SECRET(_SECRET_ARN): both, or neither */
+  slack?: { botToken: SecretSource; signingSecret: SecretSource; apiUrl?: string };
+  /** PGWARDEN_SLACK_CHANNEL (default pgwarden-approvals) */
+  channel: string;
+  /** PGWARDEN_REVIEWER_GROUPS: may list and, when a rule names no approver group, decide */
+  reviewerGroups: string[];
+}
+
+/** The notifier Lambda: where approvals are, and how to post to Slack. */
+export interface NotifierConfig {
+  tablePrefix: string;
+  dynamoDbEndpoint?: string;
+  botToken: SecretSource;
+  channel: string;
+  /** PGWARDEN_SLACK_API_URL: a Slack Web API stand-in (tests and local mode only) */
+  slackApiUrl?: string;
+}
+
+export const DEFAULT_SLACK_CHANNEL = 'pgwarden-approvals';
+
+export function approvalsConfigFromEnv(env: Env): ApprovalsConfig {
+  const problems: string[] = [];
+  const queueUrl = env['PGWARDEN_APPROVALS_QUEUE_URL']?.trim() || undefined;
+  if (queueUrl !== undefined && !isHttpUrl(queueUrl))
+    problems.push('PGWARDEN_APPROVALS_QUEUE_URL must be an http(s) URL');
+  const botToken = secretSource(env, 'SLACK_BOT_TOKEN', problems);
+  const signingSecret = secretSource(env, 'SLACK_SIGNING_SECRET', problems);
+  if ((botToken === undefined) !== (signingSecret === undefined)) {
+    problems.push('SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET go together (directly or as *_SECRET_ARN)');
+  }
+  const apiUrl = slackApiUrl(env, problems);
+  if (problems.length > 0) {
+    throw new PgWardenError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
+  }
+  return {
+    ...(queueUrl === undefined ? {} : { queueUrl }),
+    ...(botToken !== undefined && signingSecret !== undefined
+      ? { slack: { botToken, signingSecret, ...(apiUrl === undefined ? {} : { apiUrl }) } }
+      : {}),
+    channel: env['PGWARDEN_SLACK_CHANNEL']?.trim() || DEFAULT_SLACK_CHANNEL,
+    reviewerGroups: list(env['PGWARDEN_REVIEWER_GROUPS']) ?? ['reviewers'],
+  };
+}
+
+export function notifierConfigFromEnv(env: Env): NotifierConfig {
+  const problems: string[] = [];
+  const botToken = secretSource(env, 'SLACK_BOT_TOKEN', problems);
+  if (botToken === undefined) problems.push('SLACK_BOT_TOKEN or SLACK_BOT_TOKEN_SECRET_ARN is missing');
+  const tablePrefix = env['PGWARDEN_TABLE_PREFIX'] ?? 'pgwarden-';
+  if (!/^[A-Za-z0-9_.-]{0,200}$/.test(tablePrefix)) {
+    problems.push('PGWARDEN_TABLE_PREFIX may contain only letters, digits, "_", "-" and "." (at most 200)');
+  }
+  const dynamoDbEndpoint = env['PGWARDEN_DYNAMODB_ENDPOINT']?.trim() || undefined;
+  if (dynamoDbEndpoint !== undefined && !isHttpUrl(dynamoDbEndpoint)) {
+    problems.push('PGWARDEN_DYNAMODB_ENDPOINT must be an http(s) URL');
+  }
+  const apiUrl = slackApiUrl(env, problems);
+  if (problems.length > 0 || botToken === undefined) {
+    throw new PgWardenError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
+  }
+  return {
+    tablePrefix,
+    ...(dynamoDbEndpoint === undefined ? {} : { dynamoDbEndpoint }),
+    botToken,
+    channel: env['PGWARDEN_SLACK_CHANNEL']?.trim() || DEFAULT_SLACK_CHANNEL,
+    ...(apiUrl === undefined ? {} : { slackApiUrl: apiUrl }),
+  };
+}
+
+/** NAME or NAME_SECRET_ARN (not both); undefined when neither is set. */
+function secretSource(env: Env, name: string, problems: string[]): SecretSource | undefined {
+  const value = env[name]?.trim();
+  const arn = env[`${name}_SECRET_ARN`]?.trim();
+  if (value && arn) {
+    problems.push(`set only one of ${name} and ${name}_SECRET_ARN`);
+    return undefined;
+  }
+  if (arn) {
+    if (!/^arn:aws[a-z-]*:secretsmanager:/.test(arn))
+      problems.push(`${name}_SECRET_ARN must be a Secrets Manager secret ARN`);
+    return { secretArn: arn };
+  }
+  return value ? { value } : undefined;
+}
+
+function slackApiUrl(env: Env, problems: string[]): string | undefined {
+  const url = env['PGWARDEN_SLACK_API_URL']?.trim() || undefined;
+  if (url !== undefined && !isHttpUrl(url)) problems.push('PGWARDEN_SLACK_API_URL must be an http(s) URL');
+  // WebClient appends method names to this base: it must end with a slash.
+  return url === undefined || url.endsWith('/') ? url : `${url}/`;
 }

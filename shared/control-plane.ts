@@ -45,8 +45,17 @@ export interface DecisionRequest {
     protocol: StatementProtocol;
     /** prepared statement name for extended-protocol Parse ('' = unnamed) */
     preparedName?: string;
+    /**
+     * The session's prepared statements by name (SQL PREPARE and named Parse share one namespace in
+     * PostgreSQL): every text that prepared each name, so an EXECUTE in a later message is decided
+     * through what it runs. Missing or unknown name: that EXECUTE is denied.
+     */
+    prepared?: PreparedTexts;
   };
 }
+
+/** Prepared-statement name → the texts that prepared it in this session (see DecisionRequest). */
+export type PreparedTexts = Readonly<Record<string, readonly string[]>>;
 
 export type DecisionAction = 'allow' | 'deny' | 'require_approval';
 
@@ -55,6 +64,12 @@ export interface DecisionMask {
   ruleId: string;
   /** column patterns, as in the rule: `column`, `table.column` or `schema.table.column` */
   columns: string[];
+  method: 'redact' | 'partial' | 'hash' | 'null' | 'fake';
+}
+
+/** Content detectors for a statement's results (names: shared/masking/model.ts DETECTOR_NAMES). */
+export interface DecisionDetectors {
+  enabled: Array<'card' | 'ssn' | 'email' | 'phone' | 'iban' | 'aws_access_key' | 'jwt' | 'private_key'>;
   method: 'redact' | 'partial' | 'hash' | 'null' | 'fake';
 }
 
@@ -69,16 +84,30 @@ export interface Decision {
   approval?: { approvers: string; timeoutSeconds: number };
   /** allow with masking: the masks that apply to the results (absent or empty: nothing to mask) */
   masks?: DecisionMask[];
+  /**
+   * content detectors to run over every text value of the results (shared/masking/detectors.ts);
+   * absent: none. Set on allow and require_approval decisions.
+   */
+  detectors?: DecisionDetectors;
   /** the parser's fingerprint of the statement text (same across literal values and comments) */
   fingerprint?: string;
   /** statement kinds of the message, for the audit record */
   kinds?: string[];
+  /** names the message prepares with SQL PREPARE: the proxy remembers them for later EXECUTEs */
+  prepares?: string[];
+  /** names the message EXECUTEs without preparing them itself (decided through `prepared`) */
+  executes?: string[];
 }
 
 export interface ControlPlane {
   openSession(request: OpenSessionRequest): Promise<OpenSessionResponse>;
   /** May answer synchronously (in-process, cached) so the hot path need not allocate a promise. */
   decide(request: DecisionRequest): Decision | Promise<Decision>;
+  /**
+   * The policy version decide() applies now, where that is known in-process: a statement prepared
+   * under another version is decided again at Bind (hot reload must reach named statements too).
+   */
+  currentPolicyVersion?(): string;
   /** Durably store a batch of events; idempotent by event id. */
   ingest(events: AuditEvent[]): Promise<void>;
 }

@@ -5,13 +5,18 @@
  * that a policy can read, so repeated statements skip the parse. Pure apart from those bounded
  * caches: the proxy runs it in-process without a round trip and the API runs exactly the same code.
  *
- * `mask` decisions are allowed and carry the masking rule until in-flight masking exists: the
- * rows then pass unmasked, as before policies existed; deny and require_approval are enforced.
+ * `mask` decisions are allowed and carry the masks that apply to the session (masking/policy-masks.ts);
+ * a masked column used where the wire cannot mask it (an expression, a whole row, UNION, COPY …) turns
+ * the decision into a deny (or require_approval) naming the column. The masks depend on the session,
+ * which is part of the cache key.
  */
 import type { Decision, DecisionRequest } from './control-plane.ts';
+import { throughPrepared } from './decide-prepared.ts';
+import { withMasking } from './masking/policy-masks.ts';
+import { collectValueUses } from './masking/sensitive-use.ts';
 import { DEFAULT_POLICY } from './policy/default-policy.ts';
-import { evaluatePolicy } from './policy/evaluate.ts';
-import type { Policy } from './policy/model.ts';
+import { evaluatePolicy, type PolicyDecision } from './policy/evaluate.ts';
+import { DEFAULT_APPROVAL_TIMEOUT_SECONDS, type Policy } from './policy/model.ts';
 import { analyzeSql } from './sql/analyze.ts';
 import type { SqlAnalysis } from './sql/facts.ts';
 import { literalInsensitiveKey } from './sql/literal-key.ts';
@@ -23,7 +28,7 @@ export class StatementDecider {
   private readonly decisions = new Map<string, Decision>();
 
   constructor(
-    private readonly policy: Policy = DEFAULT_POLICY,
+    private policy: Policy = DEFAULT_POLICY,
     private readonly cacheSize = 10_000,
   ) {}
 
@@ -31,17 +36,34 @@ export class StatementDecider {
     return this.policy.version;
   }
 
+  get currentPolicy(): Policy {
+    return this.policy;
+  }
+
+  /**
+   * Swaps the policy at once (hot reload): the next decision uses it. Cached decisions are keyed by
+   * policy version as well, and dropped here, so no decision of the old policy is served again.
+   * Analyses do not depend on the policy and are kept.
+   */
+  setPolicy(policy: Policy): void {
+    if (policy === this.policy) return;
+    this.policy = policy;
+    this.decisions.clear();
+  }
+
   decide(request: DecisionRequest): Decision {
     const { text } = request.statement;
     // \u0001 keeps exact texts and shapes apart; \u0000 cannot occur in SQL text or names.
     const shape = literalInsensitiveKey(text) ?? `\u0001${text}`;
     const s = request.session;
-    const key = `${shape}\u0000${s.principal.name}\u0000${s.principal.groups.join(',')}\u0000${s.role}\u0000${s.roles.join(',')}\u0000${s.database}`;
-    const cached = this.decisions.get(key);
-    if (cached !== undefined) return cached;
-    const decision = Object.freeze(this.evaluate(request, shape));
-    remember(this.decisions, key, decision, this.cacheSize);
-    return decision;
+    const key = `${this.policy.version}\u0000${shape}\u0000${s.principal.name}\u0000${s.principal.groups.join(',')}\u0000${s.role}\u0000${s.roles.join(',')}\u0000${s.database}`;
+    let decision = this.decisions.get(key);
+    if (decision === undefined) {
+      decision = Object.freeze(describe(this.evaluate(request, shape), this.analyse(shape, text)));
+      remember(this.decisions, key, decision, this.cacheSize);
+    }
+    // EXECUTE of a statement prepared in an earlier message: decided through what it runs (rare).
+    return decision.executes === undefined ? decision : throughPrepared(this, request, decision);
   }
 
   private evaluate(request: DecisionRequest, shape: string): Decision {
@@ -50,15 +72,20 @@ export class StatementDecider {
       this.analyse(shape, request.statement.text),
       request.session,
     );
-    if (decision.action === 'mask') {
-      return { action: 'allow', ruleId: decision.ruleId, policyVersion: decision.policyVersion };
-    }
-    return {
-      action: decision.action,
-      ruleId: decision.ruleId,
-      ...(decision.reason === undefined ? {} : { reason: decision.reason }),
-      policyVersion: decision.policyVersion,
-    };
+    const base: Decision =
+      decision.action === 'mask'
+        ? { action: 'allow', ruleId: decision.ruleId, policyVersion: decision.policyVersion }
+        : {
+            action: decision.action,
+            ruleId: decision.ruleId,
+            ...(decision.reason === undefined ? {} : { reason: decision.reason }),
+            policyVersion: decision.policyVersion,
+            ...approvalOf(decision),
+          };
+    // masks and detectors for the results; a masked column used where it cannot be masked is refused
+    return withMasking(base, this.policy, decision, request.session, () =>
+      collectValueUses(request.statement.text),
+    );
   }
 
   private analyse(shape: string, text: string): SqlAnalysis {
@@ -69,6 +96,40 @@ export class StatementDecider {
     }
     return analysis;
   }
+}
+
+function approvalOf(decision: PolicyDecision): Pick<Decision, 'approval'> {
+  if (decision.action !== 'require_approval') return {};
+  return {
+    approval: {
+      approvers: decision.approvers ?? 'reviewers',
+      timeoutSeconds: decision.timeoutSeconds ?? DEFAULT_APPROVAL_TIMEOUT_SECONDS,
+    },
+  };
+}
+
+/**
+ * What the audit record and later steps need about the message, added once per cached decision:
+ * the parser's fingerprint (computed once per cached analysis), the statement kinds, and the
+ * prepared statements it creates or runs.
+ */
+function describe(decision: Decision, analysis: SqlAnalysis): Decision {
+  const kinds = new Set<string>();
+  const prepares: string[] = [];
+  const executes: string[] = [];
+  if (!analysis.parsed) kinds.add('unknown');
+  for (const s of analysis.statements) {
+    for (const kind of s.kinds) kinds.add(kind);
+    if (s.prepared) prepares.push(s.prepared.name);
+    if (s.execute && !s.execute.resolved) executes.push(s.execute.name);
+  }
+  return {
+    ...decision,
+    fingerprint: analysis.fingerprint,
+    kinds: [...kinds],
+    ...(prepares.length > 0 && { prepares }),
+    ...(executes.length > 0 && { executes }),
+  };
 }
 
 /** Whole-cache reset keeps the bound without per-hit bookkeeping on the hot path. */

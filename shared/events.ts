@@ -31,6 +31,8 @@ export const SESSION_END_REASONS = [
   'upstream_unavailable',
   'protocol_error',
   'shutdown',
+  /** the server ended the backend (FATAL 57P01, e.g. pg_terminate_backend or a fast shutdown) */
+  'admin_kill',
 ] as const;
 
 export type SessionEndReason = (typeof SESSION_END_REASONS)[number];
@@ -44,6 +46,8 @@ export interface SessionClosedEvent {
   durationMs: number;
   statements: number;
   reason: SessionEndReason;
+  /** the database login the gateway used for this session (known to the proxy only) */
+  upstreamUser?: string;
 }
 
 /** A connection that never became a session: the record of who tried and why it failed. */
@@ -80,6 +84,103 @@ export interface StatementEvent {
   rows?: number;
   sqlstate?: string;
   errorMessage?: string;
+  /**
+   * 'pending': the record of intent, written before the statement is forwarded; the completed
+   * record has the same key (sessionId + seq) and eventId and replaces it. Absent in older records.
+   */
+  outcome?: StatementOutcome;
+  /** the parser's fingerprint (same across literal values), when the decision carried one */
+  fingerprint?: string;
+  kinds?: string[];
+  policyVersion?: string;
+  /** extended protocol: the portal that ran the statement ('' = unnamed) */
+  portalName?: string;
+  /**
+   * Bind parameters as configured (PGWARDEN_AUDIT_PARAMS): 'hashed' = SHA-256 hex of each value's
+   * bytes, 'clear' = the value (text format as UTF-8, binary format as base64); null = SQL NULL.
+   */
+  params?: Array<string | null>;
+  paramsMode?: 'hashed' | 'clear';
+  /** per parameter, present only when some parameter was sent in binary format */
+  paramFormats?: Array<'text' | 'binary'>;
+  /** bytes of the server's reply relayed to the client for this statement */
+  bytesToClient?: number;
+  /** the client sent a CancelRequest while the statement was in flight */
+  cancelled?: boolean;
+  /** the database login the gateway used */
+  upstreamUser?: string;
+  actor?: 'person' | 'agent';
+  /** result columns pgwarden masked: which column, by which rule and method, how many values (never a value) */
+  masked?: MaskedColumnRecord[];
+  /** content detector hits: which detector, where (a result column or error/notice/notification/copy), how many */
+  detected?: DetectorHitRecord[];
 }
 
-export type AuditEvent = SessionOpenedEvent | SessionClosedEvent | AuthFailedEvent | StatementEvent;
+/** One masked result column in a statement's record. */
+export interface MaskedColumnRecord {
+  /** schema.table.column as the catalog names it */
+  column: string;
+  ruleId: string;
+  method: string;
+  values: number;
+  /** why the method differs from the rule's (e.g. a binary-format column sent as NULL) */
+  note?: string;
+}
+
+/** One detector's hits in a statement's record. */
+export interface DetectorHitRecord {
+  detector: string;
+  /** a result column (schema.table.column or its output name) or a channel: error, notice, notification, copy */
+  where: string;
+  values: number;
+}
+
+export const STATEMENT_OUTCOMES = ['pending', 'ok', 'error', 'refused'] as const;
+export type StatementOutcome = (typeof STATEMENT_OUTCOMES)[number];
+
+export const APPROVAL_STEPS = [
+  'requested',
+  'reused',
+  'notified',
+  'approved',
+  'denied',
+  'refused',
+  'expired',
+  'consumed',
+  'executed',
+] as const;
+export type ApprovalStep = (typeof APPROVAL_STEPS)[number];
+
+/**
+ * One step of an approval (shared/approvals.ts): requested, posted to Slack, decided, refused (an
+ * attempt to decide that was not allowed), expired, consumed by the released statement, executed.
+ */
+export interface ApprovalEvent {
+  type: 'approval';
+  eventId: string;
+  at: string;
+  approvalId: string;
+  step: ApprovalStep;
+  /** the session that asked for the approval */
+  sessionId: string;
+  /** the requester */
+  principal: string;
+  /** who took the step: a reviewer, or 'pgwarden' for the product's own steps */
+  by: string;
+  via: 'api' | 'slack' | 'proxy' | 'notifier';
+  database: string;
+  ruleId: string;
+  fingerprint: string;
+  textHash: string;
+  /** deny reason, or why an attempt was refused */
+  reason?: string;
+  /** one readable line: what happened */
+  message: string;
+}
+
+export type AuditEvent =
+  | SessionOpenedEvent
+  | SessionClosedEvent
+  | AuthFailedEvent
+  | StatementEvent
+  | ApprovalEvent;

@@ -2,6 +2,7 @@
  * Ports of the control plane's use cases. Adapters live in functions/adapters.
  */
 
+import type { AuditEventPage, AuditEventQuery, AuditSessionRecord } from './audit-query.ts';
 import type { AuditEvent } from './events.ts';
 import type { VerifiedClaims } from './identity.ts';
 
@@ -13,4 +14,14 @@ export interface TokenVerifier {
 /** Durable audit storage. `put` is idempotent by eventId and resolves only once all are stored. */
 export interface AuditStore {
   put(events: readonly AuditEvent[]): Promise<void>;
+}
+
+/**
+ * Reads the audit trail (the API's audit routes). Every returned record passes
+ * shared/audit-query.ts's matchesAuditQuery; `next` says where to continue.
+ */
+export interface AuditQuery {
+  statements(query: AuditEventQuery): Promise<AuditEventPage>;
+  /** the merged session record (opened + closed), or undefined when none was stored */
+  session(sessionId: string): Promise<AuditSessionRecord | undefined>;
 }

@@ -1,11 +1,15 @@
 /**
  * AuditStore over DynamoDB. Keys are derived from the events themselves, so a retried batch lands on
- * the same items (idempotent, no duplicates). Layout:
+ * the same items (idempotent, no duplicates). Layout (see dynamodb-audit-layout.ts for the keys):
  * - sessions table, PK sessionId: one item per session; opened and closed each UpdateItem their own
  *   attributes, so the item is right whichever of the two arrives first.
  * - events table, PK sessionId + SK sk: statements under `STMT#<seq, 12 digits>` (a session reads in
- *   order), failed logins under `AUTHFAIL#<day>` / `<at>#<eventId>`; GSI by_principal (principal,
- *   startedAt) for "what did this person run".
+ *   order), approval steps under `APPROVAL#<at>#<eventId>` in their session, failed logins under
+ *   `AUTHFAIL#<day>` / `<at>#<eventId>`. GSIs: by_principal (principal, startedAt) for "what did
+ *   this person run", by_day (day shard, timeKey) for "everyone, between these times", by_decision
+ *   (sparse: decisionDay, timeKey) for "what was refused or held".
+ * Every field of an event is stored as it comes (nested values as maps and lists), so fields the
+ * proxy adds reach the store and the query API without a change here.
  */
 import {
   type AttributeValue,
@@ -23,6 +27,16 @@ import {
 import { PgWardenError } from '../../shared/errors.ts';
 import type { AuditEvent, SessionClosedEvent, SessionOpenedEvent } from '../../shared/events.ts';
 import type { AuditStore } from '../../shared/ports.ts';
+import {
+  BY_DAY_INDEX,
+  BY_DECISION_INDEX,
+  BY_PRINCIPAL_INDEX,
+  expiresAt,
+  statementKeyAttributes,
+  TTL_ATTRIBUTE,
+  toAttribute,
+  toItem,
+} from './dynamodb-audit-layout.ts';
 
 export interface AuditTableNames {
   sessions: string;
@@ -41,6 +55,14 @@ export interface RetryOptions {
   sleep: (ms: number) => Promise<void>;
 }
 
+export interface AuditStoreOptions extends RetryOptions {
+  /**
+   * PGWARDEN_AUDIT_RETENTION_DAYS: items carry expiresAt (epoch seconds) this many days after their
+   * event, for the tables' TTL to delete; undefined keeps everything (the default).
+   */
+  retentionDays?: number;
+}
+
 const defaultRetry: RetryOptions = {
   maxAttempts: 8,
   baseDelayMs: 50,
@@ -55,14 +77,14 @@ const MAX_TEXT_BYTES = 128 * 1024;
 const MAX_MESSAGE_BYTES = 8 * 1024;
 
 export class DynamoDbAuditStore implements AuditStore {
-  private readonly retry: RetryOptions;
+  private readonly retry: AuditStoreOptions;
 
   constructor(
     private readonly client: DynamoDBClient,
     private readonly tables: AuditTableNames,
-    retry: Partial<RetryOptions> = {},
+    options: Partial<AuditStoreOptions> = {},
   ) {
-    this.retry = { ...defaultRetry, ...retry };
+    this.retry = { ...defaultRetry, ...options };
   }
 
   async put(events: readonly AuditEvent[]): Promise<void> {
@@ -74,7 +96,7 @@ export class DynamoDbAuditStore implements AuditStore {
       if (event.type === 'session_opened' || event.type === 'session_closed') {
         sessionWrites.push(() => this.updateSession(event));
       } else {
-        const item = eventItem(event);
+        const item = eventItem(event, this.retry.retentionDays);
         items.set(`${item['sessionId']!.S}\u0000${item['sk']!.S}`, item);
       }
     }
@@ -89,6 +111,10 @@ export class DynamoDbAuditStore implements AuditStore {
 
   private async updateSession(event: SessionOpenedEvent | SessionClosedEvent): Promise<void> {
     const fields = sessionFields(event);
+    if (this.retry.retentionDays !== undefined) {
+      // The close comes last and pushes the expiry out: a session outlives its statements by its length.
+      fields[TTL_ATTRIBUTE] = expiresAt(event.at, this.retry.retentionDays);
+    }
     const names: Record<string, string> = {};
     const values: Record<string, AttributeValue> = {};
     const assignments: string[] = [];
@@ -150,6 +176,9 @@ export async function ensureAuditTables(client: DynamoDBClient, names: AuditTabl
         { AttributeName: 'sk', AttributeType: 'S' },
         { AttributeName: 'principal', AttributeType: 'S' },
         { AttributeName: 'startedAt', AttributeType: 'S' },
+        { AttributeName: 'day', AttributeType: 'S' },
+        { AttributeName: 'decisionDay', AttributeType: 'S' },
+        { AttributeName: 'timeKey', AttributeType: 'S' },
       ],
       KeySchema: [
         { AttributeName: 'sessionId', KeyType: 'HASH' },
@@ -157,10 +186,26 @@ export async function ensureAuditTables(client: DynamoDBClient, names: AuditTabl
       ],
       GlobalSecondaryIndexes: [
         {
-          IndexName: 'by_principal',
+          IndexName: BY_PRINCIPAL_INDEX,
           KeySchema: [
             { AttributeName: 'principal', KeyType: 'HASH' },
             { AttributeName: 'startedAt', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'ALL' },
+        },
+        {
+          IndexName: BY_DAY_INDEX,
+          KeySchema: [
+            { AttributeName: 'day', KeyType: 'HASH' },
+            { AttributeName: 'timeKey', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'ALL' },
+        },
+        {
+          IndexName: BY_DECISION_INDEX,
+          KeySchema: [
+            { AttributeName: 'decisionDay', KeyType: 'HASH' },
+            { AttributeName: 'timeKey', KeyType: 'RANGE' },
           ],
           Projection: { ProjectionType: 'ALL' },
         },
@@ -218,25 +263,30 @@ function sessionFields(event: SessionOpenedEvent | SessionClosedEvent): Record<s
 
 function eventItem(
   event: Exclude<AuditEvent, SessionOpenedEvent | SessionClosedEvent>,
+  retentionDays: number | undefined,
 ): Record<string, AttributeValue> {
-  const key =
-    event.type === 'statement'
-      ? { sessionId: event.sessionId, sk: `STMT#${String(event.seq).padStart(12, '0')}` }
-      : { sessionId: `AUTHFAIL#${event.at.slice(0, 10)}`, sk: `${event.at}#${event.eventId}` };
-  const fields: Record<string, unknown> = { ...event, ...key };
+  const fields: Record<string, unknown> = { ...event };
+  let at: string;
   if (event.type === 'statement') {
-    Object.assign(fields, capped('text', event.text, MAX_TEXT_BYTES));
+    Object.assign(fields, statementKeyAttributes(event), capped('text', event.text, MAX_TEXT_BYTES));
     if (event.errorMessage !== undefined)
       Object.assign(fields, capped('errorMessage', event.errorMessage, MAX_MESSAGE_BYTES));
-  } else {
+    at = event.startedAt;
+  } else if (event.type === 'approval') {
+    // An approval's steps belong to the session that asked, beside its statements (own sk prefix).
+    Object.assign(fields, { sk: `APPROVAL#${event.at}#${event.eventId}` });
     Object.assign(fields, capped('message', event.message, MAX_MESSAGE_BYTES));
+    at = event.at;
+  } else {
+    Object.assign(fields, {
+      sessionId: `AUTHFAIL#${event.at.slice(0, 10)}`,
+      sk: `${event.at}#${event.eventId}`,
+    });
+    Object.assign(fields, capped('message', event.message, MAX_MESSAGE_BYTES));
+    at = event.at;
   }
-  const item: Record<string, AttributeValue> = {};
-  for (const [name, value] of Object.entries(fields)) {
-    const attribute = toAttribute(value);
-    if (attribute !== undefined) item[name] = attribute;
-  }
-  return item;
+  if (retentionDays !== undefined) fields[TTL_ATTRIBUTE] = expiresAt(at, retentionDays);
+  return toItem(fields);
 }
 
 /** Keeps the first `maxBytes` of a long text and records that (and how long it was). */
@@ -245,15 +295,6 @@ function capped(name: string, text: string, maxBytes: number): Record<string, un
   if (bytes <= maxBytes) return { [name]: text };
   const head = Buffer.from(text).subarray(0, maxBytes).toString('utf8');
   return { [name]: head, [`${name}Truncated`]: true, [`${name}Bytes`]: bytes };
-}
-
-/** Event fields are flat: strings, numbers, booleans and string lists; undefined means "not set". */
-function toAttribute(value: unknown): AttributeValue | undefined {
-  if (typeof value === 'string') return { S: value };
-  if (typeof value === 'number') return { N: String(value) };
-  if (typeof value === 'boolean') return { BOOL: value };
-  if (Array.isArray(value)) return { L: value.map((entry) => ({ S: String(entry) })) };
-  return undefined;
 }
 
 /** Runs tasks with at most `limit` in flight; after a failure no new task starts. */

@@ -7,14 +7,25 @@ import { randomUUID } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { handle } from 'hono/aws-lambda';
-import { type ApiConfig, apiConfigFromEnv, serviceTokenProblem } from '../../shared/config.ts';
+import {
+  type ApiConfig,
+  apiConfigFromEnv,
+  approvalsConfigFromEnv,
+  auditStoreConfigFromEnv,
+  serviceTokenProblem,
+} from '../../shared/config.ts';
 import { PgWardenError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { loadSqlParser } from '../../shared/sql/analyze.ts';
+import { approvalTableNames } from '../adapters/dynamodb-approval-store.ts';
 import { DynamoDbAuditStore, tableNames } from '../adapters/dynamodb-audit-store.ts';
+import { DynamoDbPolicyStore, policyTableName } from '../adapters/dynamodb-policy-store.ts';
+import { DynamoDbPrincipalDirectory } from '../adapters/dynamodb-principal-directory.ts';
 import { createOidcVerifier } from '../adapters/oidc-verifier.ts';
 import { createApp } from './app.ts';
+import { approvalsRouteContext } from './approvals-wiring.ts';
 import { DEFAULT_ACCESS_GROUPS } from './auth.ts';
+import { StoredPolicySource } from './policy-source.ts';
 import { apiRoutes } from './routes/index.ts';
 import { createControlPlaneService } from './service.ts';
 
@@ -26,19 +37,32 @@ const logger: Logger = {
 };
 
 const config = apiConfigFromEnv(process.env);
+const approvalsConfig = approvalsConfigFromEnv(process.env);
+// who may read the trail (PGWARDEN_AUDITOR_GROUPS) and how long it is kept (PGWARDEN_AUDIT_RETENTION_DAYS)
+const auditStoreConfig = auditStoreConfigFromEnv(process.env);
 await loadSqlParser();
 const dynamodb = new DynamoDBClient(
   config.dynamoDbEndpoint === undefined ? {} : { endpoint: config.dynamoDbEndpoint },
 );
 
 const verifier = createOidcVerifier(config.oidc);
+// /v1/decisions decides with the stored current policy, re-read at most every few seconds.
+const policies = new StoredPolicySource(
+  new DynamoDbPolicyStore(dynamodb, policyTableName(config.tablePrefix)),
+  { logger },
+);
 const service = createControlPlaneService({
   verifier,
-  store: new DynamoDbAuditStore(dynamodb, tableNames(config.tablePrefix)),
+  store: new DynamoDbAuditStore(dynamodb, tableNames(config.tablePrefix), {
+    retentionDays: auditStoreConfig.retentionDays,
+  }),
   roles: config.roles,
   now: () => new Date(),
   newId: randomUUID,
   logger,
+  policies,
+  // Slack approvals map clickers to groups through the people seen here.
+  principals: new DynamoDbPrincipalDirectory(dynamodb, approvalTableNames(config.tablePrefix).principals),
 });
 
 /** The token the proxy presents: from the environment, or read once per cold start from Secrets Manager. */
@@ -58,12 +82,15 @@ const routes = apiRoutes({
   verifier,
   dynamodb,
   tablePrefix: config.tablePrefix,
-  access: DEFAULT_ACCESS_GROUPS,
+  access: { ...DEFAULT_ACCESS_GROUPS, auditors: auditStoreConfig.auditorGroups },
   serviceToken,
   controlPlane: service,
   now: () => new Date(),
   newId: randomUUID,
   logger,
+  policySource: policies,
+  // approvals: the notifier queue and Slack interactivity (/slack/events), when configured
+  ...(await approvalsRouteContext(approvalsConfig)),
 });
 const app = createApp({ service, serviceToken, logger, routes });
 export const handler = handle(app);

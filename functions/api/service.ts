@@ -2,6 +2,7 @@
  * The control plane's use cases behind the ControlPlane port. The HTTP app calls it, and local mode
  * calls it in-process, so both run exactly this code.
  */
+import type { PrincipalDirectory } from '../../shared/approvals/ports.ts';
 import type {
   ControlPlane,
   Decision,
@@ -13,12 +14,14 @@ import { DEFAULT_POLICY_VERSION, StatementDecider } from '../../shared/decide.ts
 import { isAuthenticationCode, isPgWardenError, type PgWardenError } from '../../shared/errors.ts';
 import {
   assertStartupUserMatches,
+  type Principal,
   primaryRole,
   principalFromClaims,
   type RoleMapping,
 } from '../../shared/identity.ts';
 import { type Logger, silentLogger } from '../../shared/logger.ts';
 import type { AuditStore, TokenVerifier } from '../../shared/ports.ts';
+import type { StoredPolicySource } from './policy-source.ts';
 import { auditEvents } from './validate.ts';
 
 export interface ControlPlaneServiceDeps {
@@ -29,13 +32,17 @@ export interface ControlPlaneServiceDeps {
   newId: () => string;
   /** default: the built-in default policy pack */
   decider?: StatementDecider;
+  /** the stored current policy; when given, decisions use its decider (the first waits for a read) */
+  policies?: StoredPolicySource;
   logger?: Logger;
+  /** remembers each person's verified email and groups, so Slack approvals can map users (optional) */
+  principals?: PrincipalDirectory;
 }
 
 export { DEFAULT_POLICY_VERSION };
 
 export function createControlPlaneService(deps: ControlPlaneServiceDeps): ControlPlane {
-  const decider = deps.decider ?? new StatementDecider();
+  const decider = deps.policies?.decider ?? deps.decider ?? new StatementDecider();
   const logger = deps.logger ?? silentLogger;
 
   async function admit(request: OpenSessionRequest): Promise<OpenSessionResponse> {
@@ -64,7 +71,28 @@ export function createControlPlaneService(deps: ControlPlaneServiceDeps): Contro
         proxyId: request.proxyId,
       },
     ]);
+    await rememberPrincipal(principal);
     return { sessionId, principal, role, roles };
+  }
+
+  /** Best effort: the directory only serves Slack approvals; it must never block a session. */
+  async function rememberPrincipal(principal: Principal): Promise<void> {
+    if (deps.principals === undefined || principal.actor !== 'person' || principal.email === undefined)
+      return;
+    try {
+      await deps.principals.remember(
+        {
+          email: principal.email,
+          name: principal.name,
+          subject: principal.subject,
+          issuer: principal.issuer,
+          groups: principal.groups,
+        },
+        deps.now(),
+      );
+    } catch (error) {
+      logger.warn('could not update the principals directory', { error: String(error) });
+    }
   }
 
   /** Best effort: losing this record must not turn an auth error into a store error. */
@@ -100,8 +128,11 @@ export function createControlPlaneService(deps: ControlPlaneServiceDeps): Contro
       }
     },
 
-    decide(request: DecisionRequest): Decision {
-      return decider.decide(request);
+    currentPolicyVersion: () => decider.policyVersion,
+
+    decide(request: DecisionRequest): Decision | Promise<Decision> {
+      const loading = deps.policies?.ready();
+      return loading === undefined ? decider.decide(request) : loading.then(() => decider.decide(request));
     },
 
     async ingest(events) {

@@ -4,7 +4,14 @@
  */
 import type { DecisionRequest, OpenSessionRequest, SessionContext } from '../../shared/control-plane.ts';
 import { PgWardenError } from '../../shared/errors.ts';
-import { type AuditEvent, SESSION_END_REASONS } from '../../shared/events.ts';
+import {
+  APPROVAL_STEPS,
+  type AuditEvent,
+  type DetectorHitRecord,
+  type MaskedColumnRecord,
+  SESSION_END_REASONS,
+  STATEMENT_OUTCOMES,
+} from '../../shared/events.ts';
 
 export type Check<T> = (value: unknown, path: string) => T;
 
@@ -34,6 +41,25 @@ const isoTime: Check<string> = (value, path) => {
 const stringList: Check<string[]> = (value, path) => {
   if (!Array.isArray(value) || !value.every((item) => typeof item === 'string'))
     throw bad(path, 'a list of strings');
+  return value;
+};
+
+/** Bind parameters: a string per value, null for SQL NULL. */
+const nullableStringList: Check<Array<string | null>> = (value, path) => {
+  if (!Array.isArray(value) || !value.every((item) => item === null || typeof item === 'string'))
+    throw bad(path, 'a list of strings or nulls');
+  return value;
+};
+
+function listOf<T>(check: Check<T>): Check<T[]> {
+  return (value, path) => {
+    if (!Array.isArray(value)) throw bad(path, 'a list');
+    return value.map((item, index) => check(item, `${path}[${index}]`));
+  };
+}
+
+const boolean: Check<boolean> = (value, path) => {
+  if (typeof value !== 'boolean') throw bad(path, 'true or false');
   return value;
 };
 
@@ -105,12 +131,21 @@ const sessionContext = object<SessionContext>({
   applicationName: string,
 });
 
+/** name → texts that prepared it; a null-prototype copy, so a name such as __proto__ stays data. */
+const preparedTexts: Check<Record<string, string[]>> = (value, path) => {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(path, 'an object');
+  const out: Record<string, string[]> = Object.create(null);
+  for (const [name, texts] of Object.entries(value)) out[name] = stringList(texts, `${path}.${name}`);
+  return out;
+};
+
 export const decisionRequest: Check<DecisionRequest> = object<DecisionRequest>({
   session: sessionContext,
   statement: object<DecisionRequest['statement']>({
     text: string,
     protocol: oneOf(['simple', 'extended']),
     preparedName: optional(string),
+    prepared: optional(preparedTexts),
   }),
 });
 
@@ -143,6 +178,7 @@ const eventChecks: { [K in AuditEvent['type']]: Check<Extract<AuditEvent, { type
     durationMs: duration,
     statements: integer(0),
     reason: oneOf(SESSION_END_REASONS),
+    upstreamUser: optional(string),
   }),
   auth_failed: object({
     type: oneOf(['auth_failed']),
@@ -155,6 +191,23 @@ const eventChecks: { [K in AuditEvent['type']]: Check<Extract<AuditEvent, { type
     code: nonEmpty,
     message: string,
     proxyId: nonEmpty,
+  }),
+  approval: object({
+    type: oneOf(['approval']),
+    eventId: nonEmpty,
+    at: isoTime,
+    approvalId: nonEmpty,
+    step: oneOf(APPROVAL_STEPS),
+    sessionId,
+    principal: nonEmpty,
+    by: nonEmpty,
+    via: oneOf(['api', 'slack', 'proxy', 'notifier']),
+    database: string,
+    ruleId: nonEmpty,
+    fingerprint: string,
+    textHash: nonEmpty,
+    reason: optional(string),
+    message: string,
   }),
   statement: object({
     type: oneOf(['statement']),
@@ -175,6 +228,32 @@ const eventChecks: { [K in AuditEvent['type']]: Check<Extract<AuditEvent, { type
     rows: optional(integer(0)),
     sqlstate: optional(string),
     errorMessage: optional(string),
+    outcome: optional(oneOf(STATEMENT_OUTCOMES)),
+    fingerprint: optional(string),
+    kinds: optional(stringList),
+    policyVersion: optional(string),
+    portalName: optional(string),
+    params: optional(nullableStringList),
+    paramsMode: optional(oneOf(['hashed', 'clear'])),
+    paramFormats: optional(listOf(oneOf(['text', 'binary']))),
+    bytesToClient: optional(integer(0)),
+    cancelled: optional(boolean),
+    upstreamUser: optional(string),
+    actor: optional(oneOf(['person', 'agent'])),
+    masked: optional(
+      listOf(
+        object<MaskedColumnRecord>({
+          column: string,
+          ruleId: string,
+          method: string,
+          values: integer(0),
+          note: optional(string),
+        }),
+      ),
+    ),
+    detected: optional(
+      listOf(object<DetectorHitRecord>({ detector: string, where: string, values: integer(0) })),
+    ),
   }),
 };
 

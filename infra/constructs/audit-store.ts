@@ -1,62 +1,89 @@
 /**
- * The audit trail's DynamoDB tables, encrypted with a customer-managed KMS key. The layout is the
- * one functions/adapters/dynamodb-audit-store.ts writes (and `ensureAuditTables` creates locally):
- * sessions (PK sessionId) and events (PK sessionId, SK sk, GSI by_principal on principal/startedAt).
- * Audit data outlives the stack: tables and key are retained and protected from deletion.
+ * The deployment's DynamoDB tables, all encrypted with one customer-managed KMS key. Each layout is
+ * the one its adapter reads and writes (and creates locally with its ensure-table function;
+ * test/infra/stack.test.ts compares them):
+ * - sessions (PK sessionId) and events (PK sessionId, SK sk; GSIs by_principal, by_day,
+ *   by_decision): functions/adapters/dynamodb-audit-store.ts and dynamodb-audit-layout.ts; TTL
+ *   attribute expiresAt, set only when a retention is configured;
+ * - approvals (PK id; GSIs by_retry_key, by_status; TTL expiresAtEpoch) and principals (PK email):
+ *   functions/adapters/dynamodb-approval-store.ts;
+ * - policies (PK policy, SK version): functions/adapters/dynamodb-policy-store.ts.
+ * Data outlives the stack: tables and key are retained and protected from deletion.
  */
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
-import { AttributeType, BillingMode, ProjectionType, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
-import { type IGrantable, PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import type { Table } from 'aws-cdk-lib/aws-dynamodb';
+import type { IGrantable } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
+import { RETRY_KEY_INDEX, STATUS_INDEX } from '../../functions/adapters/dynamodb-approval-store.ts';
+import {
+  BY_DAY_INDEX,
+  BY_DECISION_INDEX,
+  BY_PRINCIPAL_INDEX,
+  TTL_ATTRIBUTE,
+} from '../../functions/adapters/dynamodb-audit-layout.ts';
+import { grantKeyViaDynamoDb, grantTable, protectedTable } from './protected-table.ts';
 
 export interface PgWardenAuditStoreProps {
-  /** table names are `<prefix>sessions` and `<prefix>events` (PGWARDEN_TABLE_PREFIX) */
+  /** table names are `<prefix>sessions`, `<prefix>events`, … (PGWARDEN_TABLE_PREFIX) */
   tablePrefix: string;
 }
 
-export const BY_PRINCIPAL_INDEX = 'by_principal';
+export { BY_PRINCIPAL_INDEX };
+/** the approvals table's TTL attribute (epoch seconds, a week after the approval's deadline) */
+export const APPROVALS_TTL_ATTRIBUTE = 'expiresAtEpoch';
+const EVENT_INDEXES = [BY_PRINCIPAL_INDEX, BY_DAY_INDEX, BY_DECISION_INDEX];
+const APPROVAL_INDEXES = [RETRY_KEY_INDEX, STATUS_INDEX];
 
 export class PgWardenAuditStore extends Construct {
-  /** encrypts the tables, their backups and exports */
+  /** encrypts the tables, their backups and exports, and the approvals queue */
   readonly key: Key;
   readonly sessions: Table;
   readonly events: Table;
+  readonly approvals: Table;
+  readonly principals: Table;
+  readonly policies: Table;
 
   constructor(scope: Construct, id: string, props: PgWardenAuditStoreProps) {
     super(scope, id);
     this.key = new Key(this, 'Key', {
-      description: 'pgwarden audit trail: DynamoDB tables and their S3 exports',
+      description:
+        'pgwarden: DynamoDB tables (audit trail, approvals, policies), their exports, the approvals queue',
       enableKeyRotation: true,
       pendingWindow: Duration.days(30),
       removalPolicy: RemovalPolicy.RETAIN,
     });
+    const table = (
+      tableId: string,
+      suffix: string,
+      layout: Omit<Parameters<typeof protectedTable>[2], 'tableName' | 'key'>,
+    ) =>
+      protectedTable(this, tableId, { ...layout, tableName: `${props.tablePrefix}${suffix}`, key: this.key });
 
-    const common = {
-      billingMode: BillingMode.PAY_PER_REQUEST,
-      encryption: TableEncryption.CUSTOMER_MANAGED,
-      encryptionKey: this.key,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      deletionProtection: true,
-      removalPolicy: RemovalPolicy.RETAIN,
-    };
-    this.sessions = new Table(this, 'Sessions', {
-      ...common,
-      tableName: `${props.tablePrefix}sessions`,
-      partitionKey: { name: 'sessionId', type: AttributeType.STRING },
+    this.sessions = table('Sessions', 'sessions', {
+      partitionKey: 'sessionId',
+      timeToLiveAttribute: TTL_ATTRIBUTE,
     });
-    this.events = new Table(this, 'Events', {
-      ...common,
-      tableName: `${props.tablePrefix}events`,
-      partitionKey: { name: 'sessionId', type: AttributeType.STRING },
-      sortKey: { name: 'sk', type: AttributeType.STRING },
+    this.events = table('Events', 'events', {
+      partitionKey: 'sessionId',
+      sortKey: 'sk',
+      timeToLiveAttribute: TTL_ATTRIBUTE,
+      indexes: [
+        { name: BY_PRINCIPAL_INDEX, partitionKey: 'principal', sortKey: 'startedAt' },
+        { name: BY_DAY_INDEX, partitionKey: 'day', sortKey: 'timeKey' },
+        { name: BY_DECISION_INDEX, partitionKey: 'decisionDay', sortKey: 'timeKey' },
+      ],
     });
-    this.events.addGlobalSecondaryIndex({
-      indexName: BY_PRINCIPAL_INDEX,
-      partitionKey: { name: 'principal', type: AttributeType.STRING },
-      sortKey: { name: 'startedAt', type: AttributeType.STRING },
-      projectionType: ProjectionType.ALL,
+    this.approvals = table('Approvals', 'approvals', {
+      partitionKey: 'id',
+      timeToLiveAttribute: APPROVALS_TTL_ATTRIBUTE,
+      indexes: [
+        { name: RETRY_KEY_INDEX, partitionKey: 'retryKey', sortKey: 'requestedAt' },
+        { name: STATUS_INDEX, partitionKey: 'status', sortKey: 'requestedAt' },
+      ],
     });
+    this.principals = table('Principals', 'principals', { partitionKey: 'email' });
+    this.policies = table('Policies', 'policies', { partitionKey: 'policy', sortKey: 'version' });
   }
 
   /**
@@ -64,22 +91,45 @@ export class PgWardenAuditStore extends Construct {
    * key only through DynamoDB. Nothing may read, scan or delete the trail through this grant.
    */
   grantAuditWrite(grantee: IGrantable): void {
-    grantee.grantPrincipal.addToPrincipalPolicy(
-      new PolicyStatement({ actions: ['dynamodb:UpdateItem'], resources: [this.sessions.tableArn] }),
-    );
-    grantee.grantPrincipal.addToPrincipalPolicy(
-      new PolicyStatement({ actions: ['dynamodb:BatchWriteItem'], resources: [this.events.tableArn] }),
-    );
-    this.grantKeyViaDynamoDb(grantee);
+    grantTable(grantee, this.sessions, ['dynamodb:UpdateItem']);
+    grantTable(grantee, this.events, ['dynamodb:BatchWriteItem']);
+    grantKeyViaDynamoDb(grantee, this.key);
   }
 
-  private grantKeyViaDynamoDb(grantee: IGrantable): void {
-    grantee.grantPrincipal.addToPrincipalPolicy(
-      new PolicyStatement({
-        actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey'],
-        resources: [this.key.keyArn],
-        conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${Stack.of(this).region}.amazonaws.com` } },
-      }),
+  /** What DynamoDbAuditQuery calls: a session by key, events by Query on the table and its indexes. */
+  grantAuditRead(grantee: IGrantable): void {
+    grantTable(grantee, this.sessions, ['dynamodb:GetItem']);
+    grantTable(grantee, this.events, ['dynamodb:Query'], EVENT_INDEXES);
+    grantKeyViaDynamoDb(grantee, this.key);
+  }
+
+  /** Approval events only (the notifier records where it posted): BatchWriteItem on events. */
+  grantApprovalEventWrite(grantee: IGrantable): void {
+    grantTable(grantee, this.events, ['dynamodb:BatchWriteItem']);
+    grantKeyViaDynamoDb(grantee, this.key);
+  }
+
+  /** DynamoDbApprovalStore (create, transitions, retry-key and status queries) and the principals directory. */
+  grantApprovalsReadWrite(grantee: IGrantable): void {
+    grantTable(
+      grantee,
+      this.approvals,
+      ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
+      APPROVAL_INDEXES,
     );
+    grantTable(grantee, this.principals, ['dynamodb:GetItem', 'dynamodb:PutItem']);
+    grantKeyViaDynamoDb(grantee, this.key);
+  }
+
+  /** The notifier: read an approval and record its Slack message (GetItem, UpdateItem; no queries). */
+  grantApprovalSlackUpdate(grantee: IGrantable): void {
+    grantTable(grantee, this.approvals, ['dynamodb:GetItem', 'dynamodb:UpdateItem']);
+    grantKeyViaDynamoDb(grantee, this.key);
+  }
+
+  /** DynamoDbPolicyStore: the current policy (GetItem), new versions (PutItem), history (Query). */
+  grantPolicies(grantee: IGrantable): void {
+    grantTable(grantee, this.policies, ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query']);
+    grantKeyViaDynamoDb(grantee, this.key);
   }
 }

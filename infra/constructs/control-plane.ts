@@ -2,10 +2,12 @@
  * The control-plane API: the Hono app (functions/api/handler.ts) as one Lambda function behind an
  * API Gateway HTTP API. Routes are explicit, so nothing but the app's own paths reaches the function.
  *
- * Authorisation: /v1 is called by the proxy with `Authorization: Bearer <service token>`; the token
- * is a generated Secrets Manager secret that the app compares in constant time. API Gateway's IAM
- * (SigV4) authorisation would claim the same header, so it needs the proxy to sign its requests
- * first (see README.md, "Deploy to AWS"). /slack/events will be public and verified by Slack's signature.
+ * Authorisation happens in the app, per route: /v1 is called by the proxy with `Authorization:
+ * Bearer <service token>` (a generated Secrets Manager secret compared in constant time) or by people
+ * with their OIDC token (auditors, admins, reviewers); API Gateway's IAM (SigV4) authorisation would
+ * claim the same header, so it needs the proxy to sign its requests first (see README.md, "Deploy to
+ * AWS"). POST /slack/events is public: Slack cannot sign with AWS credentials, so the app verifies
+ * Slack's request signature (signing secret, five-minute timestamp window) before reading the body.
  */
 
 import { join } from 'node:path';
@@ -19,22 +21,16 @@ import {
   type ThrottleSettings,
 } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
-import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
-import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { REPO_ROOT } from '../repo-root.ts';
+import type { PgWardenApprovals } from './approvals.ts';
 import type { PgWardenAuditStore } from './audit-store.ts';
+import { pgWardenFunction } from './lambda-function.ts';
 
-/**
- * Gives CommonJS dependencies (and emscripten's loader) `require` and `__dirname` inside an ESM
- * bundle, where esbuild leaves them undefined; the proxy image's Dockerfile uses the same banner.
- */
-export const ESM_BANNER =
-  "import { createRequire as __pgwCreateRequire } from 'node:module'; import { fileURLToPath as __pgwFileURLToPath } from 'node:url'; const require = __pgwCreateRequire(import.meta.url); const __filename = __pgwFileURLToPath(import.meta.url); const __dirname = __pgwFileURLToPath(new URL('.', import.meta.url));";
-export const LIBPG_QUERY_WASM = 'node_modules/libpg-query/wasm/libpg-query.wasm';
+export { ESM_BANNER, LIBPG_QUERY_WASM } from './lambda-function.ts';
 
 export interface PgWardenControlPlaneProps {
   oidc: { issuer: string; audience: string; algorithms: string[]; groupsClaim: string };
@@ -42,48 +38,42 @@ export interface PgWardenControlPlaneProps {
   roles: string;
   tablePrefix: string;
   auditStore: PgWardenAuditStore;
+  /** PGWARDEN_AUDIT_RETENTION_DAYS: audit items expire this long after their event (TTL) */
+  auditRetentionDays?: number;
+  /** who may read the trail, change policies, review approvals (identity-provider groups) */
+  access: { auditors: string[]; admins: string[]; reviewers: string[] };
   /** the proxy's credential for /v1 */
   serviceToken: ISecret;
+  /** the approvals queue the API sends to, and Slack's secrets for /slack/events */
+  approvals: PgWardenApprovals;
+  slack: { channel: string; botToken: ISecret; signingSecret: ISecret };
   logRetention: RetentionDays;
   throttle?: ThrottleSettings;
 }
+
+/**
+ * GET /v1/approvals/:id/wait holds a request up to 25 s; API Gateway gives an integration 30 s.
+ */
+const API_TIMEOUT_SECONDS = 29;
+export const SLACK_EVENTS_PATH = '/slack/events';
 
 export class PgWardenControlPlane extends Construct {
   readonly function: NodejsFunction;
   readonly api: HttpApi;
   /** base URL for PGWARDEN_API_URL (no trailing slash) */
   readonly url: string;
+  /** Slack app → Interactivity & Shortcuts → Request URL */
+  readonly slackRequestUrl: string;
 
   constructor(scope: Construct, id: string, props: PgWardenControlPlaneProps) {
     super(scope, id);
-    const logGroup = new LogGroup(this, 'FunctionLogs', {
-      retention: props.logRetention,
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
-    // An own role instead of AWSLambdaBasicExecutionRole: logs go to this one log group only.
-    const role = new Role(this, 'FunctionRole', {
-      assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
-      description: 'pgwarden control-plane API function',
-    });
-    role.addToPolicy(
-      new PolicyStatement({
-        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        resources: [logGroup.logGroupArn],
-      }),
-    );
-
-    this.function = new NodejsFunction(this, 'Function', {
+    this.function = pgWardenFunction(this, 'Function', {
       entry: join(REPO_ROOT, 'functions/api/handler.ts'),
-      handler: 'handler',
-      projectRoot: REPO_ROOT,
-      depsLockFilePath: join(REPO_ROOT, 'package-lock.json'),
-      runtime: Runtime.NODEJS_22_X,
-      architecture: Architecture.ARM_64,
-      memorySize: 512,
-      timeout: Duration.seconds(10),
-      role,
-      logGroup,
       description: 'pgwarden control-plane API (Hono)',
+      memorySize: 512,
+      timeout: Duration.seconds(API_TIMEOUT_SECONDS),
+      logRetention: props.logRetention,
+      sqlParser: true,
       environment: {
         PGWARDEN_OIDC_ISSUER: props.oidc.issuer,
         PGWARDEN_OIDC_AUDIENCE: props.oidc.audience,
@@ -91,38 +81,30 @@ export class PgWardenControlPlane extends Construct {
         PGWARDEN_OIDC_GROUPS_CLAIM: props.oidc.groupsClaim,
         PGWARDEN_ROLES: props.roles,
         PGWARDEN_TABLE_PREFIX: props.tablePrefix,
-        // The handler reads the token from Secrets Manager at cold start: a value in the environment
-        // would sit in plaintext in the template and in the function's configuration.
+        PGWARDEN_AUDITOR_GROUPS: props.access.auditors.join(','),
+        PGWARDEN_ADMIN_GROUPS: props.access.admins.join(','),
+        PGWARDEN_REVIEWER_GROUPS: props.access.reviewers.join(','),
+        ...(props.auditRetentionDays === undefined
+          ? {}
+          : { PGWARDEN_AUDIT_RETENTION_DAYS: String(props.auditRetentionDays) }),
+        PGWARDEN_APPROVALS_QUEUE_URL: props.approvals.queue.queueUrl,
+        PGWARDEN_SLACK_CHANNEL: props.slack.channel,
+        // Secrets are read from Secrets Manager at cold start: a value in the environment would sit
+        // in plaintext in the template and in the function's configuration.
         PGWARDEN_SERVICE_TOKEN_SECRET_ARN: props.serviceToken.secretArn,
-        NODE_OPTIONS: '--enable-source-maps',
-      },
-      bundling: {
-        forceDockerBundling: false,
-        format: OutputFormat.ESM,
-        target: 'node22',
-        minify: true,
-        sourceMap: true,
-        // The SDK is bundled at the locked version the tests ran with, not the runtime's copy.
-        externalModules: [],
-        mainFields: ['module', 'main'],
-        banner: ESM_BANNER,
-        // libpg-query loads its WebAssembly from beside the bundle (emscripten's __dirname).
-        commandHooks: {
-          beforeBundling: () => [],
-          beforeInstall: () => [],
-          afterBundling: (inputDir: string, outputDir: string) => [
-            `node -e "require('node:fs').copyFileSync(process.argv[1], process.argv[2])" "${join(inputDir, LIBPG_QUERY_WASM)}" "${join(outputDir, 'libpg-query.wasm')}"`,
-          ],
-        },
+        SLACK_BOT_TOKEN_SECRET_ARN: props.slack.botToken.secretArn,
+        SLACK_SIGNING_SECRET_SECRET_ARN: props.slack.signingSecret.secretArn,
       },
     });
-    props.auditStore.grantAuditWrite(this.function);
+    const { auditStore } = props;
+    auditStore.grantAuditWrite(this.function);
+    auditStore.grantAuditRead(this.function);
+    auditStore.grantApprovalsReadWrite(this.function);
+    auditStore.grantPolicies(this.function);
+    props.approvals.grantSend(this.function);
     props.serviceToken.grantRead(this.function);
-    Validations.of(this.function).acknowledge({
-      id: 'AwsSolutions-L1',
-      reason:
-        'Node.js 22 is the runtime pgwarden is built and tested for (the proxy image runs node:22 too); newer runtimes are adopted deliberately.',
-    });
+    props.slack.botToken.grantRead(this.function);
+    props.slack.signingSecret.grantRead(this.function);
 
     this.api = new HttpApi(this, 'Api', {
       description: 'pgwarden control-plane API',
@@ -157,15 +139,26 @@ export class PgWardenControlPlane extends Construct {
     const routes = [
       ...this.api.addRoutes({ path: '/healthz', methods: [HttpMethod.GET], integration }),
       ...this.api.addRoutes({ path: '/v1/{proxy+}', methods: [HttpMethod.ANY], integration }),
-      // Approvals issue: POST /slack/events (public; the app verifies Slack's request signature).
     ];
     for (const route of routes) {
       Validations.of(route).acknowledge({
         id: 'AwsSolutions-APIG4',
         reason:
-          'The app authenticates every /v1 call with the service token from Secrets Manager (constant-time compare) and /healthz is deliberately public; SigV4 needs the proxy to sign requests (README.md, "Deploy to AWS").',
+          'The app authenticates every /v1 call itself, per route: the service token from Secrets Manager (constant-time compare) or a person\'s OIDC token checked against the issuer and the route\'s groups; /healthz is deliberately public. SigV4 needs the proxy to sign requests (README.md, "Deploy to AWS").',
+      });
+    }
+    for (const route of this.api.addRoutes({
+      path: SLACK_EVENTS_PATH,
+      methods: [HttpMethod.POST],
+      integration,
+    })) {
+      Validations.of(route).acknowledge({
+        id: 'AwsSolutions-APIG4',
+        reason:
+          "Slack's servers call this route and cannot present AWS or OIDC credentials; the app verifies Slack's HMAC request signature with the signing secret (and a five-minute timestamp window) before reading the request.",
       });
     }
     this.url = this.api.apiEndpoint;
+    this.slackRequestUrl = `${this.api.apiEndpoint}${SLACK_EVENTS_PATH}`;
   }
 }

@@ -4,7 +4,12 @@
  *
  * Draining: on a deploy or scale-in the target is deregistered (no new connections) and keeps its
  * sessions for `drainSeconds`; then ECS sends SIGTERM, the proxy stops accepting, gives sessions
- * another `drainSeconds` and flushes its audit events; SIGKILL comes only after a margin on top.
+ * another `drainSeconds`, then syncs its audit spool and ships what the API takes. SIGKILL comes
+ * only after ECS's longest stop timeout (120 s), so the spool gets everything the drain leaves.
+ *
+ * The audit spool (PGWARDEN_AUDIT_SPOOL_DIR) is a task volume on Fargate's ephemeral storage: it
+ * survives API outages and container restarts within the task, not the task itself (README.md,
+ * "Audit spool on AWS").
  */
 import { Duration, RemovalPolicy, Size, Stack, Validations } from 'aws-cdk-lib';
 import {
@@ -32,8 +37,7 @@ import { NetworkLoadBalancer, Protocol } from 'aws-cdk-lib/aws-elasticloadbalanc
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import type { CpuArchitecture as Arch, UpstreamSsl } from '../config.ts';
-import { STOP_MARGIN_SECONDS } from '../config.ts';
+import type { CpuArchitecture as Arch, AuditMode, AuditParams, UpstreamSsl } from '../config.ts';
 import { REPO_ROOT } from '../repo-root.ts';
 
 export interface PgWardenProxyProps {
@@ -67,10 +71,21 @@ export interface PgWardenProxyProps {
   task: { cpu: number; memoryMiB: number; architecture: Arch };
   scaling: { minTasks: number; maxTasks: number; cpuTargetPercent: number; connectionsPerTask: number };
   drainSeconds: number;
+  /** Fargate ephemeral storage in GiB (20 is included in the task price; up to 200) */
+  ephemeralStorageGiB?: number;
+  audit?: { mode: AuditMode; params: AuditParams; spoolMaxMiB: number };
+  /** PGWARDEN_POLICY_REFRESH_SECONDS: how often the proxy polls the current policy */
+  policyRefreshSeconds?: number;
   logRetention: RetentionDays;
 }
 
 const CONTAINER_NAME = 'proxy';
+/** ECS's upper bound between SIGTERM and SIGKILL */
+export const STOP_TIMEOUT_SECONDS = 120;
+/** the spool volume's mount point; the image creates it owned by `node` (see the Dockerfile) */
+export const AUDIT_SPOOL_DIR = '/var/lib/pgwarden/spool';
+const SPOOL_VOLUME = 'audit-spool';
+const FARGATE_INCLUDED_STORAGE_GIB = 20;
 /** inside the task; unprivileged so the container runs as the `node` user */
 export const CONTAINER_PORT = 6432;
 
@@ -181,9 +196,11 @@ export class PgWardenProxy extends Construct {
   }
 
   private taskDefinition(props: PgWardenProxyProps): FargateTaskDefinition {
+    const storage = props.ephemeralStorageGiB ?? FARGATE_INCLUDED_STORAGE_GIB;
     const taskDefinition = new FargateTaskDefinition(this, 'Task', {
       cpu: props.task.cpu,
       memoryLimitMiB: props.task.memoryMiB,
+      ...(storage > FARGATE_INCLUDED_STORAGE_GIB ? { ephemeralStorageGiB: storage } : {}),
       runtimePlatform: {
         cpuArchitecture: props.task.architecture === 'arm64' ? CpuArchitecture.ARM64 : CpuArchitecture.X86_64,
         operatingSystemFamily: OperatingSystemFamily.LINUX,
@@ -200,14 +217,18 @@ export class PgWardenProxy extends Construct {
         platform: props.task.architecture === 'arm64' ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64,
       });
     const { secrets } = props;
-    taskDefinition.addContainer(CONTAINER_NAME, {
+    const audit = props.audit ?? { mode: 'buffered', params: 'hashed', spoolMaxMiB: 8192 };
+    // A volume without a host path lives on the task's ephemeral storage: writable under the
+    // read-only root file system, gone with the task.
+    taskDefinition.addVolume({ name: SPOOL_VOLUME });
+    const container = taskDefinition.addContainer(CONTAINER_NAME, {
       containerName: CONTAINER_NAME,
       image,
       essential: true,
       readonlyRootFilesystem: true,
       user: 'node',
       portMappings: [{ containerPort: CONTAINER_PORT, protocol: EcsProtocol.TCP }],
-      stopTimeout: Duration.seconds(props.drainSeconds + STOP_MARGIN_SECONDS),
+      stopTimeout: Duration.seconds(STOP_TIMEOUT_SECONDS),
       environment: {
         PGWARDEN_PROXY_PORT: String(CONTAINER_PORT),
         PGWARDEN_UPSTREAM_HOST: props.upstream.host,
@@ -215,6 +236,11 @@ export class PgWardenProxy extends Construct {
         PGWARDEN_UPSTREAM_SSL: props.upstream.ssl,
         PGWARDEN_API_URL: props.apiUrl,
         PGWARDEN_DRAIN_SECONDS: String(props.drainSeconds),
+        PGWARDEN_AUDIT_MODE: audit.mode,
+        PGWARDEN_AUDIT_PARAMS: audit.params,
+        PGWARDEN_AUDIT_SPOOL_DIR: AUDIT_SPOOL_DIR,
+        PGWARDEN_AUDIT_SPOOL_MAX_MB: String(audit.spoolMaxMiB),
+        PGWARDEN_POLICY_REFRESH_SECONDS: String(props.policyRefreshSeconds ?? 30),
       },
       secrets: {
         PGWARDEN_TLS_CERT: EcsSecret.fromSecretsManager(secrets.tls, 'cert'),
@@ -246,6 +272,7 @@ export class PgWardenProxy extends Construct {
         maxBufferSize: Size.mebibytes(25),
       }),
     });
+    container.addMountPoints({ sourceVolume: SPOOL_VOLUME, containerPath: AUDIT_SPOOL_DIR, readOnly: false });
     Validations.of(taskDefinition.obtainExecutionRole()).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',
       reason:

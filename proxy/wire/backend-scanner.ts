@@ -1,12 +1,13 @@
 /**
  * Walks the server → client byte stream message by message without buffering it: bodies of
  * DataRow, CopyData and every other message the proxy does not read are skipped by counting,
- * so a row of any size streams through. Only the small bodies the proxy reads (CommandComplete,
- * ErrorResponse, ReadyForQuery) are collected, even when they straddle chunks.
+ * so a row of any size streams through. Only the bodies the proxy reads are collected, even when
+ * they straddle chunks: always CommandComplete, ErrorResponse and ReadyForQuery, and, while
+ * masking needs them, RowDescription, DataRow and the other channels detectors scan.
  */
 import { ProtocolViolation } from './protocol-violation.ts';
 
-const COLLECTED = new Set([0x43 /* C */, 0x45 /* E */, 0x5a /* Z */]);
+const ALWAYS_COLLECTED = [0x43 /* C */, 0x45 /* E */, 0x5a /* Z */];
 const MAX_COLLECTED_BYTES = 16 * 1024 * 1024;
 
 /**
@@ -23,23 +24,61 @@ export class BackendScanner {
   /** body bytes still to skip or collect for the current message */
   private remaining = 0;
   private collecting: Buffer[] | undefined;
+  /** per message type: 0 skip, otherwise the largest body collected */
+  private readonly limits = new Float64Array(256);
+  /** offset, in the current chunk, of the first byte of the message in progress (< 0: an earlier chunk) */
+  private start = 0;
+  private stopRequested = false;
+  /** length of the chunk scanned before the current one, to carry `start` over */
+  private previousLength = 0;
 
-  constructor(private readonly onMessage: BackendMessageHandler) {}
+  constructor(private readonly onMessage: BackendMessageHandler) {
+    for (const type of ALWAYS_COLLECTED) this.limits[type] = MAX_COLLECTED_BYTES;
+  }
 
-  scan(chunk: Buffer): void {
+  /** Collects (or stops collecting) bodies of `type`, up to `maxBytes` each; takes effect at the next message. */
+  collect(type: number, on: boolean, maxBytes = MAX_COLLECTED_BYTES): void {
+    if (ALWAYS_COLLECTED.includes(type)) return;
+    this.limits[type] = on ? maxBytes : 0;
+  }
+
+  /** Makes scan() return right after the message being handled (called from the handler). */
+  stop(): void {
+    this.stopRequested = true;
+  }
+
+  /**
+   * The type and start offset (relative to the chunk last scanned; negative when it began in an
+   * earlier one) of a collected message that is still incomplete, so the caller can hold its bytes.
+   */
+  partialCollected(): { type: number; start: number } | undefined {
+    if (this.headerFill > 0)
+      return this.limits[this.header[0]!]! > 0 ? { type: this.header[0]!, start: this.start } : undefined;
+    if (this.remaining > 0 && this.collecting) return { type: this.type, start: this.start };
+    return undefined;
+  }
+
+  /** Scans `chunk`; returns how many bytes it consumed (fewer than all only after stop()). */
+  scan(chunk: Buffer): number {
     let i = 0;
     const n = chunk.length;
+    this.start -= this.previousLength;
+    this.previousLength = n;
     while (i < n) {
       if (this.remaining > 0) {
         const take = Math.min(this.remaining, n - i);
         if (this.collecting) this.collecting.push(chunk.subarray(i, i + take));
         i += take;
         this.remaining -= take;
-        if (this.remaining === 0) this.finish(i);
+        if (this.remaining === 0) {
+          this.finish(i);
+          if (this.stopRequested) return this.stopped(i);
+        }
         continue;
       }
       // Fast path: a whole header in this chunk.
       if (this.headerFill === 0 && n - i >= 5) {
+        this.start = i;
         this.begin(chunk[i]!, chunk.readInt32BE(i + 1));
         i += 5;
         if (this.remaining === 0) {
@@ -51,9 +90,11 @@ export class BackendScanner {
           this.remaining = 0;
           this.collecting = undefined;
           this.onMessage(this.type, body, i);
-        }
+        } else continue;
+        if (this.stopRequested) return this.stopped(i);
         continue;
       }
+      if (this.headerFill === 0) this.start = i;
       const take = Math.min(5 - this.headerFill, n - i);
       chunk.copy(this.header, this.headerFill, i, i + take);
       this.headerFill += take;
@@ -61,17 +102,28 @@ export class BackendScanner {
       if (this.headerFill === 5) {
         this.headerFill = 0;
         this.begin(this.header[0]!, this.header.readInt32BE(1));
-        if (this.remaining === 0) this.finish(i);
+        if (this.remaining === 0) {
+          this.finish(i);
+          if (this.stopRequested) return this.stopped(i);
+        }
       }
     }
+    return n;
+  }
+
+  private stopped(i: number): number {
+    this.stopRequested = false;
+    this.previousLength = i;
+    return i;
   }
 
   private begin(type: number, length: number): void {
     if (length < 4) throw new ProtocolViolation(`server sent an invalid message length ${length}`);
     this.type = type;
     this.remaining = length - 4;
-    if (COLLECTED.has(type)) {
-      if (this.remaining > MAX_COLLECTED_BYTES) throw new ProtocolViolation('server message too large');
+    const limit = this.limits[type]!;
+    if (limit > 0) {
+      if (this.remaining > limit) throw new ProtocolViolation('server message too large');
       this.collecting = [];
     } else {
       this.collecting = undefined;

@@ -28,6 +28,7 @@ export async function startApiSink(options: { file: string; port: number }): Pro
     session_opened: 0,
     session_closed: 0,
     auth_failed: 0,
+    approval: 0,
   };
   const store: AuditStore = {
     async put(events) {

@@ -1,4 +1,5 @@
 /** What scripts/bench.ts and scripts/bench/proxy-process.ts say to each other (env + IPC). */
+import type { ProxyAuditOptions } from '../../proxy/options.ts';
 import type { RoleMapping } from '../../shared/identity.ts';
 
 export interface ProxyConfig {
@@ -16,6 +17,8 @@ export interface ProxyConfig {
    */
   auditStore: 'api' | 'dynamodb' | 'discard';
   api?: { url: string; serviceToken: string };
+  /** the proxy's audit trail (spool directory, buffered/strict, sync); none: in-memory buffer */
+  audit?: ProxyAuditOptions;
 }
 
 /** the diagnostic TLS pipe (tls-pipe-process.ts) */
@@ -40,6 +43,10 @@ export interface ProxyStats {
   rss: number;
   heapUsed: number;
   external: number;
+  /** the durable spool's counters, when the proxy has one */
+  spool?: { syncs: number; syncMicros: number; commits: number; groupedRecords: number; writes: number };
+  /** the spool shipper: batches and events the API stored, failed attempts */
+  shipper?: { batches: number; events: number; failedAttempts: number };
 }
 
 export type ProxyMessage = ProxyReady | ProxyStats;

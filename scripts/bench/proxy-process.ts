@@ -47,7 +47,7 @@ const logger: Logger = {
 
 /** Counts what the store acknowledged, so the bench can compare stored events with statements run. */
 class CountingStore implements AuditStore {
-  stored = { statement: 0, session_opened: 0, session_closed: 0, auth_failed: 0 };
+  stored = { statement: 0, session_opened: 0, session_closed: 0, auth_failed: 0, approval: 0 };
   failedPuts = 0;
   constructor(private readonly inner: AuditStore) {}
   async put(events: readonly AuditEvent[]): Promise<void> {
@@ -111,6 +111,7 @@ const proxy = await startProxy({
       : controlPlane,
   proxyId: 'bench',
   logger,
+  ...(config.audit === undefined ? {} : { audit: config.audit }),
 });
 
 function stats(): ProxyStats {
@@ -124,6 +125,9 @@ function stats(): ProxyStats {
     rss: memory.rss,
     heapUsed: memory.heapUsed,
     external: memory.external,
+    ...(proxy.auditTrail
+      ? { spool: { ...proxy.auditTrail.spool.stats }, shipper: { ...proxy.auditTrail.shipper.stats } }
+      : {}),
   };
 }
 

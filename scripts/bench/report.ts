@@ -7,6 +7,7 @@ export type TargetName =
   | 'pipe'
   | 'pgwarden-noaudit'
   | 'pgwarden-dynalite'
+  | 'pgwarden-strict'
   | 'pgwarden';
 
 export interface CellResult extends PgbenchResult {
@@ -123,9 +124,16 @@ export function diagnosticTable(
   modes: readonly QueryMode[],
   clientCounts: readonly number[],
 ): string {
-  const shown: TargetName[] = ['pgbouncer', 'pipe', 'pgwarden-noaudit', 'pgwarden-dynalite', 'pgwarden'];
+  const shown: TargetName[] = [
+    'pgbouncer',
+    'pipe',
+    'pgwarden-noaudit',
+    'pgwarden-dynalite',
+    'pgwarden-strict',
+    'pgwarden',
+  ];
   const present = shown.filter((t) => cells.some((c) => c.target === t));
-  if (!present.includes('pipe') && !present.includes('pgwarden-noaudit')) return '';
+  if (!present.some((t) => t === 'pipe' || t === 'pgwarden-noaudit' || t === 'pgwarden-strict')) return '';
   const rows: string[][] = [];
   for (const mode of modes) {
     for (const clients of clientCounts) {

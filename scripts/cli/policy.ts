@@ -1,10 +1,18 @@
-/** `pgwarden policy ...`: check and show policy documents (apply comes with stored policies). */
+/**
+ * `pgwarden policy ...`: check policy documents locally, and apply / show / list the stored versions
+ * through the API (PGWARDEN_API_URL, with the caller's own OIDC token in PGWARDEN_TOKEN).
+ */
 import { readFileSync } from 'node:fs';
+import { cliConfigFromEnv } from '../../shared/config.ts';
 import { DEFAULT_POLICY_YAML } from '../../shared/policy/default-policy.ts';
-import { checkPolicyText, formatIssue } from '../../shared/policy/parse-policy.ts';
-import type { CliCommand } from './command.ts';
+import { checkPolicyText, formatIssue, type PolicyIssue } from '../../shared/policy/parse-policy.ts';
+import type { PolicyVersionSummary } from '../../shared/policy/stored.ts';
+import type { CliCommand, CliIo } from './command.ts';
 
 export const policyUsage = `  policy validate FILE   check a policy document (YAML or JSON); prints each problem with its line
+  policy apply FILE      validate, then store it as the new current version (admins; PGWARDEN_TOKEN)
+  policy show            print the current policy and its version (PGWARDEN_TOKEN)
+  policy history         list the stored versions, newest first (admins, auditors; PGWARDEN_TOKEN)
   policy show-default    print the default policy pack, a starting point for your own`;
 
 export const policyCommand: CliCommand = async ([command, file], io) => {
@@ -13,24 +21,123 @@ export const policyCommand: CliCommand = async ([command, file], io) => {
     return 0;
   }
   if (command === 'validate' && file) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (error) {
-      io.err(`pgwarden: cannot read ${file}: ${(error as Error).message}\n`);
-      return 2;
-    }
-    const check = checkPolicyText(text);
-    if (!check.ok) {
-      io.err(`${file} is not a valid policy:\n`);
-      for (const issue of check.issues) io.err(`  ${file}: ${formatIssue(issue)}\n`);
-      return 1;
-    }
-    const { policy } = check;
-    io.out(
-      `${file}: valid policy version ${policy.version}, ${policy.rules.length} rules, default ${policy.default.action}\n`,
-    );
-    return 0;
+    const text = readText(file, io);
+    if (text === undefined) return 2;
+    return validated(file, text, io) ? 0 : 1;
   }
+  if (command === 'apply' && file) return apply(file, io);
+  if (command === 'show') return show(io);
+  if (command === 'history') return history(io);
   return undefined;
 };
+
+function readText(file: string, io: CliIo): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    io.err(`pgwarden: cannot read ${file}: ${(error as Error).message}\n`);
+    return undefined;
+  }
+}
+
+function validated(file: string, text: string, io: CliIo): boolean {
+  const check = checkPolicyText(text);
+  if (!check.ok) {
+    printIssues(file, check.issues, io);
+    return false;
+  }
+  const { policy } = check;
+  io.out(
+    `${file}: valid policy version ${policy.version}, ${policy.rules.length} rules, default ${policy.default.action}\n`,
+  );
+  return true;
+}
+
+function printIssues(file: string, issues: PolicyIssue[], io: CliIo): void {
+  io.err(`${file} is not a valid policy:\n`);
+  for (const issue of issues) io.err(`  ${file}: ${formatIssue(issue)}\n`);
+}
+
+async function apply(file: string, io: CliIo): Promise<number> {
+  const text = readText(file, io);
+  if (text === undefined) return 2;
+  // Checked here first: the same validation the API runs, without a round trip or a token.
+  if (!validated(file, text, io)) return 1;
+  const response = await call(io, 'PUT', '/v1/policies', {
+    body: text,
+    headers: { 'content-type': /\.json$/i.test(file) ? 'application/json' : 'text/yaml' },
+  });
+  if (!response.ok) return 1;
+  const stored = response.body as { version: string; declaredVersion: string; rules: number };
+  io.out(
+    `applied ${file} as version ${stored.version} (declared ${stored.declaredVersion}, ${stored.rules} rules)\n`,
+  );
+  io.out(`${stored.version}\n`);
+  return 0;
+}
+
+async function show(io: CliIo): Promise<number> {
+  const response = await call(io, 'GET', '/v1/policies/current');
+  if (!response.ok) return 1;
+  const current = response.body as { version: string; storedAt: string | null; storedBy: string | null };
+  const origin =
+    current.storedAt === null ? 'the built-in default' : `stored ${current.storedAt} by ${current.storedBy}`;
+  io.err(`current policy: version ${current.version} (${origin})\n`);
+  io.out(`${JSON.stringify((response.body as { policy: unknown }).policy, null, 2)}\n`);
+  return 0;
+}
+
+async function history(io: CliIo): Promise<number> {
+  const response = await call(io, 'GET', '/v1/policies?limit=100');
+  if (!response.ok) return 1;
+  const { versions } = response.body as { versions: PolicyVersionSummary[] };
+  if (versions.length === 0) {
+    io.out('no policy stored yet: the built-in default pack is in force\n');
+    return 0;
+  }
+  for (const v of versions)
+    io.out(`${v.version}\t${v.storedAt}\t${v.storedBy}\t${v.declaredVersion}\t${v.rules} rules\n`);
+  return 0;
+}
+
+type CallResult = { ok: true; body: unknown } | { ok: false };
+
+/** One API call with the caller's token; problems are printed and reported as not ok. */
+async function call(
+  io: CliIo,
+  method: string,
+  path: string,
+  init: { body?: string; headers?: Record<string, string> } = {},
+): Promise<CallResult> {
+  const config = cliConfigFromEnv(io.env);
+  if (config.token === undefined) {
+    io.err(
+      'pgwarden: set PGWARDEN_TOKEN to your OIDC token (locally: npm run -s token -- EMAIL --groups admins)\n',
+    );
+    return { ok: false };
+  }
+  let response: Response;
+  try {
+    response = await fetch(`${config.apiUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${config.token}`, ...init.headers },
+      ...(init.body !== undefined && { body: init.body }),
+    });
+  } catch (error) {
+    io.err(
+      `pgwarden: cannot reach the API at ${config.apiUrl} (${(error as Error).message}); set PGWARDEN_API_URL\n`,
+    );
+    return { ok: false };
+  }
+  const body = (await response.json().catch(() => undefined)) as
+    | { error?: { code?: string; message?: string } }
+    | undefined;
+  if (!response.ok) {
+    const error = body?.error;
+    io.err(
+      `pgwarden: ${method} ${path} failed (${response.status}${error?.code ? ` ${error.code}` : ''}): ${error?.message ?? 'no details'}\n`,
+    );
+    return { ok: false };
+  }
+  return { ok: true, body };
+}

@@ -5,6 +5,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { UpstreamSslMode } from '../../proxy/options.ts';
+import { type AuditTrailConfig, auditTrailConfigFromEnv } from '../../shared/config.ts';
 import { PgWardenError } from '../../shared/errors.ts';
 import type { RoleMapping } from '../../shared/identity.ts';
 import { readOrCreateSecrets } from './secrets.ts';
@@ -40,7 +41,24 @@ export interface LocalConfig {
   externalUpstream?: ExternalUpstream;
   /** PGWARDEN_POLICY_FILE: a policy document to enforce instead of the default pack (absolute) */
   policyFile?: string;
+  /**
+   * SLACK_BOT_TOKEN + SLACK_SIGNING_SECRET (both or neither): approvals are posted to Slack, in
+   * PGWARDEN_SLACK_CHANNEL (default pgwarden-approvals); without them they are printed to the console.
+   */
+  slack?: LocalSlackConfig;
+  /** PGWARDEN_AUDIT_*: the proxy's audit trail; the spool defaults to `<dataDir>/spool` */
+  audit: AuditTrailConfig;
 }
+
+export interface LocalSlackConfig {
+  botToken: string;
+  signingSecret: string;
+  channel: string;
+  /** PGWARDEN_SLACK_API_URL: a Slack Web API stand-in instead of https://slack.com/api/ */
+  apiUrl?: string;
+}
+
+export const defaultSlackChannel = 'pgwarden-approvals';
 
 export const defaultApiPort = 8787;
 export const defaultProxyPort = 6432;
@@ -76,6 +94,10 @@ export function loadLocalConfig(env: Env, cwd: string): LocalConfig {
   const apiPort = port('PGWARDEN_API_PORT', defaultApiPort);
   const proxyPort = port('PGWARDEN_PROXY_PORT', defaultProxyPort);
   const dataDir = resolve(cwd, env['PGWARDEN_DATA_DIR']?.trim() || '.pgwarden');
+  const audit = auditTrailConfigFromEnv(env, join(dataDir, 'spool'), problems);
+  audit.spoolDir = resolve(cwd, audit.spoolDir);
+
+  const slack = localSlackFromEnv(env, problems);
 
   let externalUpstream: ExternalUpstream | undefined;
   const policyFile = env['PGWARDEN_POLICY_FILE']?.trim() || undefined;
@@ -108,6 +130,28 @@ export function loadLocalConfig(env: Env, cwd: string): LocalConfig {
     upstreamUsers: users,
     ...(externalUpstream === undefined ? {} : { externalUpstream }),
     ...(policyFile === undefined ? {} : { policyFile: resolve(cwd, policyFile) }),
+    ...(slack && { slack }),
+    audit,
+  };
+}
+
+function localSlackFromEnv(env: Env, problems: string[]): LocalSlackConfig | undefined {
+  const botToken = env['SLACK_BOT_TOKEN']?.trim();
+  const signingSecret = env['SLACK_SIGNING_SECRET']?.trim();
+  if (!botToken && !signingSecret) return undefined;
+  if (!botToken || !signingSecret) {
+    problems.push('SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET go together (Slack posts and verifies clicks)');
+    return undefined;
+  }
+  const apiUrl = env['PGWARDEN_SLACK_API_URL']?.trim() || undefined;
+  if (apiUrl !== undefined && !/^https?:\/\/[^/]+/.test(apiUrl)) {
+    problems.push('PGWARDEN_SLACK_API_URL must be an http(s) URL');
+  }
+  return {
+    botToken,
+    signingSecret,
+    channel: env['PGWARDEN_SLACK_CHANNEL']?.trim() || defaultSlackChannel,
+    ...(apiUrl === undefined ? {} : { apiUrl }),
   };
 }
 

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
@@ -15,18 +16,30 @@ import {
   ensureAuditTables,
   tableNames,
 } from '../../functions/adapters/dynamodb-audit-store.ts';
+import {
+  DynamoDbPolicyStore,
+  ensurePolicyTable,
+  policyTableName,
+} from '../../functions/adapters/dynamodb-policy-store.ts';
 import { createOidcVerifier } from '../../functions/adapters/oidc-verifier.ts';
 import { createApp } from '../../functions/api/app.ts';
 import { DEFAULT_ACCESS_GROUPS } from '../../functions/api/auth.ts';
+import { StoredPolicySource } from '../../functions/api/policy-source.ts';
 import { apiRoutes } from '../../functions/api/routes/index.ts';
 import { createControlPlaneService } from '../../functions/api/service.ts';
-import type { CredentialProvider, UpstreamTarget } from '../../proxy/options.ts';
+import type { CredentialProvider, ProxyAuditOptions, UpstreamTarget } from '../../proxy/options.ts';
 import { type RunningProxy, startProxy } from '../../proxy/server.ts';
 import type { ControlPlane } from '../../shared/control-plane.ts';
 import type { StatementDecider } from '../../shared/decide.ts';
 import type { RoleMapping } from '../../shared/identity.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { loadSqlParser } from '../../shared/sql/analyze.ts';
+import {
+  type LocalApprovals,
+  type LocalApprovalsOptions,
+  localPrincipalDirectory,
+  startLocalApprovals,
+} from './local-approvals.ts';
 import { createDevIssuer, type DevIssuer, issuerAlgorithm } from './oidc-issuer.ts';
 import { getFreePort } from './postgres.ts';
 
@@ -49,8 +62,14 @@ export interface LocalServicesOptions {
   credentials: CredentialProvider;
   proxyId: string;
   logger: Logger;
-  /** default: the built-in default policy pack */
+  /** default: the built-in default policy pack; it stays the policy until one is stored (PUT /v1/policies) */
   decider?: StatementDecider;
+  /** how often a policy stored by another process is picked up (a PUT here applies at once); default 5 */
+  policyRefreshSeconds?: number;
+  /** the proxy's audit trail; default: buffered, spooled under `<dataDir>/spool` */
+  audit?: ProxyAuditOptions;
+  /** approvals: the proxy holds require_approval statements (absent: they are refused at once) */
+  approvals?: LocalApprovalsOptions;
 }
 
 export interface LocalServices {
@@ -58,6 +77,8 @@ export interface LocalServices {
   issuer: DevIssuer;
   controlPlane: ControlPlane;
   proxy: RunningProxy;
+  /** present when started with `approvals` */
+  approvals?: LocalApprovals;
   /** proxy (sessions ended, audit flushed), then the HTTP server and the DynamoDB client */
   stop(): Promise<void>;
 }
@@ -114,6 +135,17 @@ export async function startLocalServices(options: LocalServicesOptions): Promise
   try {
     const names = tableNames(options.tablePrefix);
     await ensureAuditTables(dynamodb, names);
+    await ensurePolicyTable(dynamodb, policyTableName(options.tablePrefix));
+    // Decisions use the stored current policy; a PUT through this API switches them at once.
+    const policies = new StoredPolicySource(
+      new DynamoDbPolicyStore(dynamodb, policyTableName(options.tablePrefix)),
+      {
+        ...(options.decider && { decider: options.decider }),
+        ttlMs: (options.policyRefreshSeconds ?? 5) * 1000,
+        logger,
+      },
+    );
+    await policies.ready();
     const verifier = createOidcVerifier({
       issuer: issuer.issuerUrl,
       audience: options.audience,
@@ -126,13 +158,31 @@ export async function startLocalServices(options: LocalServicesOptions): Promise
       verifier,
       store: new DynamoDbAuditStore(dynamodb, names),
       ...(options.decider === undefined ? {} : { decider: options.decider }),
+      policies,
+      // with approvals, sessions teach pgwarden people's groups (for their Slack clicks)
+      ...(options.approvals && { principals: localPrincipalDirectory(dynamodb, options.tablePrefix) }),
       roles: options.roleMappings,
       now: () => new Date(),
       newId: randomUUID,
       logger,
     });
 
+    const approvals =
+      options.approvals === undefined
+        ? undefined
+        : await startLocalApprovals(options.approvals, {
+            dynamodb,
+            tablePrefix: options.tablePrefix,
+            controlPlane,
+            defaultApprovers: DEFAULT_ACCESS_GROUPS.reviewers,
+            now: () => new Date(),
+            newId: randomUUID,
+            logger,
+          });
+    if (approvals) cleanup.push(approvals.stop);
+
     const routes = apiRoutes({
+      ...approvals?.routes,
       verifier,
       dynamodb,
       tablePrefix: options.tablePrefix,
@@ -142,6 +192,7 @@ export async function startLocalServices(options: LocalServicesOptions): Promise
       now: () => new Date(),
       newId: randomUUID,
       logger,
+      policySource: policies,
     });
     const api = createApp({ service: controlPlane, serviceToken: options.serviceToken, logger, routes });
     const root = new Hono();
@@ -161,16 +212,25 @@ export async function startLocalServices(options: LocalServicesOptions): Promise
       allowPlaintext: false,
       upstream: options.upstream,
       credentials: options.credentials,
-      controlPlane,
+      controlPlane: approvals ? approvals.watch(controlPlane) : controlPlane,
+      ...(approvals && { gate: approvals.gate }),
       proxyId: options.proxyId,
       logger,
+      audit: { spoolDir: join(options.dataDir, 'spool'), ...options.audit },
     }).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== 'EADDRINUSE') throw error;
       throw new PortInUseError('the proxy', options.proxyPort, proxyPortHint);
     });
     cleanup.push(() => proxy.close(1_000));
 
-    return { api: { url: apiUrl, port: apiPort }, issuer, controlPlane, proxy, stop: stopAll };
+    return {
+      api: { url: apiUrl, port: apiPort },
+      issuer,
+      controlPlane,
+      proxy,
+      ...(approvals && { approvals }),
+      stop: stopAll,
+    };
   } catch (error) {
     await stopAll();
     throw error;

@@ -22,6 +22,11 @@ version: "default-1"
 description: Safe defaults - reads allowed, sensitive columns masked, changes to structure held for a reviewer, escapes from the gateway denied.
 default:
   action: allow
+# Content detectors: a second net over every text value of every result, whatever the column.
+# Emails and phone numbers are ordinary application data, so they are not detected by default.
+detectors:
+  enabled: [card, ssn, iban, aws_access_key, jwt, private_key]
+  method: partial
 rules:
   # Masking applies to everyone, admins included.
   - id: mask-ssn

@@ -150,7 +150,11 @@ export interface MatchedFacts {
   /** index of the deciding statement; null when the message holds none */
   statementIndex: number | null;
   /** each statement's own action and rule */
-  statements: Array<{ action: PolicyAction; ruleId: string }>;
+  /**
+   * each statement's own action and rule; for 'mask', `decidedBy` is the allow rule (or 'default')
+   * that allowed it, which bounds the mask rules that apply (shared/masking/policy-masks.ts)
+   */
+  statements: Array<{ action: PolicyAction; ruleId: string; decidedBy?: string }>;
   kinds?: string[];
   ddlObjects?: string[];
   relations?: string[];
@@ -321,6 +325,7 @@ function statementMatches(
 
 interface StatementOutcome {
   action: PolicyAction;
+  decidedBy?: string;
   ruleId: string;
   reason?: string;
   approvers?: string;
@@ -348,7 +353,13 @@ function decideOne(
       continue;
     }
     if (rule.action === 'allow' && firstMask) {
-      return { action: 'mask', ruleId: firstMask.rule.id, masks, detail: firstMask.detail };
+      return {
+        action: 'mask',
+        ruleId: firstMask.rule.id,
+        decidedBy: rule.id,
+        masks,
+        detail: firstMask.detail,
+      };
     }
     return { ...outcomeOf(rule.id, rule, rule.action), masks, detail };
   }
@@ -360,7 +371,13 @@ function decideOne(
   }
   const fallback = policy.default;
   if (fallback.action === 'allow' && firstMask) {
-    return { action: 'mask', ruleId: firstMask.rule.id, masks, detail: firstMask.detail };
+    return {
+      action: 'mask',
+      ruleId: firstMask.rule.id,
+      decidedBy: 'default',
+      masks,
+      detail: firstMask.detail,
+    };
   }
   return { ...outcomeOf('default', fallback, fallback.action), masks, detail: {} };
 }
@@ -405,7 +422,11 @@ export function evaluatePolicyInput(
 ): PolicyDecision {
   const rules = compiled(policy);
   const outcomes = input.statements.map((s) => decideOne(policy, rules, s, session));
-  const statements = outcomes.map((o) => ({ action: o.action, ruleId: o.ruleId }));
+  const statements = outcomes.map((o) => ({
+    action: o.action,
+    ruleId: o.ruleId,
+    ...(o.decidedBy !== undefined && { decidedBy: o.decidedBy }),
+  }));
   if (outcomes.length === 0) {
     // an empty message runs nothing; it still gets the default action
     const fallback = policy.default;
@@ -422,7 +443,7 @@ export function evaluatePolicyInput(
   });
   const decider = outcomes[index] as StatementOutcome;
   const masks = decider.action === 'mask' ? mergeMasks(outcomes) : [];
-  const { detail, masks: _ignored, ...decision } = decider;
+  const { detail, masks: _ignored, decidedBy: _decidedBy, ...decision } = decider;
   return {
     ...decision,
     policyVersion: policy.version,
@@ -443,6 +464,9 @@ function mergeMasks(outcomes: StatementOutcome[]): MaskDirective[] {
  * the database and the policy version), hashed. It deliberately does not use the parser's
  * fingerprint, which ignores schema names, digits in table names and alias names: two statements
  * with one fingerprint can touch different tables.
+ * It covers evaluatePolicy only: the masking check that StatementDecider adds (unmaskable uses,
+ * shared/masking/sensitive-use.ts) reads the whole parse tree (`ssn` and `ssn::text` have the same
+ * policy input), so a decision with masking must be cached by statement text or shape, as it is.
  */
 export function decisionCacheKey(
   analysis: SqlAnalysis,

@@ -2,6 +2,7 @@
  * The policy document: a version, a default action and ordered rules. This is the validated, plain
  * form that is stored (DynamoDB) and sent over the API; parse-policy.ts builds it from YAML or JSON.
  */
+import type { DetectorName } from '../masking/model.ts';
 import type { DdlObject, StatementKind } from '../sql/facts.ts';
 
 export const POLICY_ACTIONS = ['allow', 'deny', 'require_approval', 'mask'] as const;
@@ -70,6 +71,28 @@ export interface MaskSpec {
   /** columns to mask, as in `match.columns` */
   columns: string[];
   method: MaskMethod;
+  /**
+   * whether these columns may be used in WHERE, JOIN, GROUP BY, HAVING, ORDER BY, DISTINCT ON, window
+   * clauses and count() (default true). Such uses output nothing but leak through side channels
+   * (which rows come back, in which order); false refuses them like any unmaskable use.
+   */
+  allowInPredicates?: boolean;
+  /**
+   * what happens to a statement that uses these columns where they cannot be masked (inside an
+   * expression, a whole-row reference, UNION, COPY … TO, copied into a table): 'deny' (the default)
+   * or 'require_approval' (then `approvers` and `timeoutSeconds` as for a require_approval rule)
+   */
+  unmaskable?: 'deny' | 'require_approval';
+  approvers?: string;
+  timeoutSeconds?: number;
+}
+
+/** Content detectors over every text value of the results (shared/masking/detectors.ts). */
+export interface DetectorPolicy {
+  /** detector names (shared/masking/model.ts DETECTOR_NAMES); [] turns them off */
+  enabled: DetectorName[];
+  /** how a detected value is masked (default partial) */
+  method: MaskMethod;
 }
 
 export interface PolicyRule {
@@ -98,4 +121,6 @@ export interface Policy {
   version: string;
   default: PolicyDefault;
   rules: PolicyRule[];
+  /** absent: the default detectors (DEFAULT_DETECTORS, masked with DEFAULT_DETECTOR_METHOD) */
+  detectors?: DetectorPolicy;
 }

@@ -6,9 +6,12 @@
  */
 import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import { PgWardenError } from '../errors.ts';
+import { DEFAULT_DETECTOR_METHOD, DETECTOR_NAMES, type DetectorName } from '../masking/model.ts';
 import { DDL_OBJECTS, STATEMENT_KINDS } from '../sql/facts.ts';
 import {
+  type DetectorPolicy,
   MASK_METHODS,
+  type MaskSpec,
   POLICY_ACTIONS,
   POLICY_FACTS,
   type Policy,
@@ -88,7 +91,7 @@ type Segment = string | number;
 type Locate = (path: Segment[], key: boolean) => { line?: number; column?: number };
 type Obj = Record<string, unknown>;
 
-const TOP_KEYS = ['version', 'description', 'default', 'rules'];
+const TOP_KEYS = ['version', 'description', 'default', 'rules', 'detectors'];
 const DEFAULT_KEYS = ['action', 'reason', 'approvers', 'timeoutSeconds'];
 const RULE_KEYS = ['id', 'description', 'match', 'action', 'reason', 'approvers', 'timeoutSeconds', 'mask'];
 const MATCH_KEYS = [
@@ -104,7 +107,8 @@ const MATCH_KEYS = [
   'functions',
   'facts',
 ] as const;
-const MASK_KEYS = ['columns', 'method'];
+const MASK_KEYS = ['columns', 'method', 'allowInPredicates', 'unmaskable', 'approvers', 'timeoutSeconds'];
+const DETECTOR_KEYS = ['enabled', 'method'];
 const RULE_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$/;
 const MAX_TIMEOUT_SECONDS = 86_400;
 
@@ -200,9 +204,30 @@ function validate(value: unknown, locate: Locate): PolicyCheck {
   if (!('rules' in top)) v.fail([], 'missing field "rules" (use rules: [] for none)');
   else if (!Array.isArray(top.rules)) v.fail(['rules'], 'must be a list of rules');
   else rules = validateRules(v, top.rules);
+  const detectors = 'detectors' in top ? validateDetectors(v, top.detectors) : undefined;
   if (v.issues.length > 0 || version === undefined || !fallback || !rules)
     return { ok: false, issues: v.issues };
-  return { ok: true, policy: { version, default: fallback, rules } };
+  return { ok: true, policy: { version, default: fallback, rules, ...(detectors && { detectors }) } };
+}
+
+function validateDetectors(v: Validator, value: unknown): DetectorPolicy | undefined {
+  const path = ['detectors'];
+  const body = v.object(value, path, DETECTOR_KEYS, 'detectors');
+  if (!body) return undefined;
+  let enabled: DetectorName[] | undefined = [];
+  if (!('enabled' in body)) v.fail(path, 'missing field "enabled" (a list of detectors; [] turns them off)');
+  else if (Array.isArray(body.enabled) && body.enabled.length === 0) enabled = [];
+  else
+    enabled = v.list(
+      body.enabled,
+      [...path, 'enabled'],
+      (item, p) => v.oneOf(item, p, DETECTOR_NAMES, 'detector') !== undefined,
+    ) as DetectorName[] | undefined;
+  const method =
+    'method' in body
+      ? v.oneOf(body.method, [...path, 'method'], MASK_METHODS, 'mask method')
+      : DEFAULT_DETECTOR_METHOD;
+  return enabled && method ? { enabled, method } : undefined;
 }
 
 function validateDefault(v: Validator, value: unknown): PolicyDefault | undefined {
@@ -308,7 +333,43 @@ function validateMask(v: Validator, value: unknown, path: Segment[]): PolicyRule
       : undefined;
   const method =
     'method' in body ? v.oneOf(body.method, [...path, 'method'], MASK_METHODS, 'mask method') : undefined;
-  return columns && method ? { columns, method } : undefined;
+  const before = v.issues.length;
+  const options = validateMaskOptions(v, body, path);
+  return columns && method && v.issues.length === before ? { columns, method, ...options } : undefined;
+}
+
+/** allowInPredicates, and what happens to a use that cannot be masked. */
+function validateMaskOptions(
+  v: Validator,
+  body: Obj,
+  path: Segment[],
+): Pick<MaskSpec, 'allowInPredicates' | 'unmaskable' | 'approvers' | 'timeoutSeconds'> {
+  const out: Pick<MaskSpec, 'allowInPredicates' | 'unmaskable' | 'approvers' | 'timeoutSeconds'> = {};
+  if ('allowInPredicates' in body) {
+    if (typeof body.allowInPredicates === 'boolean') out.allowInPredicates = body.allowInPredicates;
+    else v.fail([...path, 'allowInPredicates'], 'must be true or false');
+  }
+  if ('unmaskable' in body) {
+    const action = v.oneOf(
+      body.unmaskable,
+      [...path, 'unmaskable'],
+      ['deny', 'require_approval'] as const,
+      'unmaskable action',
+    );
+    if (action) out.unmaskable = action;
+  }
+  const approval = out.unmaskable === 'require_approval';
+  if ('approvers' in body) {
+    if (!approval) v.fail([...path, 'approvers'], 'only unmaskable: require_approval takes approvers');
+    else out.approvers = v.string(body.approvers, [...path, 'approvers'], 'approvers (a group name)');
+  } else if (approval) v.fail(path, 'missing field "approvers": the group whose members may approve');
+  if ('timeoutSeconds' in body) {
+    if (!approval)
+      v.fail([...path, 'timeoutSeconds'], 'only unmaskable: require_approval takes timeoutSeconds');
+    else out.timeoutSeconds = v.timeout(body.timeoutSeconds, [...path, 'timeoutSeconds']);
+  }
+  for (const key of ['approvers', 'timeoutSeconds'] as const) if (out[key] === undefined) delete out[key];
+  return out;
 }
 
 function validateMatch(v: Validator, value: unknown, path: Segment[]): PolicyMatch | undefined {

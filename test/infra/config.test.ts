@@ -61,7 +61,14 @@ describe('context defaults (cdk.json plus the required values)', () => {
       cpuTargetPercent: 60,
       connectionsPerTask: 500,
       drainSeconds: 30,
+      ephemeralStorageGiB: 20,
+      policyRefreshSeconds: 30,
     });
+    expect(config.audit).toEqual({ mode: 'buffered', params: 'hashed', spoolMaxMiB: 8192 });
+    expect(config.access).toEqual({ auditors: ['auditors'], admins: ['admins'], reviewers: ['reviewers'] });
+    // No Slack secret ARNs: the stack creates placeholders for the operator to fill in.
+    expect(config.slack).toEqual({ channel: 'pgwarden-approvals' });
+    expect(config.alarmTopicArn).toBeUndefined();
     expect(config.tablePrefix).toBe('pgwarden-');
     expect(config.stackName).toBe('PgWarden');
   });
@@ -91,6 +98,41 @@ describe('values from the command line (-c key=value gives strings)', () => {
     expect(config.network.allowedClientCidrs).toEqual(['203.0.113.0/24', '198.51.100.7/32']);
     expect(config.oidc.algorithms).toEqual(['ES256']);
     expect(config.proxy.drainSeconds).toBe(60);
+  });
+
+  it('reads the approvals, audit and access settings', () => {
+    const botToken = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgwarden/slack-bot-token-AbCdEf';
+    const signing = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgwarden/slack-signing-GhIjKl';
+    const config = configFrom({
+      ...REQUIRED_CONTEXT,
+      slackBotTokenSecretArn: botToken,
+      slackSigningSecretArn: signing,
+      slackChannel: 'db-approvals',
+      alarmTopicArn: 'arn:aws:sns:eu-west-1:123456789012:ops-alarms',
+      auditMode: 'strict',
+      auditParams: 'clear',
+      auditRetentionDays: '730',
+      proxyEphemeralStorageGiB: '100',
+      auditSpoolMaxMiB: '90000',
+      policyRefreshSeconds: '5',
+      auditorGroups: 'compliance',
+      adminGroups: ['platform', 'dba'],
+      reviewerGroups: 'dba,security',
+    });
+    expect(config.slack).toEqual({
+      channel: 'db-approvals',
+      botTokenSecretArn: botToken,
+      signingSecretArn: signing,
+    });
+    expect(config.alarmTopicArn).toBe('arn:aws:sns:eu-west-1:123456789012:ops-alarms');
+    expect(config.audit).toEqual({ mode: 'strict', params: 'clear', spoolMaxMiB: 90000, retentionDays: 730 });
+    expect(config.proxy.ephemeralStorageGiB).toBe(100);
+    expect(config.proxy.policyRefreshSeconds).toBe(5);
+    expect(config.access).toEqual({
+      auditors: ['compliance'],
+      admins: ['platform', 'dba'],
+      reviewers: ['dba', 'security'],
+    });
   });
 
   it('takes roles as an ordered object in cdk.json and hands the API the PGWARDEN_ROLES form', () => {
@@ -175,6 +217,38 @@ describe('refused context', () => {
     ['a table prefix DynamoDB refuses', { tablePrefix: 'pg warden' }, 'tablePrefix may contain only'],
     ['a retention CloudWatch refuses', { logRetentionDays: 100 }, 'logRetentionDays must be one of'],
     ['a stack name CloudFormation refuses', { stackName: '1st_stack' }, 'stackName must start with a letter'],
+    [
+      'a Slack secret by name',
+      { slackBotTokenSecretArn: 'pgwarden/slack' },
+      'slackBotTokenSecretArn must be a complete Secrets Manager ARN',
+    ],
+    ['an unknown audit mode', { auditMode: 'lenient' }, 'auditMode must be one of buffered, strict'],
+    ['an unknown parameter mode', { auditParams: 'masked' }, 'auditParams must be one of off, hashed, clear'],
+    [
+      'a retention of zero days',
+      { auditRetentionDays: '0' },
+      'auditRetentionDays must be a whole number from 1',
+    ],
+    [
+      'a spool larger than the ephemeral storage allows',
+      { auditSpoolMaxMiB: 16384 },
+      'auditSpoolMaxMiB (16384) must leave 5 GiB of proxyEphemeralStorageGiB (20) free',
+    ],
+    [
+      'ephemeral storage Fargate does not offer',
+      { proxyEphemeralStorageGiB: 201 },
+      'proxyEphemeralStorageGiB must be a whole number from 20 to 200',
+    ],
+    [
+      'a policy refresh of an hour and more',
+      { policyRefreshSeconds: 3601 },
+      'policyRefreshSeconds must be a whole number from 1 to 3600',
+    ],
+    [
+      'an alarm topic that is not an SNS ARN',
+      { alarmTopicArn: 'ops-alarms' },
+      'alarmTopicArn must look like arn:aws:sns:',
+    ],
   ])('refuses %s', (_label, override, expected) => {
     const found = problems({ ...REQUIRED_CONTEXT, ...override });
     expect(found).toHaveLength(1);

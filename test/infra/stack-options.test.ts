@@ -23,6 +23,9 @@ afterAll(removeOutdirs);
 const VPC_ID = 'vpc-0abc1234def567890';
 const DATABASE_SG = 'sg-0123456789abcdef0';
 const CA_SECRET_ARN = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:pgwarden/upstream-ca-MnOpQr`;
+const BOT_TOKEN_ARN = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:pgwarden/slack-bot-token-StUvWx`;
+const SIGNING_SECRET_ARN = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:pgwarden/slack-signing-secret-YzAbCd`;
+const ALARM_TOPIC_ARN = `arn:aws:sns:${REGION}:${ACCOUNT}:pgwarden-alarms`;
 
 /** What `cdk synth` stores in cdk.context.json after looking the VPC up. */
 const vpcLookup = {
@@ -172,11 +175,86 @@ describe('existing VPC, internet-facing, database security group and CA, x86, cu
     const task = Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0]!['Properties'];
     expect(task['RuntimePlatform']).toEqual({ CpuArchitecture: 'X86_64', OperatingSystemFamily: 'LINUX' });
     const container = task['ContainerDefinitions'][0];
-    expect(container.StopTimeout).toBe(70);
+    expect(container.StopTimeout).toBe(120);
     expect(container.Environment).toContainEqual({ Name: 'PGWARDEN_DRAIN_SECONDS', Value: '60' });
     template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
       TargetGroupAttributes: Match.arrayWith([{ Key: 'deregistration_delay.timeout_seconds', Value: '60' }]),
     });
+  });
+});
+
+describe('Slack secrets by ARN, alarm topic, strict audit with a larger spool, retention', () => {
+  let template: Template;
+
+  beforeAll(() => {
+    template = synthesize({
+      context: {
+        slackBotTokenSecretArn: BOT_TOKEN_ARN,
+        slackSigningSecretArn: SIGNING_SECRET_ARN,
+        slackChannel: 'db-approvals',
+        alarmTopicArn: ALARM_TOPIC_ARN,
+        auditMode: 'strict',
+        auditParams: 'off',
+        auditRetentionDays: '400',
+        proxyEphemeralStorageGiB: '60',
+        auditSpoolMaxMiB: '40960',
+        policyRefreshSeconds: '10',
+        reviewerGroups: 'dba, security',
+      },
+    }).template;
+  }, 120_000);
+
+  const fn = (description: string) =>
+    Object.values(
+      template.findResources('AWS::Lambda::Function', { Properties: { Description: description } }),
+    )[0]!['Properties'];
+
+  it('uses the given Slack secrets instead of creating placeholders, in both functions', () => {
+    // Only the generated service token is left.
+    template.resourceCountIs('AWS::SecretsManager::Secret', 1);
+    const api = fn('pgwarden control-plane API (Hono)')['Environment'].Variables;
+    expect(api).toMatchObject({
+      SLACK_BOT_TOKEN_SECRET_ARN: BOT_TOKEN_ARN,
+      SLACK_SIGNING_SECRET_SECRET_ARN: SIGNING_SECRET_ARN,
+      PGWARDEN_SLACK_CHANNEL: 'db-approvals',
+      PGWARDEN_REVIEWER_GROUPS: 'dba,security',
+      PGWARDEN_AUDIT_RETENTION_DAYS: '400',
+    });
+    const notifier = fn('pgwarden approvals notifier (SQS to Slack)')['Environment'].Variables;
+    expect(notifier).toMatchObject({
+      SLACK_BOT_TOKEN_SECRET_ARN: BOT_TOKEN_ARN,
+      PGWARDEN_SLACK_CHANNEL: 'db-approvals',
+    });
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Action: Match.arrayWith(['secretsmanager:GetSecretValue']),
+            Resource: BOT_TOKEN_ARN,
+          }),
+        ]),
+      },
+    });
+  });
+
+  it('sends the dead-letter alarm to the given SNS topic', () => {
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      AlarmActions: [ALARM_TOPIC_ARN],
+    });
+  });
+
+  it('runs the proxy in strict audit mode with the configured spool on larger ephemeral storage', () => {
+    const task = Object.values(template.findResources('AWS::ECS::TaskDefinition'))[0]!['Properties'];
+    expect(task['EphemeralStorage']).toEqual({ SizeInGiB: 60 });
+    expect(task['ContainerDefinitions'][0].Environment).toEqual(
+      expect.arrayContaining([
+        { Name: 'PGWARDEN_AUDIT_MODE', Value: 'strict' },
+        { Name: 'PGWARDEN_AUDIT_PARAMS', Value: 'off' },
+        { Name: 'PGWARDEN_AUDIT_SPOOL_MAX_MB', Value: '40960' },
+        { Name: 'PGWARDEN_POLICY_REFRESH_SECONDS', Value: '10' },
+      ]),
+    );
   });
 });
 

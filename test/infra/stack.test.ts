@@ -11,10 +11,18 @@ import {
   DescribeTableCommand,
   type DynamoDBClient,
   ResourceNotFoundException,
+  UpdateTimeToLiveCommand,
+  type UpdateTimeToLiveCommandInput,
 } from '@aws-sdk/client-dynamodb';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  approvalTableNames,
+  ensureApprovalTables,
+} from '../../functions/adapters/dynamodb-approval-store.ts';
+import { TTL_ATTRIBUTE } from '../../functions/adapters/dynamodb-audit-layout.ts';
 import { ensureAuditTables, tableNames } from '../../functions/adapters/dynamodb-audit-store.ts';
+import { ensurePolicyTable, policyTableName } from '../../functions/adapters/dynamodb-policy-store.ts';
 import {
   CREDENTIALS_SECRET_ARN,
   nagViolations,
@@ -57,6 +65,32 @@ function logicalId(type: string, props: Record<string, unknown>): string {
 }
 
 const keyArn = () => ({ 'Fn::GetAtt': [only('AWS::KMS::Key').id, 'Arn'] });
+const tableArn = (name: string) => ({
+  'Fn::GetAtt': [logicalId('AWS::DynamoDB::Table', { TableName: name }), 'Arn'],
+});
+const indexArn = (name: string, index: string) => ({ 'Fn::Join': ['', [tableArn(name), `/index/${index}`]] });
+const secretRef = (description: RegExp) => ({
+  Ref: logicalId('AWS::SecretsManager::Secret', { Description: Match.stringLikeRegexp(description.source) }),
+});
+const serviceTokenRef = () => secretRef(/proxy's bearer credential/);
+const botTokenRef = () => secretRef(/bot token/);
+const signingSecretRef = () => secretRef(/signing secret/);
+const queueArn = (dlq = false) => ({
+  'Fn::GetAtt': [
+    logicalId(
+      'AWS::SQS::Queue',
+      dlq ? { RedrivePolicy: Match.absent() } : { RedrivePolicy: Match.anyValue() },
+    ),
+    'Arn',
+  ],
+});
+const ALL_TABLES = [
+  'pgwarden-sessions',
+  'pgwarden-events',
+  'pgwarden-approvals',
+  'pgwarden-principals',
+  'pgwarden-policies',
+];
 
 describe('cdk-nag AwsSolutions', () => {
   it('reports no unacknowledged finding', () => {
@@ -64,18 +98,29 @@ describe('cdk-nag AwsSolutions', () => {
   });
 });
 
-describe('audit store (DynamoDB)', () => {
-  /** The tables exactly as local mode creates them (functions/adapters/dynamodb-audit-store.ts). */
-  async function localDefinitions(): Promise<CreateTableCommandInput[]> {
-    const created: CreateTableCommandInput[] = [];
+describe('tables (DynamoDB)', () => {
+  /**
+   * The tables exactly as local mode creates them, by each adapter's own ensure function
+   * (functions/adapters/dynamodb-{audit,approval,policy}-store.ts), with the TTL settings they ask for.
+   */
+  async function localDefinitions(): Promise<{
+    tables: CreateTableCommandInput[];
+    ttl: UpdateTimeToLiveCommandInput[];
+  }> {
+    const tables: CreateTableCommandInput[] = [];
+    const ttl: UpdateTimeToLiveCommandInput[] = [];
     const client = {
       send: async (command: unknown) => {
         if (command instanceof CreateTableCommand) {
-          created.push(command.input);
+          tables.push(command.input);
+          return {};
+        }
+        if (command instanceof UpdateTimeToLiveCommand) {
+          ttl.push(command.input);
           return {};
         }
         if (command instanceof DescribeTableCommand) {
-          if (created.some((table) => table.TableName === command.input.TableName)) {
+          if (tables.some((table) => table.TableName === command.input.TableName)) {
             return { Table: { TableStatus: 'ACTIVE' } };
           }
           throw new ResourceNotFoundException({ message: 'not found', $metadata: {} });
@@ -84,39 +129,65 @@ describe('audit store (DynamoDB)', () => {
       },
     } as unknown as DynamoDBClient;
     await ensureAuditTables(client, tableNames('pgwarden-'));
-    return created;
+    await ensureApprovalTables(client, approvalTableNames('pgwarden-'));
+    await ensurePolicyTable(client, policyTableName('pgwarden-'));
+    return { tables, ttl };
   }
 
   const sortByName = <T extends { AttributeName?: string }>(list: T[] | undefined) =>
     [...(list ?? [])].sort((a, b) => String(a.AttributeName).localeCompare(String(b.AttributeName)));
+  const byIndexName = <T extends { IndexName?: string }>(list: T[] | undefined) =>
+    [...(list ?? [])].sort((a, b) => String(a.IndexName).localeCompare(String(b.IndexName)));
 
-  it('has the same tables, keys and index as the adapter creates locally', async () => {
-    for (const local of await localDefinitions()) {
+  it('has exactly the tables, keys and indexes the adapters create locally', async () => {
+    const { tables } = await localDefinitions();
+    expect(tables.map((table) => table.TableName).sort()).toEqual([...ALL_TABLES].sort());
+    for (const local of tables) {
       const { Properties } = only('AWS::DynamoDB::Table', { TableName: local.TableName });
-      expect(Properties['KeySchema']).toEqual(local.KeySchema);
-      expect(sortByName(Properties['AttributeDefinitions'])).toEqual(sortByName(local.AttributeDefinitions));
-      expect(Properties['GlobalSecondaryIndexes'] ?? []).toEqual(local.GlobalSecondaryIndexes ?? []);
+      expect(Properties['KeySchema'], local.TableName).toEqual(local.KeySchema);
+      expect(sortByName(Properties['AttributeDefinitions']), local.TableName).toEqual(
+        sortByName(local.AttributeDefinitions),
+      );
+      expect(byIndexName(Properties['GlobalSecondaryIndexes']), local.TableName).toEqual(
+        byIndexName(local.GlobalSecondaryIndexes),
+      );
       expect(Properties['BillingMode']).toBe(local.BillingMode);
     }
-    expect(Object.keys(resources('AWS::DynamoDB::Table'))).toHaveLength(2);
+    expect(Object.keys(resources('AWS::DynamoDB::Table'))).toHaveLength(ALL_TABLES.length);
   });
 
-  it.each(['pgwarden-sessions', 'pgwarden-events'])(
-    '%s: PITR, the customer-managed key, deletion protection, retained',
-    (tableName) => {
-      template.hasResource('AWS::DynamoDB::Table', {
-        Properties: {
-          TableName: tableName,
-          BillingMode: 'PAY_PER_REQUEST',
-          PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
-          SSESpecification: { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: keyArn() },
-          DeletionProtectionEnabled: true,
-        },
-        DeletionPolicy: 'Retain',
-        UpdateReplacePolicy: 'Retain',
+  it('expires records by the attributes the adapters write', async () => {
+    const { ttl } = await localDefinitions();
+    const ttlOf = (name: string) =>
+      only('AWS::DynamoDB::Table', { TableName: name }).Properties['TimeToLiveSpecification'];
+    for (const local of ttl) {
+      expect(ttlOf(local.TableName!)).toEqual({
+        AttributeName: local.TimeToLiveSpecification!.AttributeName,
+        Enabled: true,
       });
-    },
-  );
+    }
+    expect(ttl.map((local) => local.TableName)).toEqual(['pgwarden-approvals']);
+    // The audit adapter writes expiresAt only when PGWARDEN_AUDIT_RETENTION_DAYS is set.
+    for (const name of ['pgwarden-sessions', 'pgwarden-events']) {
+      expect(ttlOf(name)).toEqual({ AttributeName: TTL_ATTRIBUTE, Enabled: true });
+    }
+    expect(ttlOf('pgwarden-principals')).toBeUndefined();
+    expect(ttlOf('pgwarden-policies')).toBeUndefined();
+  });
+
+  it.each(ALL_TABLES)('%s: PITR, the customer-managed key, deletion protection, retained', (tableName) => {
+    template.hasResource('AWS::DynamoDB::Table', {
+      Properties: {
+        TableName: tableName,
+        BillingMode: 'PAY_PER_REQUEST',
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        SSESpecification: { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: keyArn() },
+        DeletionProtectionEnabled: true,
+      },
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+    });
+  });
 
   it('encrypts with a rotating, retained KMS key', () => {
     template.hasResource('AWS::KMS::Key', {
@@ -241,71 +312,136 @@ describe('compliance export (S3, Glue, Athena)', () => {
   });
 });
 
-describe('control-plane API (Lambda + HTTP API)', () => {
-  const fn = () => only('AWS::Lambda::Function', { Handler: 'index.handler' });
+/** The ESM bundle of a function: it parses, and holds exactly the files listed. */
+function expectBundle(fn: { Properties: Record<string, Json> }, files: string[]): void {
+  const key: string = fn.Properties['Code'].S3Key;
+  const asset = join(synth.outdir, `asset.${key.replace(/\.zip$/, '')}`);
+  expect(readdirSync(asset).sort()).toEqual(files);
+  const check = spawnSync(process.execPath, ['--check', join(asset, 'index.mjs')], { encoding: 'utf8' });
+  expect(check.status, check.stderr).toBe(0);
+}
 
-  it('runs the Hono app on Node.js 22, ARM64, bundled as ESM', () => {
+/** The statements of the one inline policy attached to a function's role. */
+function roleStatements(fn: { Properties: Record<string, Json> }): Array<Record<string, Json>> {
+  const role = fn.Properties['Role']['Fn::GetAtt'][0];
+  // No AWS managed policy (AWSLambdaBasicExecutionRole would allow every log group).
+  expect(template.findResources('AWS::IAM::Role')[role]!['Properties']['ManagedPolicyArns']).toBeUndefined();
+  return only('AWS::IAM::Policy', { Roles: [{ Ref: role }] }).Properties['PolicyDocument'].Statement;
+}
+
+const dynamoDbKey = {
+  Effect: 'Allow',
+  Action: ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey'],
+  Resource: { 'Fn::GetAtt': [expect.stringMatching(/Key/), 'Arn'] },
+  Condition: { StringEquals: { 'kms:ViaService': 'dynamodb.eu-west-1.amazonaws.com' } },
+};
+const secretRead = ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'];
+
+describe('control-plane API (Lambda + HTTP API)', () => {
+  const fn = () => only('AWS::Lambda::Function', { Description: 'pgwarden control-plane API (Hono)' });
+
+  it('runs the Hono app on Node.js 22, ARM64, long enough for an approval wait (25 s)', () => {
     const { Properties } = fn();
+    expect(Properties['Handler']).toBe('index.handler');
     expect(Properties['Runtime']).toBe('nodejs22.x');
     expect(Properties['Architectures']).toEqual(['arm64']);
-    expect(Properties['Timeout']).toBe(10);
+    expect(Properties['Timeout']).toBe(29); // below API Gateway's 30 s integration limit
   });
 
   it("ships an ESM bundle that parses, with the SQL parser's WebAssembly beside it", () => {
-    const key: string = fn().Properties['Code'].S3Key;
-    const asset = join(synth.outdir, `asset.${key.replace(/\.zip$/, '')}`);
-    expect(readdirSync(asset).sort()).toEqual(['index.mjs', 'index.mjs.map', 'libpg-query.wasm']);
-    const check = spawnSync(process.execPath, ['--check', join(asset, 'index.mjs')], { encoding: 'utf8' });
-    expect(check.status, check.stderr).toBe(0);
+    expectBundle(fn(), ['index.mjs', 'index.mjs.map', 'libpg-query.wasm']);
   });
 
-  it('configures the API from context and passes the service token by secret ARN, never by value', () => {
+  it('configures the API from context and passes every secret by ARN, never by value', () => {
     const variables = fn().Properties['Environment'].Variables;
-    expect(variables).toMatchObject({
+    expect(variables).toEqual({
       PGWARDEN_OIDC_ISSUER: 'https://login.example.com/',
       PGWARDEN_OIDC_AUDIENCE: 'pgwarden',
       PGWARDEN_OIDC_ALGORITHMS: 'RS256,ES256',
+      PGWARDEN_OIDC_GROUPS_CLAIM: 'groups',
       PGWARDEN_ROLES: 'admin=admins,platform;developer=engineering;auditor=auditors',
       PGWARDEN_TABLE_PREFIX: 'pgwarden-',
-      PGWARDEN_SERVICE_TOKEN_SECRET_ARN: { Ref: logicalId('AWS::SecretsManager::Secret', {}) },
+      PGWARDEN_AUDITOR_GROUPS: 'auditors',
+      PGWARDEN_ADMIN_GROUPS: 'admins',
+      PGWARDEN_REVIEWER_GROUPS: 'reviewers',
+      PGWARDEN_APPROVALS_QUEUE_URL: { Ref: queueArn()['Fn::GetAtt'][0] },
+      PGWARDEN_SLACK_CHANNEL: 'pgwarden-approvals',
+      PGWARDEN_SERVICE_TOKEN_SECRET_ARN: serviceTokenRef(),
+      SLACK_BOT_TOKEN_SECRET_ARN: botTokenRef(),
+      SLACK_SIGNING_SECRET_SECRET_ARN: signingSecretRef(),
+      NODE_OPTIONS: '--enable-source-maps',
     });
-    expect(variables).not.toHaveProperty('PGWARDEN_SERVICE_TOKEN');
     expect(JSON.stringify(template.toJSON())).not.toContain('resolve:secretsmanager');
   });
 
-  it('may write the audit trail and read the token, and nothing else', () => {
-    const role = fn().Properties['Role']['Fn::GetAtt'][0];
-    const { Properties } = only('AWS::IAM::Policy', { Roles: [{ Ref: role }] });
-    const sessions = logicalId('AWS::DynamoDB::Table', { TableName: 'pgwarden-sessions' });
-    const events = logicalId('AWS::DynamoDB::Table', { TableName: 'pgwarden-events' });
-    expect(Properties['PolicyDocument'].Statement).toEqual([
+  it('may use its tables, send to the approvals queue and read its three secrets, and nothing else', () => {
+    expect(roleStatements(fn())).toEqual([
       {
         Effect: 'Allow',
         Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
         Resource: { 'Fn::GetAtt': [expect.stringMatching(/FunctionLogs/), 'Arn'] },
       },
-      { Effect: 'Allow', Action: 'dynamodb:UpdateItem', Resource: { 'Fn::GetAtt': [sessions, 'Arn'] } },
-      { Effect: 'Allow', Action: 'dynamodb:BatchWriteItem', Resource: { 'Fn::GetAtt': [events, 'Arn'] } },
       {
         Effect: 'Allow',
-        Action: ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey'],
-        Resource: keyArn(),
-        Condition: { StringEquals: { 'kms:ViaService': 'dynamodb.eu-west-1.amazonaws.com' } },
+        Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+        Resource: tableArn('pgwarden-sessions'),
+      },
+      { Effect: 'Allow', Action: 'dynamodb:BatchWriteItem', Resource: tableArn('pgwarden-events') },
+      dynamoDbKey,
+      {
+        Effect: 'Allow',
+        Action: 'dynamodb:Query',
+        Resource: [
+          tableArn('pgwarden-events'),
+          indexArn('pgwarden-events', 'by_day'),
+          indexArn('pgwarden-events', 'by_decision'),
+          indexArn('pgwarden-events', 'by_principal'),
+        ],
       },
       {
         Effect: 'Allow',
-        Action: ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'],
-        Resource: { Ref: logicalId('AWS::SecretsManager::Secret', {}) },
+        Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
+        Resource: [
+          tableArn('pgwarden-approvals'),
+          indexArn('pgwarden-approvals', 'by_retry_key'),
+          indexArn('pgwarden-approvals', 'by_status'),
+        ],
+      },
+      {
+        Effect: 'Allow',
+        Action: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+        Resource: tableArn('pgwarden-principals'),
+      },
+      {
+        Effect: 'Allow',
+        Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query'],
+        Resource: tableArn('pgwarden-policies'),
+      },
+      { Effect: 'Allow', Action: 'sqs:SendMessage', Resource: queueArn() },
+      {
+        Effect: 'Allow',
+        Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        Resource: keyArn(),
+        Condition: { StringEquals: { 'kms:ViaService': 'sqs.eu-west-1.amazonaws.com' } },
+      },
+      {
+        Effect: 'Allow',
+        Action: secretRead,
+        Resource: [serviceTokenRef(), botTokenRef(), signingSecretRef()],
       },
     ]);
-    // No AWS managed policy (AWSLambdaBasicExecutionRole would allow every log group).
-    const roleResource = template.findResources('AWS::IAM::Role')[role]!;
-    expect(roleResource['Properties']['ManagedPolicyArns']).toBeUndefined();
   });
 
-  it('routes only /healthz and /v1/* to the function, with access logs and throttling', () => {
-    const routes = Object.values(resources('AWS::ApiGatewayV2::Route')).map((r) => r.Properties['RouteKey']);
-    expect(routes.sort()).toEqual(['ANY /v1/{proxy+}', 'GET /healthz']);
+  it('routes /healthz, /v1/* and Slack to the function; only /slack/events needs no credential of ours', () => {
+    const routes = Object.values(resources('AWS::ApiGatewayV2::Route')).map((r) => r.Properties);
+    expect(routes.map((route) => route['RouteKey']).sort()).toEqual([
+      'ANY /v1/{proxy+}',
+      'GET /healthz',
+      'POST /slack/events',
+    ]);
+    // The app authenticates each route itself (service token, OIDC token, Slack's signature):
+    // API Gateway must pass requests through unchanged, Slack's included.
+    for (const route of routes) expect(route['AuthorizationType'] ?? 'NONE').toBe('NONE');
     template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
       StageName: '$default',
       AutoDeploy: true,
@@ -316,8 +452,19 @@ describe('control-plane API (Lambda + HTTP API)', () => {
 
   it('generates the service token in Secrets Manager', () => {
     template.hasResourceProperties('AWS::SecretsManager::Secret', {
+      Description: Match.stringLikeRegexp("proxy's bearer credential"),
       GenerateSecretString: { PasswordLength: 64, ExcludePunctuation: true },
     });
+  });
+
+  it('creates placeholder secrets for the Slack bot token and signing secret (no ARNs in context)', () => {
+    for (const what of ['bot token', 'signing secret']) {
+      template.hasResourceProperties('AWS::SecretsManager::Secret', {
+        Description: Match.stringLikeRegexp(what),
+        GenerateSecretString: Match.objectLike({ PasswordLength: 32 }),
+      });
+    }
+    expect(Object.keys(resources('AWS::SecretsManager::Secret'))).toHaveLength(3);
   });
 });
 
@@ -376,12 +523,17 @@ describe('proxy (ECS Fargate behind an NLB)', () => {
       { Name: 'PGWARDEN_TLS_CERT', ValueFrom: `${TLS_SECRET_ARN}:cert::` },
       { Name: 'PGWARDEN_TLS_KEY', ValueFrom: `${TLS_SECRET_ARN}:key::` },
       { Name: 'PGWARDEN_UPSTREAM_CREDENTIALS', ValueFrom: CREDENTIALS_SECRET_ARN },
-      { Name: 'PGWARDEN_SERVICE_TOKEN', ValueFrom: { Ref: logicalId('AWS::SecretsManager::Secret', {}) } },
+      { Name: 'PGWARDEN_SERVICE_TOKEN', ValueFrom: serviceTokenRef() },
     ]);
     const names = (Environment as Array<{ Name: string }>).map((variable) => variable.Name);
     expect(names.sort()).toEqual([
       'PGWARDEN_API_URL',
+      'PGWARDEN_AUDIT_MODE',
+      'PGWARDEN_AUDIT_PARAMS',
+      'PGWARDEN_AUDIT_SPOOL_DIR',
+      'PGWARDEN_AUDIT_SPOOL_MAX_MB',
       'PGWARDEN_DRAIN_SECONDS',
+      'PGWARDEN_POLICY_REFRESH_SECONDS',
       'PGWARDEN_PROXY_PORT',
       'PGWARDEN_UPSTREAM_HOST',
       'PGWARDEN_UPSTREAM_PORT',
@@ -393,10 +545,31 @@ describe('proxy (ECS Fargate behind an NLB)', () => {
     });
   });
 
-  it('stops the container only after the drain plus a margin, runs read-only as node, logs to CloudWatch', () => {
+  it('audits in buffered mode with a spool on a task volume, and polls the policy every 30 s', () => {
+    const definition = container();
+    expect(definition.Environment).toEqual(
+      expect.arrayContaining([
+        { Name: 'PGWARDEN_AUDIT_MODE', Value: 'buffered' },
+        { Name: 'PGWARDEN_AUDIT_PARAMS', Value: 'hashed' },
+        { Name: 'PGWARDEN_AUDIT_SPOOL_DIR', Value: '/var/lib/pgwarden/spool' },
+        { Name: 'PGWARDEN_AUDIT_SPOOL_MAX_MB', Value: '8192' },
+        { Name: 'PGWARDEN_POLICY_REFRESH_SECONDS', Value: '30' },
+      ]),
+    );
+    // The root file system is read-only: the spool is the one writable place, a volume without a
+    // host path, i.e. on the task's ephemeral storage (20 GiB included, so none is configured).
+    expect(definition.MountPoints).toEqual([
+      { ContainerPath: '/var/lib/pgwarden/spool', ReadOnly: false, SourceVolume: 'audit-spool' },
+    ]);
+    const task = only('AWS::ECS::TaskDefinition').Properties;
+    expect(task['Volumes']).toEqual([{ Name: 'audit-spool' }]);
+    expect(task['EphemeralStorage']).toBeUndefined();
+  });
+
+  it("gives the drain and the spool flush ECS's longest stop timeout, runs read-only as node, logs to CloudWatch", () => {
     const definition = container();
     expect(definition).toMatchObject({
-      StopTimeout: 40,
+      StopTimeout: 120,
       ReadonlyRootFilesystem: true,
       User: 'node',
       PortMappings: [{ ContainerPort: 6432, Protocol: 'tcp' }],
@@ -417,11 +590,7 @@ describe('proxy (ECS Fargate behind an NLB)', () => {
     });
     const statements = Properties['PolicyDocument'].Statement as Array<Record<string, Json>>;
     const secretRead = statements.find((s) => JSON.stringify(s.Action).includes('GetSecretValue'))!;
-    expect(secretRead.Resource).toEqual([
-      TLS_SECRET_ARN,
-      CREDENTIALS_SECRET_ARN,
-      { Ref: logicalId('AWS::SecretsManager::Secret', {}) },
-    ]);
+    expect(secretRead.Resource).toEqual([TLS_SECRET_ARN, CREDENTIALS_SECRET_ARN, serviceTokenRef()]);
     const wildcard = statements.filter((s) => s.Resource === '*');
     expect(wildcard).toEqual([{ Effect: 'Allow', Action: 'ecr:GetAuthorizationToken', Resource: '*' }]);
   });
@@ -477,6 +646,116 @@ describe('proxy (ECS Fargate behind an NLB)', () => {
         },
       },
     });
+  });
+});
+
+describe('approvals (SQS, dead-letter queue and alarm, notifier Lambda)', () => {
+  const notifier = () =>
+    only('AWS::Lambda::Function', { Description: 'pgwarden approvals notifier (SQS to Slack)' });
+  const queue = () => only('AWS::SQS::Queue', { RedrivePolicy: Match.anyValue() });
+  const deadLetterQueue = () => only('AWS::SQS::Queue', { RedrivePolicy: Match.absent() });
+
+  it('encrypts both queues with the customer-managed key and refuses plain HTTP', () => {
+    expect(Object.keys(resources('AWS::SQS::Queue'))).toHaveLength(2);
+    for (const { id, Properties } of [queue(), deadLetterQueue()]) {
+      expect(Properties['KmsMasterKeyId']).toEqual(keyArn());
+      template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+        Queues: [{ Ref: id }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Effect: 'Deny',
+              Action: 'sqs:*',
+              Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+            }),
+          ]),
+        },
+      });
+    }
+  });
+
+  it('moves a record to the dead-letter queue after 5 receives; hides it 6× the notifier timeout', () => {
+    expect(queue().Properties).toMatchObject({
+      RedrivePolicy: {
+        deadLetterTargetArn: { 'Fn::GetAtt': [deadLetterQueue().id, 'Arn'] },
+        maxReceiveCount: 5,
+      },
+      VisibilityTimeout: 6 * notifier().Properties['Timeout'],
+    });
+    expect(deadLetterQueue().Properties['MessageRetentionPeriod']).toBe(14 * 24 * 3600);
+  });
+
+  it('alarms as soon as one message is in the dead-letter queue', () => {
+    const { Properties } = only('AWS::CloudWatch::Alarm');
+    expect(Properties).toMatchObject({
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [deadLetterQueue().id, 'QueueName'] } }],
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      Threshold: 1,
+      EvaluationPeriods: 1,
+      TreatMissingData: 'notBreaching',
+    });
+    expect(Properties['AlarmActions']).toBeUndefined(); // no alarmTopicArn in context
+  });
+
+  it('feeds the notifier in batches with partial batch responses', () => {
+    const { Properties } = only('AWS::Lambda::EventSourceMapping');
+    expect(Properties).toEqual({
+      EventSourceArn: { 'Fn::GetAtt': [queue().id, 'Arn'] },
+      FunctionName: { Ref: notifier().id },
+      BatchSize: 10,
+      MaximumBatchingWindowInSeconds: 1,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+  });
+
+  it('runs functions/notifier/handler.ts on Node.js 22, ARM64, with the bot token by secret ARN', () => {
+    const { Properties } = notifier();
+    expect(Properties).toMatchObject({
+      Handler: 'index.handler',
+      Runtime: 'nodejs22.x',
+      Architectures: ['arm64'],
+      Timeout: 30,
+    });
+    expect(Properties['Environment'].Variables).toEqual({
+      PGWARDEN_TABLE_PREFIX: 'pgwarden-',
+      PGWARDEN_SLACK_CHANNEL: 'pgwarden-approvals',
+      SLACK_BOT_TOKEN_SECRET_ARN: botTokenRef(),
+      NODE_OPTIONS: '--enable-source-maps',
+    });
+    expectBundle(notifier(), ['index.mjs', 'index.mjs.map']);
+  });
+
+  it('lets the notifier read and annotate approvals, record approval events, read the bot token, consume the queue', () => {
+    expect(roleStatements(notifier())).toEqual([
+      {
+        Effect: 'Allow',
+        Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        Resource: { 'Fn::GetAtt': [expect.stringMatching(/NotifierLogs/), 'Arn'] },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+        Resource: tableArn('pgwarden-approvals'),
+      },
+      dynamoDbKey,
+      { Effect: 'Allow', Action: 'dynamodb:BatchWriteItem', Resource: tableArn('pgwarden-events') },
+      { Effect: 'Allow', Action: secretRead, Resource: botTokenRef() },
+      {
+        Effect: 'Allow',
+        Action: [
+          'sqs:ChangeMessageVisibility',
+          'sqs:DeleteMessage',
+          'sqs:GetQueueAttributes',
+          'sqs:GetQueueUrl',
+          'sqs:ReceiveMessage',
+        ],
+        Resource: queueArn(),
+      },
+      // What Lambda's SQS poller needs to read messages encrypted with the key.
+      { Effect: 'Allow', Action: 'kms:Decrypt', Resource: keyArn() },
+    ]);
   });
 });
 
@@ -546,7 +825,7 @@ describe('network', () => {
 
   it('keeps every log group for the configured retention', () => {
     const groups = Object.values(resources('AWS::Logs::LogGroup'));
-    expect(groups.length).toBeGreaterThanOrEqual(4); // flow logs, function, API access, proxy
+    expect(groups.length).toBe(5); // flow logs, API function, API access, notifier, proxy
     for (const group of groups) expect(group.Properties['RetentionInDays']).toBe(365);
   });
 });
@@ -564,6 +843,15 @@ describe('least privilege', () => {
 });
 
 describe('outputs', () => {
+  it('gives Slack the request URL of /slack/events on the HTTP API', () => {
+    expect(template.toJSON().Outputs['SlackRequestUrl'].Value).toEqual({
+      'Fn::Join': [
+        '',
+        [{ 'Fn::GetAtt': [logicalId('AWS::ApiGatewayV2::Api', {}), 'ApiEndpoint'] }, '/slack/events'],
+      ],
+    });
+  });
+
   it('names what a user needs after the deploy', () => {
     const outputs = Object.keys(template.toJSON().Outputs);
     expect(outputs).toEqual(
@@ -571,6 +859,12 @@ describe('outputs', () => {
         'ProxyHost',
         'ProxyPort',
         'ApiUrl',
+        'SlackRequestUrl',
+        'SlackBotTokenSecretArn',
+        'SlackSigningSecretArn',
+        'ApiFunctionName',
+        'NotifierFunctionName',
+        'ApprovalsDeadLetterAlarm',
         'ServiceTokenSecretArn',
         'ExportBucket',
         'GlueDatabase',

@@ -62,6 +62,15 @@ describe('proxyConfigFromEnv', () => {
   it('passes a policy document through for the proxy to enforce', () => {
     expect(proxyConfigFromEnv({ ...valid, PGWARDEN_POLICY: 'version: "x"' }).policyText).toBe('version: "x"');
   });
+
+  it('polls the stored policy every 30 s unless PGWARDEN_POLICY_REFRESH_SECONDS says otherwise', () => {
+    expect(proxyConfigFromEnv(valid).policyRefreshSeconds).toBe(30);
+    expect(proxyConfigFromEnv({ ...valid, PGWARDEN_POLICY_REFRESH_SECONDS: '5' }).policyRefreshSeconds).toBe(5);
+    for (const bad of ['0', '-1', 'soon', '3601'])
+      expect(problems({ ...valid, PGWARDEN_POLICY_REFRESH_SECONDS: bad }), bad).toContain(
+        'PGWARDEN_POLICY_REFRESH_SECONDS',
+      );
+  });
 });
 
 describe('parseCredentials', () => {

@@ -5,10 +5,16 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Hono } from 'hono';
+import type { ApprovalQueue, PrincipalDirectory, SlackApi } from '../../../shared/approvals/ports.ts';
 import type { ControlPlane } from '../../../shared/control-plane.ts';
 import type { Logger } from '../../../shared/logger.ts';
 import type { TokenVerifier } from '../../../shared/ports.ts';
+import type { ApprovalsService } from '../approvals-service.ts';
 import type { AccessGroups } from '../auth.ts';
+import type { StoredPolicySource } from '../policy-source.ts';
+import { approvalRouteGroups } from './approval-groups.ts';
+import { auditRouteGroup } from './audit.ts';
+import { policyRouteGroup } from './policies.ts';
 
 export interface RouteContext {
   /** verifies people's OIDC tokens (the same issuer and audience the proxy accepts) */
@@ -22,10 +28,27 @@ export interface RouteContext {
   now: () => Date;
   newId: () => string;
   logger: Logger;
+  /** the policy source the API decides with: PUTs reach it at once (default: the policies table) */
+  policySource?: StoredPolicySource;
+  /**
+   * Approvals: a prebuilt service (default: built from dynamodb + tablePrefix, auditing through
+   * controlPlane.ingest, queueing to approvalsQueue). Pass one to share it with an in-process proxy.
+   */
+  approvals?: ApprovalsService;
+  /** where approval changes are queued for the Slack notifier (absent: nothing is posted to Slack) */
+  approvalsQueue?: ApprovalQueue;
+  /** Slack interactivity: POST /slack/events is served only when this is given */
+  slack?: { api: SlackApi; signingSecret: string };
+  /** maps Slack users (by email) to groups (default: the <prefix>principals table) */
+  principals?: PrincipalDirectory;
 }
 
 export type RouteGroup = (app: Hono) => void;
 
-export function apiRoutes(_ctx: RouteContext): RouteGroup[] {
-  return [];
+export function apiRoutes(ctx: RouteContext): RouteGroup[] {
+  return [
+    policyRouteGroup(ctx),
+    auditRouteGroup(ctx), // GET /v1/audit/events, GET /v1/sessions/:id (auditors)
+    ...approvalRouteGroups(ctx), // approvals API + /slack/events
+  ];
 }

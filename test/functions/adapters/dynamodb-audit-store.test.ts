@@ -46,13 +46,17 @@ describe('tableNames', () => {
 });
 
 describe('ensureAuditTables', () => {
-  it('creates both tables with the by_principal index, and can run again', async () => {
+  it('creates both tables with the principal, day and decision indexes, and can run again', async () => {
     await ensureAuditTables(db.client, tables);
     const sessions = await db.client.send(new DescribeTableCommand({ TableName: tables.sessions }));
     const events = await db.client.send(new DescribeTableCommand({ TableName: tables.events }));
     expect(sessions.Table?.TableStatus).toBe('ACTIVE');
     expect(events.Table?.KeySchema?.map((k) => k.AttributeName)).toEqual(['sessionId', 'sk']);
-    expect(events.Table?.GlobalSecondaryIndexes?.map((i) => i.IndexName)).toEqual(['by_principal']);
+    expect(events.Table?.GlobalSecondaryIndexes?.map((i) => i.IndexName).sort()).toEqual([
+      'by_day',
+      'by_decision',
+      'by_principal',
+    ]);
   });
 
   it('turns an unreachable endpoint into STORE_UNAVAILABLE', async () => {
@@ -210,5 +214,85 @@ describe('DynamoDbAuditStore retries of unprocessed items', () => {
     });
     await expect(throttled.put([statement(1)])).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
     expect(calls).toHaveLength(4);
+  });
+});
+
+describe('DynamoDbAuditStore layout for the query indexes', () => {
+  it('gives a statement its time key, day shard, and a decision partition only when not allowed', async () => {
+    await store.put([
+      statement(1, { sessionId: 'sess-keys' }),
+      statement(2, { sessionId: 'sess-keys', decision: 'require_approval', ruleId: 'hold-ddl' }),
+    ]);
+    const [allowed, held] = await queryPartition(db.client, tables.events, 'sess-keys');
+    expect(allowed?.['timeKey']?.S).toBe('2025-03-01T10:00:01.000Z#sess-keys#STMT#000000000001');
+    expect(allowed?.['day']?.S).toMatch(/^2025-03-01#[0-7]$/);
+    expect(allowed?.['decisionDay']).toBeUndefined();
+    expect(held?.['decisionDay']?.S).toBe('require_approval#2025-03-01');
+    // one session, one shard: its statements stay together in the day index
+    expect(held?.['day']?.S).toBe(allowed?.['day']?.S);
+  });
+
+  it('stores fields it does not know, nested values included, as they came', async () => {
+    const event = {
+      ...statement(1, { sessionId: 'sess-generic' }),
+      params: ['abc', null],
+      masked: [{ column: 'public.customers.email', ruleId: 'mask-email', method: 'redact', values: 3 }],
+      someFutureField: { nested: [1, true] },
+    };
+    await store.put([event]);
+    const [item] = await queryPartition(db.client, tables.events, 'sess-generic');
+    expect(item?.['params']?.L).toEqual([{ S: 'abc' }, { NULL: true }]);
+    expect(item?.['masked']?.L?.[0]?.M?.['values']).toEqual({ N: '3' });
+    expect(item?.['someFutureField']?.M?.['nested']?.L).toEqual([{ N: '1' }, { BOOL: true }]);
+  });
+
+  it('files approval steps in the session that asked, under their own prefix', async () => {
+    await store.put([
+      statement(1, { sessionId: 'sess-appr' }),
+      {
+        type: 'approval',
+        eventId: 'appr-evt-1',
+        at: '2025-03-01T10:00:05.000Z',
+        approvalId: 'appr-1',
+        step: 'requested',
+        sessionId: 'sess-appr',
+        principal: 'ada@example.com',
+        by: 'pgwarden',
+        via: 'proxy',
+        database: 'app',
+        ruleId: 'hold-ddl',
+        fingerprint: 'f',
+        textHash: 'h',
+        message: 'held for approval',
+      },
+    ]);
+    const items = await queryPartition(db.client, tables.events, 'sess-appr');
+    expect(items.map((item) => item['sk']?.S)).toEqual([
+      'APPROVAL#2025-03-01T10:00:05.000Z#appr-evt-1',
+      'STMT#000000000001',
+    ]);
+    expect(items[0]?.['approvalId']?.S).toBe('appr-1');
+  });
+
+  it('sets expiresAt from the record time when a retention is configured, and not otherwise', async () => {
+    const retained = new DynamoDbAuditStore(db.client, tables, { retentionDays: 30 });
+    await retained.put([statement(1, { sessionId: 'sess-ttl' }), sessionOpened({ sessionId: 'sess-ttl' })]);
+    const [item] = await queryPartition(db.client, tables.events, 'sess-ttl');
+    const expected = Date.parse('2025-03-01T10:00:01.000Z') / 1000 + 30 * 86_400;
+    expect(item?.['expiresAt']?.N).toBe(String(expected));
+    expect((await sessionItem('sess-ttl'))?.['expiresAt']?.N).toBe(
+      String(Date.parse('2025-03-01T10:00:00.000Z') / 1000 + 30 * 86_400),
+    );
+    await store.put([statement(1, { sessionId: 'sess-no-ttl' })]);
+    const [kept] = await queryPartition(db.client, tables.events, 'sess-no-ttl');
+    expect(kept?.['expiresAt']).toBeUndefined();
+  });
+
+  it('replaces the record of intent with the completed record (same key, one item)', async () => {
+    await store.put([statement(1, { sessionId: 'sess-intent', outcome: 'pending', commandTag: undefined })]);
+    await store.put([statement(1, { sessionId: 'sess-intent', outcome: 'ok' })]);
+    const items = await queryPartition(db.client, tables.events, 'sess-intent');
+    expect(items).toHaveLength(1);
+    expect(items[0]?.['outcome']?.S).toBe('ok');
   });
 });

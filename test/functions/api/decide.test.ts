@@ -28,6 +28,11 @@ describe('StatementDecider with the default pack', () => {
       action: 'allow',
       ruleId: expect.any(String),
       policyVersion: DEFAULT_POLICY_VERSION,
+      fingerprint: expect.stringMatching(/^[0-9a-f]{16}$/),
+      kinds: ['select'],
+      // the session's masks and the content detectors apply to every result (shared/masking)
+      masks: expect.any(Array),
+      detectors: expect.any(Object),
     });
   });
 
@@ -84,9 +89,10 @@ describe('StatementDecider with the default pack', () => {
     );
   });
 
-  it('allows masked reads until masking is enforced (the rule is still named)', () => {
+  it('allows masked reads with their masks (the rule is still named)', () => {
     const decision = decider.decide(as('select ssn from customers'));
     expect(decision.action).toBe('allow');
     expect(decision.ruleId).not.toBe('default');
+    expect(decision.masks?.map((m) => m.ruleId)).toContain('mask-ssn');
   });
 });

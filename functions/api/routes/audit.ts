@@ -1,0 +1,88 @@
+/**
+ * Reading the audit trail, for auditors only (their OIDC token; PGWARDEN_AUDITOR_GROUPS):
+ * - GET /v1/audit/events?principal&session&since&until&decision&text&limit&cursor
+ *   → {events, nextCursor} (time order; a session's in statement order);
+ * - GET /v1/sessions/:id?limit&cursor → {session, events, nextCursor}: the session record (opened and
+ *   closed merged) and its statements in order.
+ * Filters are validated in shared/audit-query.ts; the cursor is signed, so it only continues the
+ * query it came from.
+ */
+import { createHash } from 'node:crypto';
+import type { Context, Hono } from 'hono';
+import { encodeAuditCursor, parseAuditQuery } from '../../../shared/audit-query.ts';
+import { PgWardenError } from '../../../shared/errors.ts';
+import type { AuditQuery, TokenVerifier } from '../../../shared/ports.ts';
+import { DynamoDbAuditQuery } from '../../adapters/dynamodb-audit-query.ts';
+import { tableNames } from '../../adapters/dynamodb-audit-store.ts';
+import { requireUser } from '../auth.ts';
+import type { RouteContext, RouteGroup } from './index.ts';
+
+export interface AuditRoutesDeps {
+  query: AuditQuery;
+  verifier: TokenVerifier;
+  auditors: readonly string[];
+  /** signs page cursors; a secret of this deployment */
+  cursorKey: string;
+  now: () => Date;
+}
+
+export function auditRouteGroup(ctx: RouteContext): RouteGroup {
+  return auditRoutes({
+    query: new DynamoDbAuditQuery(ctx.dynamodb, tableNames(ctx.tablePrefix)),
+    verifier: ctx.verifier,
+    auditors: ctx.access.auditors,
+    cursorKey: cursorKeyFrom(ctx.serviceToken),
+    now: ctx.now,
+  });
+}
+
+/** The service token is already this deployment's secret; a derived key keeps the two uses apart. */
+export function cursorKeyFrom(serviceToken: string): string {
+  return createHash('sha256').update(`pgwarden audit cursor\u0000${serviceToken}`).digest('base64url');
+}
+
+export function auditRoutes(deps: AuditRoutesDeps): RouteGroup {
+  return (app: Hono) => {
+    const auditorsOnly = requireUser(deps.verifier, deps.auditors, 'read the audit trail');
+
+    app.get('/v1/audit/events', auditorsOnly, async (c) => {
+      const query = parseAuditQuery(queryParams(c), deps.now(), deps.cursorKey);
+      const page = await deps.query.statements(query);
+      return c.json({
+        events: page.events,
+        nextCursor: page.next === undefined ? null : encodeAuditCursor(query, page.next, deps.cursorKey),
+      });
+    });
+
+    app.get('/v1/sessions/:id', auditorsOnly, async (c) => {
+      const sessionId = c.req.param('id');
+      const params = queryParams(c);
+      const extra = Object.keys(params).filter((name) => name !== 'limit' && name !== 'cursor');
+      if (extra.length > 0)
+        throw new PgWardenError('BAD_REQUEST', `unknown parameter ${extra.join(', ')}; use limit, cursor`);
+      const query = parseAuditQuery({ ...params, session: sessionId }, deps.now(), deps.cursorKey);
+      const [session, page] = await Promise.all([
+        deps.query.session(sessionId),
+        deps.query.statements(query),
+      ]);
+      if (session === undefined && page.events.length === 0 && query.after === undefined) {
+        throw new PgWardenError('NOT_FOUND', `no session ${sessionId} in the audit trail`);
+      }
+      return c.json({
+        session: session ?? null,
+        events: page.events,
+        nextCursor: page.next === undefined ? null : encodeAuditCursor(query, page.next, deps.cursorKey),
+      });
+    });
+  };
+}
+
+/** One value per name; a repeated parameter is ambiguous and refused. */
+function queryParams(c: Context): Record<string, string> {
+  const params: Record<string, string> = {};
+  for (const [name, values] of Object.entries(c.req.queries())) {
+    if (values.length !== 1) throw new PgWardenError('BAD_REQUEST', `give ${name} once`);
+    params[name] = values[0]!;
+  }
+  return params;
+}

@@ -1,0 +1,40 @@
+/**
+ * Notifier Lambda composition root (SQS event source with ReportBatchItemFailures): reads the
+ * environment, builds the clients once per container, and hands each batch to the notifier.
+ */
+import { randomUUID } from 'node:crypto';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { notifierConfigFromEnv } from '../../shared/config.ts';
+import type { Logger } from '../../shared/logger.ts';
+import { approvalTableNames, DynamoDbApprovalStore } from '../adapters/dynamodb-approval-store.ts';
+import { DynamoDbAuditStore, tableNames } from '../adapters/dynamodb-audit-store.ts';
+import { resolveSecret } from '../adapters/secret-source.ts';
+import { createSlackApi } from '../adapters/slack-web-api.ts';
+import { createNotifier } from './notifier.ts';
+
+const logger: Logger = {
+  info: (message, fields) => console.log(JSON.stringify({ level: 'info', message, ...fields })),
+  warn: (message, fields) => console.log(JSON.stringify({ level: 'warn', message, ...fields })),
+  error: (message, fields) => console.log(JSON.stringify({ level: 'error', message, ...fields })),
+};
+
+const config = notifierConfigFromEnv(process.env);
+const dynamodb = new DynamoDBClient(
+  config.dynamoDbEndpoint === undefined ? {} : { endpoint: config.dynamoDbEndpoint },
+);
+const token = await resolveSecret(config.botToken, 'Slack bot token');
+
+export const handler = createNotifier({
+  store: new DynamoDbApprovalStore(dynamodb, approvalTableNames(config.tablePrefix).approvals),
+  slack: createSlackApi({
+    token,
+    // Off the interaction path: Slack may take longer, and SQS retries a failure anyway.
+    timeoutMs: 10_000,
+    ...(config.slackApiUrl === undefined ? {} : { apiUrl: config.slackApiUrl }),
+  }),
+  channel: config.channel,
+  audit: new DynamoDbAuditStore(dynamodb, tableNames(config.tablePrefix)),
+  now: () => new Date(),
+  newId: randomUUID,
+  logger,
+});

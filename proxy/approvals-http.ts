@@ -1,0 +1,115 @@
+/**
+ * The approvals API over HTTP, with the proxy's service token. An error body from the API becomes
+ * the PgWardenError the API threw; a network failure or an answer that is not an approval becomes
+ * CONTROL_PLANE_UNAVAILABLE, so the gate fails closed on anything it would have to guess about.
+ * Local mode passes the API app's own `fetch` and so runs the same routes without a socket.
+ */
+import {
+  APPROVAL_STATUSES,
+  type ApprovalExecutionReport,
+  type ApprovalsPort,
+  type ApprovalView,
+  type CreateApprovalRequest,
+  MAX_WAIT_MS,
+} from '../shared/approvals.ts';
+import { type ErrorCode, PgWardenError } from '../shared/errors.ts';
+
+export interface HttpApprovalsClientOptions {
+  baseUrl: string;
+  serviceToken: string;
+  fetch?: (input: Request) => Response | Promise<Response>;
+  /** for POST /v1/approvals; a wait gets its own long-poll time on top. Default 10 s */
+  timeoutMs?: number;
+}
+
+/** time allowed on top of a long poll for the answer to travel */
+const WAIT_MARGIN_MS = 5_000;
+
+const statuses = new Set<string>(APPROVAL_STATUSES);
+
+/** Every method takes an optional signal: aborted = the held client went away, stop waiting. */
+export interface HttpApprovalsClient extends ApprovalsPort {
+  request(request: CreateApprovalRequest, signal?: AbortSignal): Promise<ApprovalView>;
+}
+
+export function createHttpApprovalsClient(options: HttpApprovalsClientOptions): HttpApprovalsClient {
+  const fetchImpl = options.fetch ?? ((request: Request) => fetch(request));
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const base = options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`;
+
+  async function call(
+    method: 'GET' | 'POST',
+    path: string,
+    body: unknown,
+    limitMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<ApprovalView> {
+    // A timer, not AbortSignal.timeout: that signal is held weakly and may be collected (and
+    // never fire) while nothing but a stalled request refers to it.
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(), limitMs);
+    let status: number;
+    let payload: unknown;
+    try {
+      const response = await fetchImpl(
+        new Request(new URL(path, base), {
+          method,
+          headers: {
+            authorization: `Bearer ${options.serviceToken}`,
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+          signal: signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal,
+        }),
+      );
+      status = response.status;
+      payload = await response.json().catch(() => undefined);
+    } catch (cause) {
+      if (signal?.aborted) throw cause;
+      throw new PgWardenError(
+        'CONTROL_PLANE_UNAVAILABLE',
+        timeout.signal.aborted
+          ? `the pgwarden approvals API did not answer within ${limitMs} ms`
+          : `cannot reach the pgwarden approvals API at ${options.baseUrl}`,
+        { cause },
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+    if (status >= 200 && status < 300) {
+      const approval = (payload as { approval?: ApprovalView } | undefined)?.approval;
+      if (typeof approval?.id === 'string' && statuses.has(approval.status)) return approval;
+      throw new PgWardenError('CONTROL_PLANE_UNAVAILABLE', 'the approvals API answered without an approval');
+    }
+    throw errorFrom(status, payload);
+  }
+
+  return {
+    request: (request: CreateApprovalRequest, signal?: AbortSignal) =>
+      call('POST', 'v1/approvals', request, timeoutMs, signal),
+    reportExecution: (id: string, report: ApprovalExecutionReport) =>
+      call('POST', `v1/approvals/${encodeURIComponent(id)}/executed`, report, timeoutMs, undefined),
+    wait(id: string, waitMs: number, signal?: AbortSignal) {
+      const capped = Math.max(0, Math.min(Math.round(waitMs), MAX_WAIT_MS));
+      return call(
+        'GET',
+        `v1/approvals/${encodeURIComponent(id)}/wait?timeoutMs=${capped}`,
+        undefined,
+        capped + WAIT_MARGIN_MS,
+        signal,
+      );
+    },
+  };
+}
+
+function errorFrom(status: number, payload: unknown): PgWardenError {
+  const error = (payload as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+  if (typeof error?.code === 'string' && typeof error.message === 'string') {
+    return new PgWardenError(error.code as ErrorCode, error.message);
+  }
+  // No pgwarden error body: a gateway, load balancer or Lambda runtime answered instead of the app.
+  return new PgWardenError(
+    'CONTROL_PLANE_UNAVAILABLE',
+    `the approvals API answered HTTP ${status} without a pgwarden error`,
+  );
+}

@@ -1,0 +1,507 @@
+/**
+ * The proxy's durable audit spool: an append-only log of JSON lines in segment files, so no
+ * audit record is lost while the API is away or when the proxy stops. A shipper reads it from the
+ * acknowledged offset of the oldest segment (audit-shipper.ts).
+ *
+ * Durability, by PGWARDEN_AUDIT_SPOOL_SYNC:
+ * - 'always' (default): a statement's intent is forwarded only after fdatasync. Group commit: one
+ *   write(2) + one fdatasync covers every record queued meanwhile, so concurrent sessions share the
+ *   ~0.3 ms a sync costs. Survives a machine crash.
+ * - 'write': the intent is written with write(2) before forwarding (it is then in the kernel and
+ *   survives the proxy being killed, even with SIGKILL) and fdatasync'd every `syncIntervalMs`: a
+ *   machine crash can lose the last ~10 ms of records, in exchange for no wait per statement.
+ *
+ * Layout: `<n>.seg` (12-digit n, JSON lines) and `<n>.ack` (decimal byte offset up to which the API
+ * has stored the lines). A lost or stale ack only means lines are sent again, which ingest tolerates
+ * (records are keyed). A process that dies mid-write can leave a partial last line: it is cut off at
+ * the next start, and its statement was not forwarded because its intent never completed.
+ */
+import {
+  closeSync,
+  constants,
+  fdatasync,
+  fdatasyncSync,
+  fsyncSync,
+  ftruncateSync,
+  openSync,
+  writeSync,
+} from 'node:fs';
+import { mkdir, open, readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AuditEvent } from '../shared/events.ts';
+import type { Logger } from '../shared/logger.ts';
+import { AuditUnavailable } from './audit-unavailable.ts';
+
+export type SpoolSync = 'always' | 'write';
+
+export interface AuditSpoolOptions {
+  dir: string;
+  sync: SpoolSync;
+  /** spool size (unshipped and not yet deleted) at which new statements are refused */
+  maxBytes: number;
+  logger: Logger;
+  /** a segment is sealed and a new one started past this size */
+  segmentBytes?: number;
+  /** 'write' mode: how often written records are fdatasync'd (and, in both modes, records nobody waits for) */
+  syncIntervalMs?: number;
+}
+
+export { AuditUnavailable };
+
+interface Segment {
+  n: number;
+  path: string;
+  ackPath: string;
+  /** bytes written (the active segment) or the file size (sealed) */
+  size: number;
+  acked: number;
+  sealed: boolean;
+  /** lines after `acked`, for the pending count */
+  unacked: number;
+}
+
+export interface SpoolBatch {
+  events: AuditEvent[];
+  segment: number;
+  /** offset after the last line of the batch */
+  end: number;
+  lines: number;
+}
+
+interface Group {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+function newGroup(): Group {
+  let resolve!: () => void;
+  let reject!: (error: Error) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // A group nobody awaited must not crash the process when it fails.
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
+
+const SEGMENT = /^(\d{12})\.seg$/;
+const READ_CHUNK = 512 * 1024;
+/** queued lines kept in memory at most while writes fail (the disk is broken, not just full) */
+const MAX_QUEUED_LINES = 200_000;
+
+const name = (n: number) => String(n).padStart(12, '0');
+
+export class AuditSpool {
+  private readonly segments: Segment[] = [];
+  private active!: Segment;
+  private fd = -1;
+  private queue: string[] = [];
+  private queuedLines = 0;
+  private queuedBytes = 0;
+  /** waiters for what is queued now (the next group commit) */
+  private group: Group | undefined;
+  private syncing = false;
+  private dirty = false;
+  private flushScheduled = false;
+  private failing: Error | undefined;
+  private full = false;
+  private closed = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly segmentBytes: number;
+  /** measured: fdatasync calls and their total time, group sizes */
+  readonly stats = { syncs: 0, syncMicros: 0, commits: 0, groupedRecords: 0, writes: 0 };
+
+  private constructor(private readonly o: AuditSpoolOptions) {
+    this.segmentBytes = o.segmentBytes ?? 8 * 1024 * 1024;
+  }
+
+  /** Opens the spool directory, repairs a torn last line, and starts a fresh segment for writes. */
+  static async open(options: AuditSpoolOptions): Promise<AuditSpool> {
+    const spool = new AuditSpool(options);
+    await spool.recover();
+    spool.timer = setInterval(() => spool.periodicSync(), options.syncIntervalMs ?? 10);
+    spool.timer.unref();
+    return spool;
+  }
+
+  private async recover(): Promise<void> {
+    const { dir, logger } = this.o;
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw new Error(
+        `cannot use the audit spool directory ${dir} (${(error as Error).message}): set PGWARDEN_AUDIT_SPOOL_DIR to a writable directory on a volume that outlives the process`,
+      );
+    }
+    const numbers = (await readdir(dir))
+      .map((file) => SEGMENT.exec(file)?.[1])
+      .filter((n): n is string => n !== undefined)
+      .map(Number)
+      .sort((a, b) => a - b);
+    for (const n of numbers) {
+      const path = join(dir, `${name(n)}.seg`);
+      const ackPath = join(dir, `${name(n)}.ack`);
+      const content = await readFile(path);
+      let size = content.length;
+      if (size > 0 && content[size - 1] !== 0x0a) {
+        // The process stopped inside a write: that record's statement was never forwarded.
+        const cut = content.lastIndexOf(0x0a) + 1;
+        logger.warn('audit spool: ignored a partial record at the end of a segment', {
+          segment: path,
+          bytes: size - cut,
+        });
+        const handle = await open(path, 'r+');
+        await handle.truncate(cut);
+        await handle.sync();
+        await handle.close();
+        size = cut;
+      }
+      const ackText = await readFile(ackPath, 'utf8').catch(() => '0');
+      let acked = Number.parseInt(ackText, 10);
+      if (!Number.isFinite(acked) || acked < 0 || acked > size) acked = 0;
+      let unacked = 0;
+      for (let i = content.indexOf(0x0a, acked); i >= 0 && i < size; i = content.indexOf(0x0a, i + 1))
+        unacked++;
+      this.segments.push({ n, path, ackPath, size, acked, sealed: true, unacked });
+    }
+    const recovered = this.segments.reduce((sum, s) => sum + s.unacked, 0);
+    if (recovered > 0) logger.info('audit spool: resuming unshipped records', { dir, records: recovered });
+    this.startSegment((numbers.at(-1) ?? 0) + 1);
+  }
+
+  private startSegment(n: number): void {
+    const path = join(this.o.dir, `${name(n)}.seg`);
+    this.fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND, 0o600);
+    // The new file's directory entry must survive a crash too.
+    const dirFd = openSync(this.o.dir, constants.O_RDONLY);
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
+    this.active = {
+      n,
+      path,
+      ackPath: join(this.o.dir, `${name(n)}.ack`),
+      size: 0,
+      acked: 0,
+      sealed: false,
+      unacked: 0,
+    };
+    this.segments.push(this.active);
+  }
+
+  private rotate(): void {
+    fdatasyncSync(this.fd);
+    closeSync(this.fd);
+    this.active.sealed = true;
+    this.dirty = false;
+    this.startSegment(this.active.n + 1);
+  }
+
+  /** Records not yet acknowledged by the API (queued, written, or recovered from disk). */
+  get pendingEvents(): number {
+    let sum = this.queuedLines;
+    for (const segment of this.segments) sum += segment.unacked;
+    return sum;
+  }
+
+  /**
+   * Unshipped bytes, which the bound applies to (on disk there may be up to one segment more: the
+   * shipped head of the active segment, deleted when it is sealed).
+   */
+  get bytes(): number {
+    let sum = this.queuedBytes;
+    for (const segment of this.segments) sum += segment.size - segment.acked;
+    return sum;
+  }
+
+  /**
+   * The record of a statement about to be forwarded. Returns once it is durable as configured:
+   * synchronously in 'write' mode, a promise in 'always' mode. Throws AuditUnavailable when the
+   * spool cannot take it (full, or the disk failing): the statement must then not run.
+   */
+  appendDurable(event: AuditEvent): void | Promise<void> {
+    this.admit();
+    this.enqueue(event);
+    if (this.o.sync === 'write') {
+      try {
+        this.writeQueued();
+      } catch (error) {
+        throw new AuditUnavailable(
+          '58030',
+          `pgwarden cannot write its audit spool (${(error as Error).message}), so the statement was not run`,
+        );
+      }
+      return undefined;
+    }
+    this.group ??= newGroup();
+    const { promise } = this.group;
+    if (!this.syncing) this.commit();
+    return promise;
+  }
+
+  /** A record nobody waits for (a completed statement, a session event): written with the next group. */
+  append(event: AuditEvent): void {
+    if (this.queuedLines >= MAX_QUEUED_LINES) {
+      this.o.logger.error('audit spool: the disk keeps failing and the queue is full; a record was lost', {
+        type: event.type,
+      });
+      return;
+    }
+    this.enqueue(event);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        if (this.syncing || this.closed) return;
+        if (this.group) this.commit();
+        else this.tryWrite();
+      });
+    }
+  }
+
+  private admit(): void {
+    if (this.closed)
+      throw new AuditUnavailable('57P03', 'pgwarden is shutting down; the statement was not run');
+    if (this.failing) {
+      // Try again: the disk may be back (space freed).
+      if (!this.tryWrite()) {
+        throw new AuditUnavailable(
+          '58030',
+          `pgwarden cannot write its audit spool (${this.failing.message}), so the statement was not run`,
+        );
+      }
+    }
+    if (this.bytes >= this.o.maxBytes) {
+      if (!this.full) {
+        this.full = true;
+        this.o.logger.error(
+          'audit spool full: statements are refused until the audit API stores the spooled records',
+          { dir: this.o.dir, bytes: this.bytes, maxBytes: this.o.maxBytes, pending: this.pendingEvents },
+        );
+      }
+      throw new AuditUnavailable(
+        '53100',
+        'pgwarden: the audit spool is full because the audit service is unreachable, so the statement was not run (no statement runs without its audit record); try again later',
+      );
+    }
+    if (this.full) {
+      this.full = false;
+      this.o.logger.info('audit spool has room again: statements are accepted', { bytes: this.bytes });
+    }
+  }
+
+  private enqueue(event: AuditEvent): void {
+    const line = `${JSON.stringify(event)}\n`;
+    this.queue.push(line);
+    this.queuedLines++;
+    this.queuedBytes += line.length;
+  }
+
+  /** write(2) of everything queued; throws on failure after undoing a partial write. */
+  private writeQueued(): void {
+    if (this.queue.length === 0) return;
+    if (this.active.size >= this.segmentBytes) this.rotate();
+    const text = this.queue.length === 1 ? this.queue[0]! : this.queue.join('');
+    const bytes = Buffer.from(text);
+    let written = 0;
+    try {
+      while (written < bytes.length) written += writeSync(this.fd, bytes, written);
+    } catch (error) {
+      // Leave no partial line behind: the queue is written again whole on the next attempt.
+      if (written > 0) ftruncateSync(this.fd, this.active.size);
+      this.fail(error as Error);
+      throw error;
+    }
+    this.stats.writes++;
+    this.active.size += bytes.length;
+    this.active.unacked += this.queuedLines;
+    this.queue = [];
+    this.queuedLines = 0;
+    this.queuedBytes = 0;
+    this.dirty = true;
+    if (this.failing) {
+      this.o.logger.info('audit spool writes work again', { dir: this.o.dir });
+      this.failing = undefined;
+    }
+  }
+
+  private tryWrite(): boolean {
+    try {
+      this.writeQueued();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private fail(error: Error): void {
+    if (!this.failing) {
+      this.o.logger.error('audit spool write failed: statements are refused until it works again', {
+        dir: this.o.dir,
+        error: error.message,
+      });
+    }
+    this.failing = error;
+  }
+
+  /** Group commit: write what is queued, fdatasync once, release everyone who waited for it. */
+  private commit(): void {
+    const group = this.group;
+    this.group = undefined;
+    const records = this.queuedLines;
+    try {
+      this.writeQueued();
+    } catch (error) {
+      group?.reject(
+        new AuditUnavailable('58030', `pgwarden cannot write its audit spool (${(error as Error).message})`),
+      );
+      return;
+    }
+    this.stats.commits++;
+    this.stats.groupedRecords += records;
+    this.sync((error) => {
+      if (error)
+        group?.reject(
+          new AuditUnavailable('58030', `pgwarden cannot sync its audit spool (${error.message})`),
+        );
+      else group?.resolve();
+    });
+  }
+
+  private sync(done: (error: Error | null) => void): void {
+    this.syncing = true;
+    this.dirty = false;
+    const started = performance.now();
+    fdatasync(this.fd, (error) => {
+      this.syncing = false;
+      this.stats.syncs++;
+      this.stats.syncMicros += Math.round((performance.now() - started) * 1000);
+      if (error) {
+        this.dirty = true;
+        this.fail(error);
+      }
+      done(error);
+      // Statements that arrived during this sync form the next group.
+      if (this.group && !this.closed) this.commit();
+    });
+  }
+
+  private periodicSync(): void {
+    if (this.syncing || this.closed) return;
+    if (this.queue.length > 0 && !this.group) this.tryWrite();
+    if (this.dirty) this.sync(() => {});
+  }
+
+  // ---- reading side (the shipper) ------------------------------------------------------------
+
+  /** Up to `max` records from the oldest unacknowledged position, or undefined when all are shipped. */
+  async readBatch(max: number): Promise<SpoolBatch | undefined> {
+    for (;;) {
+      const segment = this.segments[0];
+      if (!segment) return undefined;
+      if (segment.acked >= segment.size) {
+        if (!segment.sealed) return undefined;
+        await this.remove(segment);
+        continue;
+      }
+      return this.readFrom(segment, max);
+    }
+  }
+
+  private async readFrom(segment: Segment, max: number): Promise<SpoolBatch | undefined> {
+    const handle = await open(segment.path, 'r');
+    try {
+      const events: AuditEvent[] = [];
+      let position = segment.acked;
+      let lines = 0;
+      let want = READ_CHUNK;
+      while (events.length < max && position < segment.size) {
+        const length = Math.min(want, segment.size - position);
+        const buffer = Buffer.allocUnsafe(length);
+        const { bytesRead } = await handle.read(buffer, 0, length, position);
+        let start = 0;
+        for (
+          let nl = buffer.indexOf(0x0a, 0);
+          nl >= 0 && nl < bytesRead && events.length < max;
+          nl = buffer.indexOf(0x0a, start)
+        ) {
+          const text = buffer.toString('utf8', start, nl);
+          start = nl + 1;
+          lines++;
+          try {
+            events.push(JSON.parse(text) as AuditEvent);
+          } catch {
+            this.o.logger.error('audit spool: skipped an unreadable record', {
+              segment: segment.path,
+              offset: position + start,
+            });
+          }
+        }
+        if (start === 0) {
+          // A single record longer than what was read (a very long statement): read more at once.
+          if (length === segment.size - position) break; // cannot happen: lines are written whole
+          want *= 4;
+          continue;
+        }
+        position += start;
+      }
+      return lines === 0 ? undefined : { events, segment: segment.n, end: position, lines };
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** The API stored the batch: move the segment's ack offset (and drop the segment when done). */
+  async ack(batch: SpoolBatch): Promise<void> {
+    const segment = this.segments.find((s) => s.n === batch.segment);
+    if (!segment || batch.end <= segment.acked) return;
+    segment.acked = batch.end;
+    segment.unacked = Math.max(0, segment.unacked - batch.lines);
+    if (segment.sealed && segment.acked >= segment.size) await this.remove(segment);
+    else await writeFile(segment.ackPath, String(segment.acked));
+  }
+
+  private async remove(segment: Segment): Promise<void> {
+    await unlink(segment.path).catch(() => {});
+    await unlink(segment.ackPath).catch(() => {});
+    this.segments.splice(this.segments.indexOf(segment), 1);
+  }
+
+  /** Writes and syncs what is queued; the spool accepts no new statements afterwards. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    clearInterval(this.timer);
+    while (this.syncing) await new Promise((resolve) => setTimeout(resolve, 1));
+    const group = this.group;
+    this.group = undefined;
+    this.closed = true;
+    try {
+      this.writeQueued();
+      fdatasyncSync(this.fd);
+      group?.resolve();
+    } catch (error) {
+      group?.reject(error as Error);
+      this.o.logger.error('audit spool: could not write the last records at shutdown', {
+        error: String(error),
+      });
+    }
+    closeSync(this.fd);
+    this.active.sealed = true;
+    if (this.active.acked >= this.active.size) await this.remove(this.active);
+  }
+
+  /** For tests and diagnostics: the segment files with their ack offsets. */
+  async describe(): Promise<Array<{ n: number; size: number; acked: number }>> {
+    return Promise.all(
+      this.segments.map(async (s) => ({
+        n: s.n,
+        size: (await stat(s.path).catch(() => ({ size: -1 }))).size,
+        acked: s.acked,
+      })),
+    );
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * A session's masking state, for the relay: which masks and detectors apply (every mask any
+ * decision of the session carried, since a later statement such as FETCH or EXECUTE can return
+ * columns its own text does not name), what Describe said about prepared statements and portals,
+ * the result formats each Bind asked for, and the plan for each result.
+ */
+import type { Decision, DecisionDetectors, DecisionMask } from '../../shared/control-plane.ts';
+import { parseBindResultFormats } from './bind-formats.ts';
+import type { CatalogCache } from './catalog.ts';
+import { type MaskingSettings, planResult, type RowPlan } from './mask-plan.ts';
+import { type ResultColumn, withResultFormats } from './row-description.ts';
+
+/** One Bind of a portal: the statement it runs and the result formats it asked for. */
+export interface BoundPortal {
+  statement: object | undefined;
+  formats: number[];
+  /** from a Describe of this portal (formats included) */
+  columns?: ResultColumn[];
+  /** a Describe of this portal is on its way */
+  describing?: boolean;
+  /** false when the portal was bound before masking began, so its Bind formats were not read */
+  formatsKnown?: boolean;
+}
+
+const DDL_TAG = /^(CREATE|ALTER|DROP|COMMENT|SECURITY LABEL|GRANT|REVOKE|IMPORT FOREIGN SCHEMA)\b/;
+
+export class SessionMasking {
+  /** true once any decision of the session carried masks or detectors */
+  active = false;
+  private settings: MaskingSettings;
+  private readonly described = new WeakMap<object, ResultColumn[]>();
+  readonly portals = new Map<string, BoundPortal>();
+  /** the last RowDescription whose result needed no plan, and under which settings and catalog */
+  private plain: { body: Buffer; settings: MaskingSettings; generation: number } | undefined;
+
+  constructor(
+    readonly catalog: CatalogCache,
+    key: Uint8Array,
+  ) {
+    this.settings = { masks: [], detectors: undefined, key };
+  }
+
+  /** Takes in a decision's masks and detectors; true when they added anything. */
+  observe(decision: Decision): boolean {
+    const masks = decision.masks;
+    const detectors = decision.detectors;
+    let changed = false;
+    let merged: DecisionMask[] | undefined;
+    if (masks && masks.length > 0) {
+      for (const mask of masks) {
+        if (this.settings.masks.some((m) => m.ruleId === mask.ruleId)) continue;
+        merged ??= [...this.settings.masks];
+        merged.push(mask);
+      }
+    }
+    let mergedDetectors: DecisionDetectors | undefined;
+    if (detectors && detectors.enabled.length > 0) {
+      const current = this.settings.detectors;
+      const extra = detectors.enabled.filter((d) => !current?.enabled.includes(d));
+      if (!current || extra.length > 0)
+        mergedDetectors = {
+          enabled: [...(current?.enabled ?? []), ...extra],
+          method: current?.method ?? detectors.method,
+        };
+    }
+    if (merged || mergedDetectors) {
+      // a new settings object (and masks array) so compiled patterns are cached per version
+      this.settings = {
+        masks: merged ?? this.settings.masks,
+        detectors: mergedDetectors ?? this.settings.detectors,
+        key: this.settings.key,
+      };
+      changed = true;
+    }
+    if (changed) this.active = true;
+    return changed;
+  }
+
+  get detectors(): DecisionDetectors | undefined {
+    return this.settings.detectors;
+  }
+
+  get key(): Uint8Array {
+    return this.settings.key;
+  }
+
+  bind(portal: string, statement: object | undefined, body: Buffer): BoundPortal {
+    const bound: BoundPortal = { statement, formats: parseBindResultFormats(body) };
+    this.portals.set(portal, bound);
+    return bound;
+  }
+
+  describedStatement(statement: object, columns: ResultColumn[]): void {
+    this.described.set(statement, columns);
+  }
+
+  /** The columns an Execute of `portal` returns, with their formats; undefined when not described. */
+  columnsOf(portal: BoundPortal): ResultColumn[] | undefined {
+    if (portal.columns) return portal.columns;
+    const columns = portal.statement && this.described.get(portal.statement);
+    return columns && withResultFormats(columns, portal.formats);
+  }
+
+  /** Relations whose columns must be read from the catalog before `columns` can be planned. */
+  missing(columns: readonly ResultColumn[]): number[] {
+    if (this.settings.masks.length === 0) return [];
+    return this.catalog.missing(columns.map((c) => c.tableOid));
+  }
+
+  plan(columns: readonly ResultColumn[]): RowPlan | undefined {
+    return planResult(columns, (oid, attnum) => this.catalog.column(oid, attnum), this.settings);
+  }
+
+  /**
+   * Whether a RowDescription is the same as the last one that needed no plan, with nothing changed
+   * since: a session repeating a statement then skips reading it again.
+   */
+  knownPlain(body: Buffer): boolean {
+    const plain = this.plain;
+    return (
+      plain !== undefined &&
+      plain.settings === this.settings &&
+      plain.generation === this.catalog.generation &&
+      plain.body.equals(body)
+    );
+  }
+
+  rememberPlain(body: Buffer): void {
+    this.plain = { body: Buffer.from(body), settings: this.settings, generation: this.catalog.generation };
+  }
+
+  /** After a command: DDL may have renamed or replaced what the cache knows. */
+  afterCommand(tag: string): void {
+    if (DDL_TAG.test(tag)) this.catalog.invalidate();
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * `pgwarden approvals ...`: decide held statements without Slack, through the same API and the
+ * same rules (approver group, never your own statement, once, before it expires). The caller's
+ * OIDC token comes from PGWARDEN_TOKEN; the API from PGWARDEN_API_URL (local default :8787).
+ */
+import { parseArgs } from 'node:util';
+import type { ApprovalListResponse, ApprovalResponse, ApprovalView } from '../../shared/approvals.ts';
+import { cliConfigFromEnv } from '../../shared/config.ts';
+import type { CliCommand, CliIo } from './command.ts';
+
+export const approvalsUsage = `  approvals list                       statements waiting for a reviewer (needs the reviewers group)
+  approvals approve ID                 run a held statement (as a member of its approver group)
+  approvals deny ID [--reason TEXT]    refuse it; the reason is shown to whoever is waiting
+    (your token in PGWARDEN_TOKEN; locally: PGWARDEN_TOKEN=$(npm run -s token -- you@example.com --groups reviewers))`;
+
+/** A failure the user can act on: printed as is, exit code 1. */
+class CliFailure extends Error {}
+
+export const approvalsCommand: CliCommand = async (args, io) => {
+  const [command, ...rest] = args;
+  let options: { reason?: string; positionals: string[] };
+  try {
+    const parsed = parseArgs({
+      args: rest,
+      options: { reason: { type: 'string', short: 'r' } },
+      allowPositionals: true,
+      strict: true,
+    });
+    options = { ...parsed.values, positionals: parsed.positionals };
+  } catch (error) {
+    io.err(`pgwarden: ${(error as Error).message}\n`);
+    return 2;
+  }
+  const [id, ...extra] = options.positionals;
+  try {
+    if (command === 'list' && id === undefined) return await list(io);
+    if ((command === 'approve' || command === 'deny') && id !== undefined && extra.length === 0) {
+      if (command === 'approve' && options.reason !== undefined) {
+        io.err('pgwarden: --reason goes with deny\n');
+        return 2;
+      }
+      return await decide(io, command, id, options.reason);
+    }
+  } catch (error) {
+    if (!(error instanceof CliFailure)) throw error;
+    io.err(`pgwarden: ${error.message}\n`);
+    return 1;
+  }
+  return undefined;
+};
+
+async function list(io: CliIo): Promise<number> {
+  const { approvals } = await call<ApprovalListResponse>(io, 'GET', 'v1/approvals?status=pending');
+  if (approvals.length === 0) {
+    io.out('no statements are waiting for approval\n');
+    return 0;
+  }
+  for (const approval of approvals) io.out(`${describe(approval)}\n\n`);
+  io.out(
+    `approve:  npm run -s pgwarden -- approvals approve ID\ndeny:     npm run -s pgwarden -- approvals deny ID --reason "..."\n`,
+  );
+  return 0;
+}
+
+async function decide(io: CliIo, verdict: 'approve' | 'deny', id: string, reason?: string): Promise<number> {
+  const path = `v1/approvals/${encodeURIComponent(id)}/${verdict}`;
+  const body = verdict === 'deny' && reason !== undefined ? { reason } : {};
+  const { approval } = await call<ApprovalResponse>(io, 'POST', path, body);
+  const because = approval.denyReason ? `: ${approval.denyReason}` : '';
+  io.out(
+    approval.status === 'approved'
+      ? `approved ${approval.id}: ${approval.principal}'s statement on ${approval.database} runs now (or on its next retry until ${approval.expiresAt})\n`
+      : `denied ${approval.id}${because}; ${approval.principal} is told so\n`,
+  );
+  return 0;
+}
+
+function describe(a: ApprovalView): string {
+  const text = a.text.length > 400 ? `${a.text.slice(0, 400)}…` : a.text;
+  return [
+    `${a.id}  requested ${a.requestedAt} by ${a.principal}${a.actor === 'agent' ? ' (agent)' : ''}${a.applicationName ? ` via ${a.applicationName}` : ''} on ${a.database}`,
+    `  rule     ${a.ruleId}: ${a.reason}`,
+    `  approver ${a.approvers.join(' or ')}; can be decided until ${a.expiresAt}`,
+    `  ${text.replace(/\n/g, '\n  ')}`,
+  ].join('\n');
+}
+
+async function call<T>(io: CliIo, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  const { apiUrl, token } = cliConfigFromEnv(io.env);
+  if (token === undefined) {
+    throw new CliFailure(
+      'set PGWARDEN_TOKEN to your OIDC token (locally: PGWARDEN_TOKEN=$(npm run -s token -- you@example.com --groups reviewers))',
+    );
+  }
+  let response: Response;
+  try {
+    response = await fetch(`${apiUrl}/${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch {
+    throw new CliFailure(
+      `cannot reach the pgwarden API at ${apiUrl} (is \`npm start\` running? set PGWARDEN_API_URL otherwise)`,
+    );
+  }
+  const payload = (await response.json().catch(() => undefined)) as
+    | (T & { error?: { code?: string; message?: string } })
+    | undefined;
+  if (response.ok && payload !== undefined) return payload;
+  throw new CliFailure(failureText(response.status, payload?.error));
+}
+
+function failureText(status: number, error: { code?: string; message?: string } | undefined): string {
+  const message = error?.message ?? `the API answered HTTP ${status}`;
+  if (status === 401) return `your token was not accepted: ${message}`;
+  if (status === 403) return `refused: ${message}`;
+  if (status === 404) return `${message} (see: npm run -s pgwarden -- approvals list)`;
+  return message;
+}

@@ -1,0 +1,300 @@
+/**
+ * The approval flow end to end, as a team runs it: psql through the real proxy on a real
+ * PostgreSQL holds a risky statement; the API stores the approval in DynamoDB (dynalite) and
+ * queues it on SQS (fauxqs); the notifier, run by the local poller, posts it to Slack (a local
+ * stand-in of the Slack Web API); a reviewer's click arrives as Slack sends it, signed and
+ * verified with Bolt's verification; the held statement runs or fails with the reason.
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { approvalsCommand } from '../../scripts/cli/approvals.ts';
+import {
+  blockActionPayload,
+  denySubmissionPayload,
+  type FakeSlack,
+  type SlackCall,
+  sendInteraction,
+  startFakeSlack,
+} from '../fakes/slack-api.ts';
+import {
+  startTestPostgres,
+  startTestStack,
+  type TestPostgres,
+  type TestStack,
+} from '../fixtures/local-stack.ts';
+import { runCommand } from '../fixtures/run-command.ts';
+import { waitFor } from '../fixtures/wait-for.ts';
+
+const SIGNING_SECRET = 'e2e-signing-secret-0123456789';
+const CHANNEL = 'C0APPROVALS';
+const HOLD_SECONDS = 5;
+
+let postgres: TestPostgres;
+let slack: FakeSlack;
+let stack: TestStack;
+let admin: pg.Client;
+
+beforeAll(async () => {
+  postgres = await startTestPostgres();
+  slack = await startFakeSlack();
+  stack = await startTestStack({
+    postgres,
+    approvals: {
+      slack: { botToken: slack.token, signingSecret: SIGNING_SECRET, channel: CHANNEL, apiUrl: slack.apiUrl },
+      maxHoldSeconds: HOLD_SECONDS,
+    },
+  });
+  admin = new pg.Client({
+    host: postgres.host,
+    port: postgres.port,
+    database: 'app',
+    ...postgres.roles.app_admin,
+  });
+  await admin.connect();
+
+  // Slack users, and who they are to pgwarden: it learns a person's groups when they sign in once,
+  // by calling the API with their token (reviewers) or by connecting through the gateway (bob).
+  const reviewers: Array<[string, string, string[]]> = [
+    ['U0RITA', 'rita@example.com', ['reviewers']],
+    ['U0RUTH', 'ruth@example.com', ['reviewers']],
+    ['U0REX', 'rex@example.com', ['engineering', 'reviewers']],
+  ];
+  for (const [id, email, groups] of reviewers) {
+    slack.users.set(id, { email, confirmed: true });
+    expect((await cli(['list'], await token(email, groups))).code).toBe(0);
+  }
+  slack.users.set('U0BOB', { email: 'bob@example.com', confirmed: true });
+  const bob = await psql('bob@example.com', 'select 1', ['engineering'], 'person');
+  expect(bob.code, bob.stderr).toBe(0);
+  slack.users.set('U0STRANGER', { email: 'stranger@example.com', confirmed: true });
+  slack.users.set('U0UNCONFIRMED', { email: 'ruth@example.com', confirmed: false });
+});
+afterAll(async () => {
+  await admin?.end();
+  await stack?.stop();
+  await slack?.stop();
+  await postgres?.stop();
+});
+
+const token = (email: string, groups: string[], actor: 'person' | 'agent' = 'person') =>
+  stack.issuer.issueToken({ email, groups, actor });
+
+async function cli(args: string[], pgwardenToken: string) {
+  let err = '';
+  const code = await approvalsCommand(args, {
+    out: () => {},
+    err: (t) => {
+      err += t;
+    },
+    env: { PGWARDEN_API_URL: stack.api.url, PGWARDEN_TOKEN: pgwardenToken },
+  });
+  return { code, err };
+}
+
+async function psql(
+  email: string,
+  sql: string,
+  groups = ['engineering'],
+  actor: 'person' | 'agent' = 'agent',
+) {
+  const password = await token(email, groups, actor);
+  return runCommand(
+    'psql',
+    [
+      '-X',
+      '-v',
+      'ON_ERROR_STOP=1',
+      `host=127.0.0.1 port=${stack.proxy.port} dbname=app user=${email} sslmode=require`,
+      '-c',
+      sql,
+    ],
+    { env: { PGPASSWORD: password, PGCONNECT_TIMEOUT: '10', PGAPPNAME: 'cursor-agent' }, timeoutMs: 60_000 },
+  );
+}
+
+interface Posted {
+  approvalId: string;
+  channel: string;
+  ts: string;
+  call: SlackCall;
+}
+
+/** The Slack post announcing the statement whose text contains `text`. */
+async function posted(text: string): Promise<Posted> {
+  let found: Posted | undefined;
+  await waitFor(() => {
+    for (const call of slack.callsTo('chat.postMessage')) {
+      const blocks = JSON.stringify(call.args['blocks']);
+      if (!blocks.includes(text)) continue;
+      const id = buttons(call).find((b) => b.action_id === 'approval_approve')?.value;
+      const message = [...slack.messages.values()].find((m) =>
+        JSON.stringify(m.blocks).includes(`\`${id}\``),
+      );
+      if (id && message) found = { approvalId: id, channel: message.channel, ts: message.ts, call };
+    }
+    return found !== undefined;
+  }, 10_000);
+  return found!;
+}
+
+function buttons(call: SlackCall): Array<{ action_id: string; value: string; text: { text: string } }> {
+  const blocks = (call.args['blocks'] ?? []) as Array<{ type: string; elements?: unknown[] }>;
+  return blocks.filter((b) => b.type === 'actions').flatMap((b) => (b.elements ?? []) as never[]);
+}
+
+function click(userId: string, actionId: 'approval_approve' | 'approval_deny', post: Posted, options = {}) {
+  return sendInteraction(
+    `${stack.api.url}/slack/events`,
+    blockActionPayload({ userId, actionId, approvalId: post.approvalId, channel: post.channel, ts: post.ts }),
+    { signingSecret: SIGNING_SECRET, ...options },
+  );
+}
+
+async function status(id: string): Promise<string> {
+  return (await stack.approvals!.service.get(id)).status;
+}
+
+/** ephemeral messages Slack showed `userId` */
+const toldTo = (userId: string) =>
+  slack
+    .callsTo('chat.postEphemeral')
+    .filter((c) => c.args['user'] === userId)
+    .map((c) => String(c.args['text']));
+
+async function scratch(name: string, rows = 5) {
+  await admin.query(`create table ${name} as select g as id from generate_series(1, ${rows}) g`);
+  return async () => Number((await admin.query(`select count(*) from ${name}`)).rows[0].count);
+}
+
+describe('a statement held for approval in Slack', () => {
+  it('psql holds `delete from orders`, Slack gets Approve/Deny, a signed click releases it: DELETE n', async () => {
+    const orders = Number((await admin.query('select count(*) from orders')).rows[0].count);
+    const run = psql('alice@example.com', 'delete from orders');
+    const post = await posted('delete from orders');
+    expect(post.call.args['channel']).toBe(CHANNEL);
+    expect(buttons(post.call).map((b) => [b.action_id, b.text.text, b.value])).toEqual([
+      ['approval_approve', 'Approve', post.approvalId],
+      ['approval_deny', 'Deny', post.approvalId],
+    ]);
+    const text = JSON.stringify(post.call.args['blocks']);
+    expect(text).toContain('alice@example.com');
+    expect(text).toContain('cursor-agent');
+    expect(text).toContain('approve-writes-without-where');
+    expect(await status(post.approvalId)).toBe('pending');
+    expect(Number((await admin.query('select count(*) from orders')).rows[0].count)).toBe(orders);
+
+    const response = await click('U0RITA', 'approval_approve', post);
+    expect(response.status).toBe(200);
+    const out = await run;
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stdout.trim()).toBe(`DELETE ${orders}`);
+    expect(out.stderr).toContain(`approval ${post.approvalId}`);
+    expect(Number((await admin.query('select count(*) from orders')).rows[0].count)).toBe(0);
+
+    // the message is brought up to date: approved by rita, then what the statement did
+    await waitFor(() => {
+      const message = slack.messages.get(`${post.channel}/${post.ts}`)!;
+      const blocks = JSON.stringify(message.blocks);
+      return blocks.includes('rita@example.com') && blocks.includes(`DELETE ${orders}`);
+    }, 15_000);
+    expect(
+      buttons({ method: '', args: { blocks: slack.messages.get(`${post.channel}/${post.ts}`)!.blocks } }),
+    ).toEqual([]);
+  });
+
+  it('a deny with a reason in the dialog fails the statement in psql with who and why', async () => {
+    const left = await scratch('slack_deny');
+    const run = psql('alice@example.com', 'delete from slack_deny');
+    const post = await posted('delete from slack_deny');
+    const opened = slack.callsTo('views.open').length;
+    expect((await click('U0RITA', 'approval_deny', post)).status).toBe(200);
+    const [dialog] = (await slack.waitForCalls('views.open', opened + 1)).slice(opened);
+    const view = dialog!.args['view'] as { private_metadata: string };
+    const submitted = await sendInteraction(
+      `${stack.api.url}/slack/events`,
+      denySubmissionPayload({
+        userId: 'U0RITA',
+        privateMetadata: view.private_metadata,
+        reason: 'run it in the maintenance window',
+      }),
+      { signingSecret: SIGNING_SECRET },
+    );
+    expect(submitted.status).toBe(200);
+    const out = await run;
+    expect(out.code).not.toBe(0);
+    expect(out.stderr).toContain(
+      `ERROR:  pgwarden: denied by rita@example.com: run it in the maintenance window (approval ${post.approvalId})`,
+    );
+    expect(await left()).toBe(5);
+  });
+
+  it('times out with the approval id; approved later in Slack, the same statement passes on retry', async () => {
+    const left = await scratch('slack_later');
+    const first = await psql('alice@example.com', 'delete from slack_later');
+    const post = await posted('delete from slack_later');
+    expect(first.code).not.toBe(0);
+    expect(first.stderr).toContain(`approval ${post.approvalId} was not decided within ${HOLD_SECONDS} s`);
+    expect(first.stderr).toContain('run the same statement again');
+    expect(await left()).toBe(5);
+
+    expect((await click('U0RITA', 'approval_approve', post)).status).toBe(200);
+    expect(await status(post.approvalId)).toBe('approved');
+    const retry = await psql('alice@example.com', 'delete from slack_later');
+    expect(retry.stdout.trim(), retry.stderr).toBe('DELETE 5');
+    expect(await status(post.approvalId)).toBe('consumed');
+  }, 30_000);
+});
+
+describe('Slack clicks that must not decide', () => {
+  it('self-approval: the requester is a reviewer, and is still refused', async () => {
+    const run = psql('rex@example.com', 'delete from orders', ['engineering', 'reviewers']);
+    const post = await posted('rex@example.com');
+    expect((await click('U0REX', 'approval_approve', post)).status).toBe(200);
+    await waitFor(() => toldTo('U0REX').length > 0);
+    expect(toldTo('U0REX').at(-1)).toMatch(
+      /rex@example.com requested this statement and cannot decide on it/,
+    );
+    expect(await status(post.approvalId)).toBe('pending');
+    expect((await click('U0RUTH', 'approval_approve', post)).status).toBe(200);
+    expect((await run).code).toBe(0);
+  });
+
+  it('a forged signature, a wrong secret and a replayed old request are refused before anything is read', async () => {
+    const run = psql('alice@example.com', 'update customers set name = name');
+    const post = await posted('update customers set name = name');
+    const forged = await click('U0RITA', 'approval_approve', post, { signature: `v0=${'0'.repeat(64)}` });
+    expect(forged.status).toBe(401);
+    expect(((await forged.json()) as { error: { message: string } }).error.message).toMatch(
+      /signed by Slack/,
+    );
+    expect((await click('U0RITA', 'approval_approve', post, { signWith: 'not-the-secret' })).status).toBe(
+      401,
+    );
+    const stale = await click('U0RITA', 'approval_approve', post, {
+      timestamp: Math.floor(Date.now() / 1000) - 6 * 60,
+    });
+    expect(stale.status).toBe(401);
+    expect(((await stale.json()) as { error: { message: string } }).error.message).toMatch(
+      /older than 5 minutes/,
+    );
+    expect(await status(post.approvalId)).toBe('pending');
+
+    // people Slack knows but pgwarden may not let decide
+    for (const [user, why] of [
+      ['U0BOB', /bob@example.com may not decide/],
+      ['U0STRANGER', /does not know stranger@example.com/],
+      ['U0UNCONFIRMED', /not confirmed/],
+    ] as const) {
+      expect((await click(user, 'approval_approve', post)).status).toBe(200);
+      await waitFor(() => toldTo(user).length > 0);
+      expect(toldTo(user).at(-1), user).toMatch(why);
+    }
+    expect(await status(post.approvalId)).toBe('pending');
+
+    // the real click works, once: a second decision is refused
+    expect((await click('U0RITA', 'approval_approve', post)).status).toBe(200);
+    expect((await run).stdout.trim()).toMatch(/^UPDATE \d+$/);
+    expect((await click('U0RUTH', 'approval_deny', post)).status).toBe(200);
+    await waitFor(() => toldTo('U0RUTH').some((t) => /already/.test(t)));
+  }, 30_000);
+});
