@@ -99,7 +99,7 @@ const FARGATE_MEMORY: Record<number, [number, number, number]> = {
   2048: [4096, 16384, 1024],
   4096: [8192, 30720, 1024],
 };
-/** ECS stops a container at most 120 s after SIGTERM; the drain plus a margin must fit. */
+/** ECS stops a container at most 120 s after SIGTERM; the drain plus a margin (for the audit spool) must fit. */
 export const STOP_MARGIN_SECONDS = 10;
 const MAX_STOP_TIMEOUT_SECONDS = 120;
 /** ephemeral storage the spool may not use (image layers, the OS, temporary files) */

@@ -29,6 +29,7 @@ export class PgWardenStack extends Stack {
   readonly approvals: PgWardenApprovals;
   readonly proxy: PgWardenProxy;
   readonly serviceToken: Secret;
+  readonly maskingKey: Secret;
   readonly slackBotToken: ISecret;
   readonly slackSigningSecret: ISecret;
 
@@ -55,6 +56,18 @@ export class PgWardenStack extends Stack {
       id: 'AwsSolutions-SMG4',
       reason:
         'Both holders read the token only at start (ECS secret, Lambda cold start), so a rotation Lambda cannot swap it safely; rotate by a new secret version plus a service redeploy (README.md, "Deploy to AWS").',
+    });
+    // The key decides every hashed and faked value: a new one breaks joins with everything masked
+    // before. RETAIN keeps it when the stack is deleted, so a rebuilt deployment can take it over.
+    this.maskingKey = new Secret(this, 'MaskingKey', {
+      description: "pgwarden: the proxy's HMAC key for the hash and fake mask methods (every task shares it)",
+      generateSecretString: { passwordLength: 64, excludePunctuation: true },
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    Validations.of(this.maskingKey).acknowledge({
+      id: 'AwsSolutions-SMG4',
+      reason:
+        'A new key changes every hashed and faked value, so it is never rotated on a schedule; the proxy reads it only at start (ECS secret). Rotate deliberately: new secret version, then a proxy redeploy (README.md, "Deploy to AWS").',
     });
     const imported = (id: string, arn: string): ISecret => Secret.fromSecretCompleteArn(this, id, arn);
 
@@ -132,6 +145,7 @@ export class PgWardenStack extends Stack {
         tls: imported('TlsSecret', config.tlsSecretArn),
         upstreamCredentials: imported('UpstreamCredentials', config.upstream.credentialsSecretArn),
         serviceToken: this.serviceToken,
+        maskingKey: this.maskingKey,
         ...(config.upstream.caSecretArn === undefined
           ? {}
           : { upstreamCa: imported('UpstreamCa', config.upstream.caSecretArn) }),
@@ -218,6 +232,7 @@ export class PgWardenStack extends Stack {
     output('ApprovalsTable', this.auditStore.approvals.tableName, 'approvals table');
     output('PoliciesTable', this.auditStore.policies.tableName, 'policies table (version history)');
     output('ServiceTokenSecretArn', this.serviceToken.secretArn, "the proxy's API credential (generated)");
+    output('MaskingKeySecretArn', this.maskingKey.secretArn, "the proxy's masking key (generated, retained)");
     output('SessionsTable', this.auditStore.sessions.tableName, 'audit sessions table');
     output('EventsTable', this.auditStore.events.tableName, 'audit events table');
     output('AuditKeyArn', this.auditStore.key.keyArn, 'KMS key of the audit trail and its exports');

@@ -76,6 +76,7 @@ function localDecisions(remote: ControlPlane): ControlPlane {
 const approvalsApi = createHttpApprovalsClient({ baseUrl: config.apiUrl, serviceToken: config.serviceToken });
 const approvedRuns = new ApprovedRunReporter(approvalsApi, logger);
 const proxy = await startProxy({
+  maskingKey: Buffer.from(config.maskingKey, 'utf8'),
   host: config.host,
   port: config.port,
   tls: config.tls,

@@ -5,6 +5,11 @@
  *
  * Hot path: a chunk of whole, allowed messages is written upstream as the same bytes; server
  * chunks are forwarded as received unless the proxy must insert its own reply between them.
+ *
+ * Masking (proxy/masking/): once a decision carries masks or detectors, every RowDescription is
+ * read and its columns named through the catalog (reads wait, upstream paused, while it is being
+ * read); a result with columns to mask or scan has its DataRows collected one at a time, held back
+ * while incomplete, and rewritten; every other row still goes out inside the chunk it came in.
  */
 import type net from 'node:net';
 import type tls from 'node:tls';
@@ -165,7 +170,19 @@ export class Relay {
   private lastClientWrite: Buffer | undefined;
   /** CancelRequests that reached this session */
   private cancels = 0;
-  private readonly heldClient: HeldClient = { notice: (fields) => this.sendNotice(fields) };
+  /** the statement being held, once a gate asked for its signal (an approval hold) */
+  private holding: AbortController | undefined;
+  private readonly heldClient: HeldClient = (() => {
+    const relay = this;
+    return {
+      notice: (fields: NoticeFields) => relay.sendNotice(fields),
+      /** one signal per held statement, made only when a gate asks for it */
+      get signal(): AbortSignal {
+        relay.holding ??= new AbortController();
+        return relay.holding.signal;
+      },
+    };
+  })();
   /** the plan of the result being streamed: its rows are collected and rewritten */
   private rowPlan: RowPlan | undefined;
   /** the Execute whose plan was made last (made once, when it reaches the head of the queue) */
@@ -374,8 +391,20 @@ export class Relay {
     } catch (error) {
       return promiseOrUndefined(then(this.noDecision(error)));
     }
-    if (!isPromise(answer)) return promiseOrUndefined(then(answer));
-    return answer.then(then, (error) => then(this.noDecision(error))) as Promise<void>;
+    if (!isPromise(answer)) {
+      this.holding = undefined;
+      return promiseOrUndefined(then(answer));
+    }
+    return answer.then(
+      (decision) => {
+        this.holding = undefined;
+        return then(decision);
+      },
+      (error) => {
+        this.holding = undefined;
+        return then(this.noDecision(error));
+      },
+    ) as Promise<void>;
   }
 
   /** Fail closed: without a decision the statement does not run. */
@@ -537,7 +566,12 @@ export class Relay {
   ): Promise<void> | undefined {
     const request: DecisionRequest = {
       session: this.o.session,
-      statement: { text: prepared.text, protocol: 'extended', preparedName: name, prepared: this.prepared.view },
+      statement: {
+        text: prepared.text,
+        protocol: 'extended',
+        preparedName: name,
+        prepared: this.prepared.view,
+      },
     };
     return this.decideThen(request, (decision) => {
       if (decision.action !== 'allow') return this.refuseBind(portal, name, prepared.text, decision);
@@ -1008,10 +1042,10 @@ export class Relay {
   private ensureCatalog(columns: ResultColumn[]): boolean {
     const masking = this.o.masking!;
     const missing = masking.missing(columns);
-    if (missing.length === 0) return true;
+    if (!missing) return true;
     this.blocked = true;
     this.updateFlow();
-    masking.catalog.load(missing).then(
+    masking.catalog.load(missing.relations, missing.types).then(
       () => {
         this.blocked = false;
         this.resume();
@@ -1117,6 +1151,8 @@ export class Relay {
   /** A CancelRequest for this session arrived: the statements in flight count as cancelled. */
   cancelRequested(): void {
     this.cancels++;
+    // a statement held for approval stops waiting and fails with 57014, like a cancelled query
+    this.holding?.abort('cancelled');
   }
 
   private notExecuted(run: StatementRun): void {
@@ -1146,6 +1182,8 @@ export class Relay {
   end(closedBecause: SessionEndReason): void {
     if (this.ended) return;
     this.ended = true;
+    // a held statement of a connection that is gone must not use up its approval
+    this.holding?.abort('closed');
     const adminKill =
       (closedBecause === 'upstream_closed' || closedBecause === 'network_loss') &&
       this.lastClientWrite !== undefined &&
@@ -1178,6 +1216,7 @@ function refusalFields(decision: Decision): NoticeFields {
       detail: `rule: ${decision.ruleId}`,
     };
   }
-  const code = decision.ruleId === 'no-decision' ? '58000' : '42501';
+  const code =
+    decision.ruleId === 'no-decision' ? '58000' : decision.ruleId === 'client-cancelled' ? '57014' : '42501';
   return { severity: 'ERROR', code, message: `pgwarden: ${why}`, detail: `rule: ${decision.ruleId}` };
 }

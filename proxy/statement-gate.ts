@@ -11,6 +11,11 @@ import type { NoticeFields } from './wire/backend-writer.ts';
 export interface HeldClient {
   /** Sends a NoticeResponse at the next message boundary, after earlier results. */
   notice(fields: NoticeFields): void;
+  /**
+   * Aborted while the statement is held when the connection closes (reason 'closed') or the client
+   * cancels it with a CancelRequest (reason 'cancelled'): a gate that waits stops waiting.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface StatementGate {

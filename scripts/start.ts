@@ -20,6 +20,7 @@ import {
   writeLocalState,
 } from './local/local-config.ts';
 import { startLocalPostgres } from './local/postgres.ts';
+import { readOrCreateSecrets } from './local/secrets.ts';
 import { apiPortHint, assertPortsFree, proxyPortHint, startLocalServices } from './local/services.ts';
 import { startLocalSqs } from './local/sqs.ts';
 import { ensureLocalCertificate } from './local/tls.ts';
@@ -141,6 +142,7 @@ async function start(config: LocalConfig): Promise<void> {
     dynamoEndpoint: dynamo.endpoint,
     tablePrefix: config.tablePrefix,
     serviceToken,
+    maskingKey: Buffer.from(readOrCreateSecrets(dataDir, ['masking_key']).masking_key, 'utf8'),
     tls: certificate,
     upstream,
     credentials: (role: string): UpstreamCredential => {

@@ -181,6 +181,11 @@ export interface ProxyConfig {
   /** PGWARDEN_POLICY_REFRESH_SECONDS: how often the stored current policy is polled (default 30) */
   policyRefreshSeconds: number;
   audit: AuditTrailConfig;
+  /**
+   * PGWARDEN_MASKING_KEY: the HMAC key of the `hash` and `fake` mask methods. Every proxy task must
+   * share it (and keep it across restarts) so equal values stay joinable; it never leaves the proxy.
+   */
+  maskingKey: string;
 }
 
 /** The proxy's audit trail (see proxy/audit-trail.ts and the README's "Audit trail"). */
@@ -274,7 +279,12 @@ export function proxyConfigFromEnv(env: Env): ProxyConfig {
     problems.push('PGWARDEN_POLICY_REFRESH_SECONDS must be a number of seconds from 1 to 3600');
   if (!Number.isFinite(drainSeconds) || drainSeconds < 0) problems.push('PGWARDEN_DRAIN_SECONDS must be ≥ 0');
 
+  const maskingKey = required('PGWARDEN_MASKING_KEY');
+  if (maskingKey && maskingKey.length < 32)
+    problems.push('PGWARDEN_MASKING_KEY must be at least 32 characters (a random secret)');
+
   const config: ProxyConfig = {
+    maskingKey,
     host: env['PGWARDEN_PROXY_HOST']?.trim() || '0.0.0.0',
     port: port('PGWARDEN_PROXY_PORT', 6432),
     tls: cert && key ? { cert, key } : undefined,

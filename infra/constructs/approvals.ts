@@ -35,6 +35,7 @@ export interface PgWardenApprovalsProps {
 
 /** Slack calls may take seconds; SQS hides a record for six times this while it is handled. */
 const NOTIFIER_TIMEOUT_SECONDS = 30;
+const BATCHING_WINDOW_SECONDS = 1;
 
 export class PgWardenApprovals extends Construct {
   readonly queue: Queue;
@@ -59,7 +60,9 @@ export class PgWardenApprovals extends Construct {
     });
     this.queue = new Queue(this, 'Queue', {
       ...queueDefaults,
-      visibilityTimeout: Duration.seconds(6 * NOTIFIER_TIMEOUT_SECONDS),
+      // Lambda's guidance for SQS event sources: six function timeouts plus the batching window, so a
+      // record is not handed out twice while a throttled invocation still retries it.
+      visibilityTimeout: Duration.seconds(6 * NOTIFIER_TIMEOUT_SECONDS + BATCHING_WINDOW_SECONDS),
       // An approval older than this has expired anyway; its message would only say so.
       retentionPeriod: Duration.days(4),
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: props.maxReceiveCount ?? 5 },
@@ -98,7 +101,7 @@ export class PgWardenApprovals extends Construct {
     this.notifier.addEventSource(
       new SqsEventSource(this.queue, {
         batchSize: props.batchSize ?? 10,
-        maxBatchingWindow: Duration.seconds(1),
+        maxBatchingWindow: Duration.seconds(BATCHING_WINDOW_SECONDS),
         reportBatchItemFailures: true,
       }),
     );

@@ -63,6 +63,8 @@ export interface PgWardenProxyProps {
     /** JSON `{"role": {"user": "…", "password": "…"}, …}` */
     upstreamCredentials: ISecret;
     serviceToken: ISecret;
+    /** PGWARDEN_MASKING_KEY: the HMAC key of the hash and fake mask methods, the same for every task */
+    maskingKey: ISecret;
     /** PEM CA bundle for the database's certificate */
     upstreamCa?: ISecret;
   };
@@ -247,6 +249,7 @@ export class PgWardenProxy extends Construct {
         PGWARDEN_TLS_KEY: EcsSecret.fromSecretsManager(secrets.tls, 'key'),
         PGWARDEN_UPSTREAM_CREDENTIALS: EcsSecret.fromSecretsManager(secrets.upstreamCredentials),
         PGWARDEN_SERVICE_TOKEN: EcsSecret.fromSecretsManager(secrets.serviceToken),
+        PGWARDEN_MASKING_KEY: EcsSecret.fromSecretsManager(secrets.maskingKey),
         ...(secrets.upstreamCa === undefined
           ? {}
           : { PGWARDEN_UPSTREAM_CA: EcsSecret.fromSecretsManager(secrets.upstreamCa) }),
@@ -281,7 +284,7 @@ export class PgWardenProxy extends Construct {
     Validations.of(taskDefinition).acknowledge({
       id: 'AwsSolutions-ECS2',
       reason:
-        'The environment holds only non-secret settings (ports, database host, API URL, drain time); certificates, database credentials and the service token come from Secrets Manager as ECS secrets.',
+        'The environment holds only non-secret settings (ports, database host, API URL, drain time); certificates, database credentials, the service token and the masking key come from Secrets Manager as ECS secrets.',
     });
     return taskDefinition;
   }

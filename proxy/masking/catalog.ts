@@ -55,10 +55,18 @@ interface CachedRelation {
   columns: Map<number, ResolvedColumn> | undefined;
 }
 
+const TYPES_SQL = `SELECT t.oid::pg_catalog.text, t.typcategory::pg_catalog.text
+  FROM pg_catalog.pg_type t WHERE t.oid = ANY ($1::pg_catalog.oid[])`;
+
+/** Types with OIDs below this are built in (FirstNormalObjectId): masking knows them by OID. */
+const FIRST_USER_OID = 16384;
+
 const MAX_VIEW_DEPTH = 16;
 
 export class CatalogCache {
   private readonly relations = new Map<number, CachedRelation>();
+  /** pg_type.typcategory of user-defined types (citext, domains over text, …) */
+  private readonly typeCategories = new Map<number, string>();
   private chain: Promise<void> = Promise.resolve();
   private generations = 0;
 
@@ -79,6 +87,19 @@ export class CatalogCache {
     return this.relations.get(tableOid)?.columns?.get(attnum);
   }
 
+  /** The category of a user-defined type ('S' = string), once loaded. */
+  typeCategory(typeOid: number): string | undefined {
+    return this.typeCategories.get(typeOid);
+  }
+
+  /** User-defined type OIDs among `typeOids` whose category is not known yet. */
+  missingTypes(typeOids: Iterable<number>): number[] {
+    const out: number[] = [];
+    for (const oid of typeOids)
+      if (oid >= FIRST_USER_OID && !this.typeCategories.has(oid) && !out.includes(oid)) out.push(oid);
+    return out;
+  }
+
   /** OIDs among `oids` that must be loaded before their columns can be named. */
   missing(oids: Iterable<number>): number[] {
     const out: number[] = [];
@@ -97,11 +118,21 @@ export class CatalogCache {
     this.generations++;
   }
 
-  /** Loads `oids` (and whatever their views read); concurrent loads are serialized. */
-  load(oids: number[]): Promise<void> {
-    const next = this.chain.then(() => this.loadNow(this.missing(oids)));
+  /** Loads `oids` (and whatever their views read) and type categories; concurrent loads are serialized. */
+  load(oids: number[], typeOids: number[] = []): Promise<void> {
+    const next = this.chain.then(async () => {
+      await this.loadTypes(this.missingTypes(typeOids));
+      await this.loadNow(this.missing(oids));
+    });
     this.chain = next.catch(() => {});
     return next;
+  }
+
+  private async loadTypes(typeOids: number[]): Promise<void> {
+    if (typeOids.length === 0) return;
+    for (const oid of typeOids) this.typeCategories.set(oid, '');
+    for (const [oid, category] of await this.query(TYPES_SQL, [`{${typeOids.join(',')}}`]))
+      this.typeCategories.set(Number(oid), category ?? '');
   }
 
   private async loadNow(oids: number[]): Promise<void> {

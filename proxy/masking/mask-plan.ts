@@ -82,6 +82,8 @@ export function planResult(
   columns: readonly ResultColumn[],
   lookup: ColumnLookup,
   settings: MaskingSettings,
+  /** a user-defined string type (citext, a domain over text): masked and scanned like text */
+  isStringType: (typeOid: number) => boolean = () => false,
 ): RowPlan | undefined {
   const rewriters: Array<CellRewriter | undefined> = new Array(columns.length);
   let any = false;
@@ -90,16 +92,14 @@ export function planResult(
   columns.forEach((column, index) => {
     const resolved = column.tableOid === 0 ? undefined : lookup(column.tableOid, column.attnum);
     const mask = resolved && maskForColumn(settings.masks, resolved);
+    const textLike = isStringType(column.typeOid);
     if (mask && resolved) {
       let method = mask.method;
       let note = mask.note;
-      if (
-        column.format === 1 &&
-        method !== 'null' &&
-        binaryMaskRefusal(column.typeOid, method) !== undefined
-      ) {
+      const refusal = column.format === 1 ? binaryMaskRefusal(column.typeOid, method, textLike) : undefined;
+      if (refusal !== undefined) {
         // no valid binary value of this type carries the method's output: NULL is always valid
-        note = `binary format: ${binaryMaskRefusal(column.typeOid, method)}; sent as NULL`;
+        note = `binary format: ${refusal}; sent as NULL`;
         method = 'null';
       }
       const count: MaskedColumnCount = {
@@ -110,7 +110,7 @@ export function planResult(
         ...(note === undefined ? {} : { note }),
       };
       counts.push(count);
-      const ctx = { typeOid: column.typeOid, key: settings.key };
+      const ctx = { typeOid: column.typeOid, key: settings.key, textLike };
       const format = column.format;
       rewriters[index] = (cell) => {
         count.values++;
@@ -120,7 +120,7 @@ export function planResult(
       return;
     }
     const detectors = settings.detectors;
-    if (detectors && detectors.enabled.length > 0 && isTextLikeType(column.typeOid)) {
+    if (detectors && detectors.enabled.length > 0 && (textLike || isTextLikeType(column.typeOid))) {
       detectorWork.push({ index, where: resolved ? qualified(resolved.identity) : column.name });
       any = true;
     }

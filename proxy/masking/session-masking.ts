@@ -101,14 +101,24 @@ export class SessionMasking {
     return columns && withResultFormats(columns, portal.formats);
   }
 
-  /** Relations whose columns must be read from the catalog before `columns` can be planned. */
-  missing(columns: readonly ResultColumn[]): number[] {
-    if (this.settings.masks.length === 0) return [];
-    return this.catalog.missing(columns.map((c) => c.tableOid));
+  /**
+   * Relations whose columns, and user-defined types whose category, must be read from the catalog
+   * before `columns` can be planned; undefined when nothing is missing.
+   */
+  missing(columns: readonly ResultColumn[]): { relations: number[]; types: number[] } | undefined {
+    const relations =
+      this.settings.masks.length === 0 ? [] : this.catalog.missing(columns.map((c) => c.tableOid));
+    const types = this.catalog.missingTypes(columns.map((c) => c.typeOid));
+    return relations.length === 0 && types.length === 0 ? undefined : { relations, types };
   }
 
   plan(columns: readonly ResultColumn[]): RowPlan | undefined {
-    return planResult(columns, (oid, attnum) => this.catalog.column(oid, attnum), this.settings);
+    return planResult(
+      columns,
+      (oid, attnum) => this.catalog.column(oid, attnum),
+      this.settings,
+      (typeOid) => this.catalog.typeCategory(typeOid) === 'S',
+    );
   }
 
   /**
@@ -125,8 +135,9 @@ export class SessionMasking {
     );
   }
 
+  /** `body` must be the caller's own copy (not a view into a read). */
   rememberPlain(body: Buffer): void {
-    this.plain = { body: Buffer.from(body), settings: this.settings, generation: this.catalog.generation };
+    this.plain = { body, settings: this.settings, generation: this.catalog.generation };
   }
 
   /** After a command: DDL may have renamed or replaced what the cache knows. */

@@ -10,7 +10,8 @@
  *   the statement's result (signature check, identity lookup, conditional write, the proxy's wait
  *   woken, the statement forwarded and run).
  * Both for local mode's wiring (the proxy calls the approvals service in-process) and for the
- * production wiring (the proxy long-polls the API over HTTP with its service token).
+ * production wiring (the proxy long-polls the API over HTTP with its service token), run by run in
+ * turn so both see the same load on the shared cores.
  *
  * Runs alone with `npx tsx scripts/bench/approvals.ts [runs]`, or as a section of `npm run bench`.
  */
@@ -104,14 +105,26 @@ export async function measureApprovalLatencies(options: ApprovalBenchOptions): P
       proxyId: 'bench-http',
     });
 
-    const results: Spans[] = [];
-    for (const [wiring, port] of [
-      ['local mode (in-process)', stack.proxy.port],
-      ['production wiring (HTTP long-poll)', httpProxy.port],
-    ] as const) {
-      log(`approvals: ${options.runs} runs, ${wiring}`);
-      results.push(await runs(stack, slack, wiring, port, options.runs));
+    // Wirings alternate run by run, so both see the same machine load (cores are shared).
+    const wirings = [
+      await connect(stack, 'local mode (in-process)', stack.proxy.port),
+      await connect(stack, 'production wiring (HTTP long-poll)', httpProxy.port),
+    ];
+    try {
+      log(`approvals: ${WARM_UP_ROUNDS} warm-up rounds, then ${options.runs} measured, alternating wirings`);
+      for (let round = 0; round < WARM_UP_ROUNDS + options.runs; round++) {
+        for (const wiring of wirings) {
+          const spans = await oneRun(stack, slack, wiring, round);
+          if (round < WARM_UP_ROUNDS) continue;
+          wiring.spans.holdToPost.push(spans.holdToPost);
+          wiring.spans.clickToRelease.push(spans.clickToRelease);
+          if (spans.holdToNotice !== undefined) wiring.spans.holdToNotice.push(spans.holdToNotice);
+        }
+      }
+    } finally {
+      for (const wiring of wirings) await wiring.client.end();
     }
+    const results = wirings.map((w) => w.spans);
     return results;
   } finally {
     await httpProxy?.close();
@@ -120,13 +133,17 @@ export async function measureApprovalLatencies(options: ApprovalBenchOptions): P
   }
 }
 
-async function runs(
-  stack: TestStack,
-  slack: FakeSlack,
-  wiring: string,
-  port: number,
-  count: number,
-): Promise<Spans> {
+/** First rounds (first parse, first SDK requests, JIT) are not counted. */
+const WARM_UP_ROUNDS = 3;
+
+interface Wiring {
+  client: pg.Client;
+  spans: Spans;
+  /** when the last NoticeResponse arrived */
+  noticeAt: number;
+}
+
+async function connect(stack: TestStack, name: string, port: number): Promise<Wiring> {
   const token = await stack.issuer.issueToken({
     email: 'agent@example.com',
     groups: ['engineering'],
@@ -141,56 +158,57 @@ async function runs(
     ssl: { rejectUnauthorized: false },
   });
   await client.connect();
-  let noticeAt = 0;
+  const wiring: Wiring = {
+    client,
+    spans: { wiring: name, holdToPost: [], clickToRelease: [], holdToNotice: [] },
+    noticeAt: 0,
+  };
   client.on('notice', () => {
-    noticeAt = performance.now();
+    wiring.noticeAt = performance.now();
   });
-  const spans: Spans = { wiring, holdToPost: [], clickToRelease: [], holdToNotice: [] };
-  try {
-    // one warm-up run (first parse, first SDK requests), not counted
-    for (let i = 0; i <= count; i++) {
-      const posts = slack.callsTo('chat.postMessage').length;
-      noticeAt = 0;
-      const sent = performance.now();
-      // a comment makes each run its own statement (own text hash, own approval)
-      let released = 0;
-      const result = client
-        .query(`update bench_approvals set n = n + 1 /* ${wiring} run ${i} */`)
-        .then(() => {
-          released = performance.now();
-        });
-      const [post] = (await slack.waitForCalls('chat.postMessage', posts + 1, 10_000)).slice(posts);
-      const posted = performance.now();
-      const approvalId = approveButton(post!.args['blocks']);
-      const message = [...slack.messages.values()].find((m) =>
-        JSON.stringify(m.blocks).includes(`\`${approvalId}\``),
-      );
-      if (approvalId === undefined || message === undefined)
-        throw new Error('the Slack message has no Approve button');
-      const clicked = performance.now();
-      const response = await sendInteraction(
-        `${stack.api.url}/slack/events`,
-        blockActionPayload({
-          userId: 'U0REVIEWER',
-          actionId: 'approval_approve',
-          approvalId,
-          channel: message.channel,
-          ts: message.ts,
-        }),
-        { signingSecret: SIGNING_SECRET },
-      );
-      if (response.status !== 200) throw new Error(`the click was refused: HTTP ${response.status}`);
-      // the click's answer waits for the Slack message update; the release does not wait for it
-      await result;
-      if (i === 0) continue;
-      spans.holdToPost.push(posted - sent);
-      spans.clickToRelease.push(released - clicked);
-      if (noticeAt > 0) spans.holdToNotice.push(noticeAt - sent);
-    }
-  } finally {
-    await client.end();
-  }
-  return spans;
+  return wiring;
+}
+
+/** One held statement, approved in Slack: the spans in milliseconds. */
+async function oneRun(stack: TestStack, slack: FakeSlack, wiring: Wiring, round: number) {
+  const posts = slack.callsTo('chat.postMessage').length;
+  wiring.noticeAt = 0;
+  const sent = performance.now();
+  let released = 0;
+  // a comment makes each run its own statement (own text hash, own approval)
+  const result = wiring.client
+    .query(`update bench_approvals set n = n + 1 /* ${wiring.spans.wiring} run ${round} */`)
+    .then(() => {
+      released = performance.now();
+    });
+  const [post] = (await slack.waitForCalls('chat.postMessage', posts + 1, 10_000)).slice(posts);
+  const posted = performance.now();
+  const approvalId = approveButton(post!.args['blocks']);
+  const message = [...slack.messages.values()].find((m) =>
+    JSON.stringify(m.blocks).includes(`\`${approvalId}\``),
+  );
+  if (approvalId === undefined || message === undefined)
+    throw new Error('the Slack message has no Approve button');
+  const clicked = performance.now();
+  const response = await sendInteraction(
+    `${stack.api.url}/slack/events`,
+    blockActionPayload({
+      userId: 'U0REVIEWER',
+      actionId: 'approval_approve',
+      approvalId,
+      channel: message.channel,
+      ts: message.ts,
+    }),
+    { signingSecret: SIGNING_SECRET },
+  );
+  if (response.status !== 200) throw new Error(`the click was refused: HTTP ${response.status}`);
+  // the click's answer waits for the Slack message update; the release does not wait for it
+  await result;
+  return {
+    holdToPost: posted - sent,
+    clickToRelease: released - clicked,
+    holdToNotice: wiring.noticeAt > 0 ? wiring.noticeAt - sent : undefined,
+  };
 }
 
 function approveButton(blocks: unknown): string | undefined {

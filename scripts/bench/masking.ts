@@ -99,7 +99,7 @@ export async function measureMasking(options: MaskingBenchOptions = {}): Promise
                lpad((i % 899 + 1)::text, 3, '0') || '-' || lpad((i % 99 + 1)::text, 2, '0') || '-' || lpad((i % 9999 + 1)::text, 4, '0') as ssn,
                '4' || lpad((i * 7919 % 1000000000000000)::text, 15, '0') as credit_card,
                timestamptz '2024-01-01' + i * interval '1 second' as created_at
-          from generate_series(1, ${rows}) as i;
+          from generate_series(1::bigint, ${rows}) as i;
       create table bench_plain as
         select id, name, email, 'ref-' || lpad(id::text, 7, '0') as ref_a, 'acct-' || lpad(id::text, 11, '0') as ref_b, created_at
           from bench_masked;

@@ -61,6 +61,8 @@ export interface LocalServicesOptions {
   upstream: UpstreamTarget;
   credentials: CredentialProvider;
   proxyId: string;
+  /** HMAC key of the hash/fake mask methods; kept in the data dir so masked values stay stable */
+  maskingKey?: Uint8Array;
   logger: Logger;
   /** default: the built-in default policy pack; it stays the policy until one is stored (PUT /v1/policies) */
   decider?: StatementDecider;
@@ -215,6 +217,7 @@ export async function startLocalServices(options: LocalServicesOptions): Promise
       controlPlane: approvals ? approvals.watch(controlPlane) : controlPlane,
       ...(approvals && { gate: approvals.gate }),
       proxyId: options.proxyId,
+      ...(options.maskingKey && { maskingKey: options.maskingKey }),
       logger,
       audit: { spoolDir: join(options.dataDir, 'spool'), ...options.audit },
     }).catch((error: NodeJS.ErrnoException) => {

@@ -120,11 +120,12 @@ export function scanBytes(
   cell: Uint8Array,
   settings: DetectorSettings,
   key: Uint8Array,
+  options: ScanOptions = {},
 ): DetectorScan<Uint8Array> | undefined {
   const c = compile(settings);
   const families = candidatesInBytes(cell, c.families);
   if (families === 0) return undefined;
-  const scan = scanCandidates(decoder.decode(cell), c, families, settings, key);
+  const scan = scanCandidates(decoder.decode(cell), c, families, settings, key, options.json === true);
   if (!scan) return undefined;
   return { masked: scan.masked === null ? null : encoder.encode(scan.masked), hits: scan.hits };
 }
@@ -134,11 +135,21 @@ export function scanText(
   value: string,
   settings: DetectorSettings,
   key: Uint8Array,
+  options: ScanOptions = {},
 ): DetectorScan<string> | undefined {
   const c = compile(settings);
   const families = candidatesInText(value, c.families);
   if (families === 0) return undefined;
-  return scanCandidates(value, c, families, settings, key);
+  return scanCandidates(value, c, families, settings, key, options.json === true);
+}
+
+export interface ScanOptions {
+  /**
+   * the value is JSON text (a json or jsonb column; strip jsonb's binary version byte first): the
+   * masked value stays valid JSON — a finding outside a string (a bare number) becomes a string, and
+   * a result that would not parse becomes "***"
+   */
+  json?: boolean;
 }
 
 // ── the real checks ──────────────────────────────────────────────────────────────────────────────
@@ -158,6 +169,7 @@ function scanCandidates(
   families: number,
   settings: DetectorSettings,
   key: Uint8Array,
+  json: boolean,
 ): DetectorScan<string> | undefined {
   const spans: Span[] = [];
   const on = (name: DetectorName) => c.enabled.has(name);
@@ -177,6 +189,7 @@ function scanCandidates(
   const method = settings.method;
   let out = '';
   let at = 0;
+  const strings = json ? new JsonStrings(value) : undefined;
   for (const s of kept) {
     const text = value.slice(s.start, s.end);
     const masked =
@@ -185,10 +198,38 @@ function scanCandidates(
           ? partialText(text)
           : '***'
         : maskPlainText(text, method, key);
-    out += value.slice(at, s.start) + masked;
+    out += value.slice(at, s.start) + (strings && !strings.inside(s.start) ? JSON.stringify(masked) : masked);
     at = s.end;
   }
-  return { masked: out + value.slice(at), hits };
+  out += value.slice(at);
+  if (json && !parsesAsJson(out)) out = '"***"';
+  return { masked: out, hits };
+}
+
+/** Whether a position of JSON text is inside a string literal (positions asked in increasing order). */
+class JsonStrings {
+  private at = 0;
+  private inString = false;
+  constructor(private readonly text: string) {}
+
+  inside(position: number): boolean {
+    for (; this.at < position; this.at++) {
+      const c = this.text.charCodeAt(this.at);
+      if (this.inString && c === 92)
+        this.at++; // a backslash escapes the next character
+      else if (c === 34) this.inString = !this.inString;
+    }
+    return this.inString;
+  }
+}
+
+function parsesAsJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function withoutOverlaps(spans: Span[]): Span[] {

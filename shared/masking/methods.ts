@@ -401,6 +401,12 @@ export function maskCell(
       if (method === 'redact') return REDACTED_BYTES;
       if (method === 'partial')
         return partialAsciiBytes(cell) ?? encoder.encode(partialText(decoder.decode(cell)));
+      // the HMAC of the UTF-8 bytes is the HMAC of the text: no decoding either
+      if (method === 'hash') return hexBytes(hmacSha256(ctx.key, cell), 8);
+      if (method === 'fake') {
+        const fake = fakeAsciiBytes(cell, ctx.key);
+        if (fake) return fake;
+      }
     }
     const masked = maskText(decoder.decode(cell), method, ctx);
     return masked === null ? null : encoder.encode(masked);
@@ -423,6 +429,44 @@ function partialAsciiBytes(cell: Uint8Array): Uint8Array | undefined {
   for (let i = 0; i < cell.length; i++) {
     const b = cell[i] as number;
     out[i] = isMaskable(b) && seen++ < maskable - shown ? 42 : b;
+  }
+  return out;
+}
+
+const HEX_DIGITS = new TextEncoder().encode('0123456789abcdef');
+
+/** The first `count` bytes as lower-case hex ASCII. */
+function hexBytes(bytes: Uint8Array, count: number): Uint8Array {
+  const out = new Uint8Array(count * 2);
+  for (let i = 0; i < count; i++) {
+    const b = bytes[i] as number;
+    out[i * 2] = HEX_DIGITS[b >>> 4] as number;
+    out[i * 2 + 1] = HEX_DIGITS[b & 15] as number;
+  }
+  return out;
+}
+
+/**
+ * fakeText over ASCII bytes without decoding; undefined when the cell is not ASCII or may be a card
+ * number (13–19 digits: the Luhn fix-up is left to fakeText).
+ */
+function fakeAsciiBytes(cell: Uint8Array, key: Uint8Array): Uint8Array | undefined {
+  let digits = 0;
+  for (let i = 0; i < cell.length; i++) {
+    const b = cell[i] as number;
+    if (b > 127) return undefined;
+    if (b >= 48 && b <= 57) digits++;
+  }
+  if (digits >= 13 && digits <= 19) return undefined;
+  const stream = keystream(key, cell, cell.length);
+  const out = new Uint8Array(cell.length);
+  for (let i = 0; i < cell.length; i++) {
+    const b = cell[i] as number;
+    const r = stream[i % stream.length] as number;
+    if (b >= 48 && b <= 57) out[i] = 48 + (r % 10);
+    else if (b >= 65 && b <= 90) out[i] = 65 + (r % 26);
+    else if (b >= 97 && b <= 122) out[i] = 97 + (r % 26);
+    else out[i] = b;
   }
   return out;
 }

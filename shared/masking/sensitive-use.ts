@@ -170,7 +170,14 @@ const CONVERTING_FUNCTIONS = new Set([
   'regclass',
   'regproc',
   'regtype',
+  'format',
+  'xpath',
+  'xpath_exists',
 ]);
+
+/** Type input functions called directly (`int4in(textout(ssn))`) print their input like casts do. */
+const INPUT_FUNCTION =
+  /^(?:[a-z0-9]+_in|(?:int[248]|float[48]|bool|cash|bytea|char|name|text|oid|reg[a-z]+)in)$/;
 
 /**
  * Functions that send their arguments somewhere other than the result: a notification to every
@@ -481,7 +488,8 @@ class UseWalker {
           // window and aggregate ordering / filtering only arrange rows
           const arranges = field === 'over' || field === 'agg_order' || field === 'agg_filter';
           const valueFree = field === 'args' && VALUE_FREE_FUNCTIONS.has(name);
-          const converting = field === 'args' && CONVERTING_FUNCTIONS.has(name);
+          const converting =
+            field === 'args' && (CONVERTING_FUNCTIONS.has(name) || INPUT_FUNCTION.test(name));
           this.generic(
             body[field],
             arranges || valueFree

@@ -106,7 +106,12 @@ export interface PolicyRule {
   approvers?: string;
   /** require_approval: how long the statement is held */
   timeoutSeconds?: number;
-  /** mask: what to mask and how */
+  /**
+   * mask: what to mask and how. Masking is by column identity on the wire, so a mask rule applies to
+   * every statement of the sessions its principals / groups / roles / databases match (as long as no
+   * earlier rule decided the statement): `select *`, views and EXECUTE are masked although their text
+   * never names the column. Its statement matchers (columns, relations, kinds…) do not narrow it.
+   */
   mask?: MaskSpec;
 }
 

@@ -101,11 +101,10 @@ describe('the proxy routes', () => {
       token: SERVICE_TOKEN,
     });
     await new Promise((resolve) => setTimeout(resolve, 100));
-    const started = performance.now();
     const decided = await call('POST', `/v1/approvals/${approval.id}/approve`, { token: reviewerToken });
     expect(decided.status).toBe(200);
+    // the wait lasts 20 s: 'approved' means the decision released it, not the timeout
     const { body } = await waiting;
-    expect(performance.now() - started).toBeLessThan(500);
     expect(body['approval']).toMatchObject({
       status: 'approved',
       decidedBy: 'rita@example.com',

@@ -94,13 +94,13 @@ describe('asking for approval', () => {
 
 describe('waiting', () => {
   it('is woken at once by a decision in the same process, and that wait takes the one use', async () => {
+    // Re-reads are an hour apart and the wait lasts 20 s, so only the in-process wake can release it.
+    service = makeService({ recheckMs: 3_600_000 });
     const approval = await service.request(request());
-    const started = performance.now();
     const waiting = service.wait(approval.id, 20_000);
     await new Promise((resolve) => setTimeout(resolve, 50));
     await service.decide(approval.id, reviewer(), { verdict: 'approve' });
     const released = await waiting;
-    expect(performance.now() - started).toBeLessThan(1_000);
     expect(released).toMatchObject({ id: approval.id, status: 'approved', decidedBy: 'rita@example.com' });
     expect((await store.get(approval.id))?.status).toBe('consumed');
     expect(audit.steps(approval.id)).toEqual(['requested', 'approved', 'consumed']);
@@ -115,10 +115,9 @@ describe('waiting', () => {
     const approval = await here.request(request());
     const waiting = here.wait(approval.id, 10_000);
     await new Promise((resolve) => setTimeout(resolve, 150));
-    const decidedAt = performance.now();
     await elsewhere.decide(approval.id, reviewer(), { verdict: 'deny', reason: 'not now' });
+    // The wait lasts 10 s and nothing wakes it in this process: only a re-read can see the denial.
     const answer = await waiting;
-    expect(performance.now() - decidedAt).toBeLessThan(600);
     expect(answer).toMatchObject({ status: 'denied', denyReason: 'not now', decidedBy: 'rita@example.com' });
   });
 
@@ -152,9 +151,8 @@ describe('waiting', () => {
     });
     const approval = await service.request(request());
     racing = true;
-    const started = performance.now();
+    // re-reads are 10 s apart and the wait lasts 5 s: only the wake-up can make it 'approved'
     expect((await service.wait(approval.id, 5_000)).status).toBe('approved');
-    expect(performance.now() - started).toBeLessThan(1_000);
   });
 
   it('returns the approval still pending after the timeout', async () => {
@@ -164,11 +162,10 @@ describe('waiting', () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(290);
   });
 
-  it('caps the wait at 25 s and answers 0 at once', async () => {
+  // a 0 ms wait that slept instead would run into this test's 5 s limit
+  it('answers a 0 ms wait at once', { timeout: 5_000 }, async () => {
     const approval = await service.request(request());
-    const started = performance.now();
     expect((await service.wait(approval.id, 0)).status).toBe('pending');
-    expect(performance.now() - started).toBeLessThan(200);
   });
 
   it('does not take the use for a caller that gave up', async () => {
@@ -180,14 +177,13 @@ describe('waiting', () => {
     expect((await store.get(approval.id))?.status).toBe('approved');
   });
 
-  it('stops waiting when the caller aborts', async () => {
+  // the wait lasts 20 s; one that ignored the abort would run into this test's 5 s limit
+  it('stops waiting when the caller aborts', { timeout: 5_000 }, async () => {
     const approval = await service.request(request());
     const caller = new AbortController();
     const waiting = service.wait(approval.id, 20_000, caller.signal);
     setTimeout(() => caller.abort(), 50);
-    const started = performance.now();
     expect((await waiting).status).toBe('pending');
-    expect(performance.now() - started).toBeLessThan(1_000);
   });
 
   it('answers NOT_FOUND for an unknown approval', async () => {

@@ -162,11 +162,10 @@ describe('Approve', () => {
   it('approves as the mapped reviewer, updates the message with the outcome and releases the waiting statement', async () => {
     const approval = await posted();
     const waiting = api.service.wait(approval.id, 20_000);
-    const started = performance.now();
     const response = await click('U-RITA', 'approve', approval);
     expect(response.status).toBe(200);
+    // the wait lasts 20 s: 'approved' means the click released it, not the timeout
     const released = await waiting;
-    expect(performance.now() - started).toBeLessThan(1_000);
     expect(released).toMatchObject({
       status: 'approved',
       decidedBy: 'rita@example.com',

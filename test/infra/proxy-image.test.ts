@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ESM_BANNER } from '../../infra/constructs/control-plane.ts';
+import { AUDIT_SPOOL_DIR } from '../../infra/constructs/proxy.ts';
 import { REPO_ROOT } from '../../infra/repo-root.ts';
 
 const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
@@ -125,6 +126,23 @@ describe('Dockerfile', () => {
       expect.arrayContaining(['proxy/main.ts', '--bundle', '--platform=node', '--format=esm']),
     );
   });
+
+  it('creates the audit spool mount point, owned by node, before dropping to node', () => {
+    // ECS on Fargate gives the task volume the owner of the image's directory; the root file system
+    // is read-only, so without this the proxy could not spool at all.
+    const lines = dockerfile.split('\n');
+    const create = lines.findIndex(
+      (line) =>
+        line.startsWith('RUN mkdir -p') &&
+        line.includes(AUDIT_SPOOL_DIR) &&
+        line.includes('chown -R node:node'),
+    );
+    expect(create, `a RUN line creating ${AUDIT_SPOOL_DIR} for node`).toBeGreaterThan(
+      lines.findLastIndex((line) => line.startsWith('FROM ')),
+    );
+    expect(create).toBeLessThan(lines.indexOf('USER node'));
+    expect(lines).toContain(`VOLUME ["${AUDIT_SPOOL_DIR}"]`);
+  });
 });
 
 describe('the image layout', () => {
@@ -147,6 +165,7 @@ describe('the bundled proxy', () => {
     expect(await exited(child)).toBe(1);
     expect(output.text()).toContain('PGWARDEN_UPSTREAM_HOST is missing');
     expect(output.text()).toContain('PGWARDEN_SERVICE_TOKEN is missing');
+    expect(output.text()).toContain('PGWARDEN_MASKING_KEY is missing');
   });
 
   it('starts from the environment ECS gives it, answers a health check, and drains on SIGTERM', async () => {
@@ -160,6 +179,7 @@ describe('the bundled proxy', () => {
       PGWARDEN_UPSTREAM_CREDENTIALS: JSON.stringify({ developer: { user: 'app_rw', password: 'secret' } }),
       PGWARDEN_API_URL: 'http://127.0.0.1:9',
       PGWARDEN_SERVICE_TOKEN: 'service-token-0123456789abcdef',
+      PGWARDEN_MASKING_KEY: 'masking-key-0123456789abcdef0123456789abcdef',
       PGWARDEN_DRAIN_SECONDS: '1',
     });
     const output = collect(child);

@@ -210,8 +210,8 @@ describe('Slack secrets by ARN, alarm topic, strict audit with a larger spool, r
     )[0]!['Properties'];
 
   it('uses the given Slack secrets instead of creating placeholders, in both functions', () => {
-    // Only the generated service token is left.
-    template.resourceCountIs('AWS::SecretsManager::Secret', 1);
+    // Only the generated service token and masking key are left.
+    template.resourceCountIs('AWS::SecretsManager::Secret', 2);
     const api = fn('pgwarden control-plane API (Hono)')['Environment'].Variables;
     expect(api).toMatchObject({
       SLACK_BOT_TOKEN_SECRET_ARN: BOT_TOKEN_ARN,

@@ -73,6 +73,7 @@ const secretRef = (description: RegExp) => ({
   Ref: logicalId('AWS::SecretsManager::Secret', { Description: Match.stringLikeRegexp(description.source) }),
 });
 const serviceTokenRef = () => secretRef(/proxy's bearer credential/);
+const maskingKeyRef = () => secretRef(/HMAC key for the hash and fake mask methods/);
 const botTokenRef = () => secretRef(/bot token/);
 const signingSecretRef = () => secretRef(/signing secret/);
 const queueArn = (dlq = false) => ({
@@ -464,7 +465,17 @@ describe('control-plane API (Lambda + HTTP API)', () => {
         GenerateSecretString: Match.objectLike({ PasswordLength: 32 }),
       });
     }
-    expect(Object.keys(resources('AWS::SecretsManager::Secret'))).toHaveLength(3);
+    expect(Object.keys(resources('AWS::SecretsManager::Secret'))).toHaveLength(4);
+  });
+
+  it('generates the masking key in Secrets Manager and keeps it when the stack is deleted', () => {
+    // A new key changes every hashed and faked value: deleting the stack must not lose it.
+    const id = maskingKeyRef().Ref;
+    const secret = template.toJSON().Resources[id];
+    expect(secret.Properties['GenerateSecretString']).toEqual({ PasswordLength: 64, ExcludePunctuation: true });
+    expect(secret.DeletionPolicy).toBe('Retain');
+    expect(secret.UpdateReplacePolicy).toBe('Retain');
+    expect(template.toJSON().Outputs['MaskingKeySecretArn'].Value).toEqual({ Ref: id });
   });
 });
 
@@ -517,13 +528,14 @@ describe('proxy (ECS Fargate behind an NLB)', () => {
     ]);
   });
 
-  it('injects certificate, key, database logins and service token as ECS secrets', () => {
+  it('injects certificate, key, database logins, service token and masking key as ECS secrets', () => {
     const { Secrets, Environment } = container();
     expect(Secrets).toEqual([
       { Name: 'PGWARDEN_TLS_CERT', ValueFrom: `${TLS_SECRET_ARN}:cert::` },
       { Name: 'PGWARDEN_TLS_KEY', ValueFrom: `${TLS_SECRET_ARN}:key::` },
       { Name: 'PGWARDEN_UPSTREAM_CREDENTIALS', ValueFrom: CREDENTIALS_SECRET_ARN },
       { Name: 'PGWARDEN_SERVICE_TOKEN', ValueFrom: serviceTokenRef() },
+      { Name: 'PGWARDEN_MASKING_KEY', ValueFrom: maskingKeyRef() },
     ]);
     const names = (Environment as Array<{ Name: string }>).map((variable) => variable.Name);
     expect(names.sort()).toEqual([
@@ -584,13 +596,16 @@ describe('proxy (ECS Fargate behind an NLB)', () => {
     });
   });
 
-  it('lets the task execution role read exactly the three secrets', () => {
+  it('lets the task execution role read exactly the four secrets', () => {
     const { Properties } = only('AWS::IAM::Policy', {
       Roles: [{ Ref: Match.stringLikeRegexp('ExecutionRole') }],
     });
     const statements = Properties['PolicyDocument'].Statement as Array<Record<string, Json>>;
     const secretRead = statements.find((s) => JSON.stringify(s.Action).includes('GetSecretValue'))!;
-    expect(secretRead.Resource).toEqual([TLS_SECRET_ARN, CREDENTIALS_SECRET_ARN, serviceTokenRef()]);
+    // exactly these (IAM merges the grants in its own order)
+    const readable = [TLS_SECRET_ARN, CREDENTIALS_SECRET_ARN, serviceTokenRef(), maskingKeyRef()];
+    expect(secretRead.Resource).toHaveLength(readable.length);
+    expect(secretRead.Resource).toEqual(expect.arrayContaining(readable));
     const wildcard = statements.filter((s) => s.Resource === '*');
     expect(wildcard).toEqual([{ Effect: 'Allow', Action: 'ecr:GetAuthorizationToken', Resource: '*' }]);
   });
@@ -674,13 +689,13 @@ describe('approvals (SQS, dead-letter queue and alarm, notifier Lambda)', () => 
     }
   });
 
-  it('moves a record to the dead-letter queue after 5 receives; hides it 6× the notifier timeout', () => {
+  it('moves a record to the dead-letter queue after 5 receives; hides it 6 notifier timeouts + the batching window', () => {
     expect(queue().Properties).toMatchObject({
       RedrivePolicy: {
         deadLetterTargetArn: { 'Fn::GetAtt': [deadLetterQueue().id, 'Arn'] },
         maxReceiveCount: 5,
       },
-      VisibilityTimeout: 6 * notifier().Properties['Timeout'],
+      VisibilityTimeout: 6 * notifier().Properties['Timeout'] + 1, // + the batching window
     });
     expect(deadLetterQueue().Properties['MessageRetentionPeriod']).toBe(14 * 24 * 3600);
   });
@@ -839,6 +854,19 @@ describe('least privilege', () => {
       ),
     );
     expect(wildcard.map((statement) => statement.Action)).toEqual(['ecr:GetAuthorizationToken']);
+  });
+
+  it("lets only the proxy's task execution role read the masking key (it never leaves the proxy)", () => {
+    const policies = { ...resources('AWS::IAM::Policy'), ...resources('AWS::IAM::ManagedPolicy') };
+    const key = JSON.stringify(maskingKeyRef());
+    const readers = Object.entries(policies)
+      .filter(([, policy]) => JSON.stringify(policy.Properties['PolicyDocument']).includes(key))
+      .map(([id]) => id);
+    const executionPolicy = only('AWS::IAM::Policy', {
+      Roles: [{ Ref: Match.stringLikeRegexp('ExecutionRole') }],
+    }).id;
+    expect(readers).toEqual([executionPolicy]);
+    expect(JSON.stringify(resources('AWS::Lambda::Function'))).not.toContain(key);
   });
 });
 

@@ -222,7 +222,7 @@ describe('a statement held for approval', () => {
     const held = c.query(`delete from ${table}`);
     const after = c.query(`select count(*)::int as n from ${table}`);
     const id = await approvals.held(1);
-    await waitFor(() => notices.length === 1);
+    await waitFor(() => notices.length === 1, 10_000);
     expect(notices[0]).toContain(id);
     let settled = false;
     void after.then(() => {

@@ -40,6 +40,14 @@ beforeAll(async () => {
     create view customer_ids_2 as select tax_id as tin, shout from customer_ids;
     create view customer_rows as select c.id, row_to_json(c) as doc from customers c;
     grant select on customer_ids, customer_ids_2, customer_rows to ${h.postgres.roles.app_rw.user};
+    create extension if not exists citext;
+    create domain tax_number as varchar(40);
+    create table people (id int, ssn citext, note tax_number);
+    insert into people values (1, '123-45-6789', 'card 4111111111111111');
+    grant select on people to ${h.postgres.roles.app_rw.user};
+    create table accounts (id int, card_number numeric(19), opened timestamptz);
+    insert into accounts values (1, 4111111111111111, '2021-06-15');
+    grant select on accounts to ${h.postgres.roles.app_rw.user};
   `);
 }, 60_000);
 afterAll(async () => {
@@ -124,6 +132,41 @@ describe('text results', () => {
 });
 
 describe('binary results', () => {
+  it('never corrupt a column they cannot mask in binary: it is sent as NULL and the record says why', async () => {
+    h.controlPlane.decider = () => ({
+      action: 'allow',
+      ruleId: 'mask-card-numbers',
+      policyVersion: 't',
+      masks: [{ ruleId: 'mask-card-numbers', columns: ['card_number'], method: 'partial' }],
+    });
+    const { client, bytes } = await tappedClient({ binary: true } as Partial<pg.ClientConfig>);
+    try {
+      const r = await client.query({
+        text: 'select id, card_number, opened from accounts /* binary-numeric */',
+        queryMode: 'extended',
+      } as pg.QueryConfig);
+      expect(r.rows[0].card_number).toBeNull();
+      expect(r.rows[0].opened).toBeInstanceOf(Date);
+      // the same column in text format keeps a valid numeric: its last four digits
+      const text = await h.viaProxy();
+      try {
+        const t = await text.query('select card_number from accounts');
+        expect(t.rows[0].card_number).toBe('1111');
+      } finally {
+        await text.end();
+      }
+      expect(bytes().includes(Buffer.from('4111111111111111'))).toBe(false);
+    } finally {
+      await client.end();
+    }
+    await waitFor(() =>
+      h.controlPlane.statements().some((e) => e.text.includes('binary-numeric') && e.masked),
+    );
+    const event = h.controlPlane.statements().find((e) => e.text.includes('binary-numeric') && e.masked)!;
+    expect(event.masked?.[0]).toMatchObject({ column: 'public.accounts.card_number', method: 'null' });
+    expect(event.masked?.[0]?.note).toMatch(/binary format/);
+  });
+
   it('masks binary-format columns with valid binary values (node-postgres binary mode)', async () => {
     const { client, bytes } = await tappedClient({ binary: true } as Partial<pg.ClientConfig>);
     try {
@@ -366,6 +409,23 @@ describe('content detectors on the other channels', () => {
       expect(bytes().includes(Buffer.from(CARD))).toBe(false);
     } finally {
       await client.end();
+    }
+  });
+
+  it('treat user-defined string types (citext, a domain over varchar) like text, in text and binary format', async () => {
+    for (const binary of [false, true]) {
+      const { client, bytes } = await tappedClient({ binary } as Partial<pg.ClientConfig>);
+      try {
+        const r = await client.query({
+          text: 'select ssn, note from people',
+          queryMode: 'extended',
+        } as pg.QueryConfig);
+        expect(r.rows[0].ssn, `binary ${binary}`).toBe('***-**-6789');
+        expect(r.rows[0].note, `binary ${binary}`).toBe('card ************1111');
+        expect(bytes().includes(Buffer.from(CARD))).toBe(false);
+      } finally {
+        await client.end();
+      }
     }
   });
 

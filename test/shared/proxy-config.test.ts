@@ -10,6 +10,7 @@ const valid = {
   PGWARDEN_UPSTREAM_CREDENTIALS: '{"developer":{"user":"app_rw","password":"s3cret"}}',
   PGWARDEN_API_URL: 'https://api.example.com',
   PGWARDEN_SERVICE_TOKEN: 'service-token-0123456789abcdef',
+  PGWARDEN_MASKING_KEY: 'masking-key-0123456789abcdef0123456789',
 };
 
 function problems(env: Record<string, string | undefined>): string {
@@ -59,13 +60,22 @@ describe('proxyConfigFromEnv', () => {
     expect(message).toContain('role "developer" needs a string user and password');
   });
 
+  it('needs a masking key shared by every task, long enough to be a secret', () => {
+    expect(proxyConfigFromEnv(valid).maskingKey).toBe(valid.PGWARDEN_MASKING_KEY);
+    const { PGWARDEN_MASKING_KEY: _m, ...noKey } = valid;
+    expect(problems(noKey)).toContain('PGWARDEN_MASKING_KEY is missing');
+    expect(problems({ ...valid, PGWARDEN_MASKING_KEY: 'short' })).toContain('at least 32 characters');
+  });
+
   it('passes a policy document through for the proxy to enforce', () => {
     expect(proxyConfigFromEnv({ ...valid, PGWARDEN_POLICY: 'version: "x"' }).policyText).toBe('version: "x"');
   });
 
   it('polls the stored policy every 30 s unless PGWARDEN_POLICY_REFRESH_SECONDS says otherwise', () => {
     expect(proxyConfigFromEnv(valid).policyRefreshSeconds).toBe(30);
-    expect(proxyConfigFromEnv({ ...valid, PGWARDEN_POLICY_REFRESH_SECONDS: '5' }).policyRefreshSeconds).toBe(5);
+    expect(proxyConfigFromEnv({ ...valid, PGWARDEN_POLICY_REFRESH_SECONDS: '5' }).policyRefreshSeconds).toBe(
+      5,
+    );
     for (const bad of ['0', '-1', 'soon', '3601'])
       expect(problems({ ...valid, PGWARDEN_POLICY_REFRESH_SECONDS: bad }), bad).toContain(
         'PGWARDEN_POLICY_REFRESH_SECONDS',

@@ -11,8 +11,8 @@
  * deployed configuration (secret ARNs, table prefix, channel) is enough to run both functions.
  */
 import { randomUUID } from 'node:crypto';
-import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { startFauxqs } from 'fauxqs';
+import { CreateQueueCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { interceptLocalhostDns, startFauxqs } from 'fauxqs';
 import type { LambdaEvent } from 'hono/aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
@@ -47,7 +47,11 @@ let fauxqs: Awaited<ReturnType<typeof startFauxqs>>;
 let secrets: SecretsManagerStandIn;
 let slack: FakeSlack;
 let queueUrl: string;
+let sqs: SQSClient;
 let prefix: string;
+type ApiHandler = (event: LambdaEvent) => Promise<{ statusCode: number; body: string }>;
+let apiHandler: ApiHandler;
+let restoreDns: () => void;
 
 beforeAll(async () => {
   // The template only: bundling is skipped (the stack tests check the bundles).
@@ -70,6 +74,9 @@ beforeAll(async () => {
     [idOf('signing secret')]: SECRET('slack-signing-secret'),
   };
 
+  // Queue URLs name a virtual host (sqs.<region>.localhost) that the SDK sends to, as a real queue
+  // URL names SQS: resolve *.localhost to the emulator (fauxqs's own helper; this worker only).
+  restoreDns = interceptLocalhostDns();
   [idp, db, fauxqs] = await Promise.all([
     startTestIssuer(),
     startDynamoDb(),
@@ -81,13 +88,12 @@ beforeAll(async () => {
     [SECRET('slack-bot-token')]: slack.token,
     [SECRET('slack-signing-secret')]: SIGNING_SECRET,
   });
-  const sqs = new SQSClient({
+  sqs = new SQSClient({
     endpoint: `http://127.0.0.1:${fauxqs.port}`,
     region: 'eu-west-1',
     credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
   });
   queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: 'approvals' }))).QueueUrl!;
-  sqs.destroy();
   prefix = functions.api['PGWARDEN_TABLE_PREFIX'];
   await Promise.all([
     ensureAuditTables(db.client, tableNames(prefix)),
@@ -101,6 +107,8 @@ afterAll(async () => {
   vi.unstubAllEnvs();
   vi.restoreAllMocks();
   removeOutdirs();
+  sqs?.destroy();
+  restoreDns?.();
   await Promise.all([idp?.stop(), db?.stop(), fauxqs?.stop(), secrets?.stop(), slack?.stop()]);
 });
 
@@ -125,7 +133,6 @@ function stubDeployedEnv(variables: Record<string, Json>, testOnly: Record<strin
     AWS_ACCESS_KEY_ID: 'test',
     AWS_SECRET_ACCESS_KEY: 'test',
     AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.endpoint,
-    AWS_ENDPOINT_URL_SQS: `http://127.0.0.1:${fauxqs.port}`,
     PGWARDEN_DYNAMODB_ENDPOINT: db.endpoint,
     ...testOnly,
   })) {
@@ -168,7 +175,7 @@ const json = (value: unknown) => JSON.stringify(value);
 const asProxy = { authorization: `Bearer ${SERVICE_TOKEN}`, 'content-type': 'application/json' };
 
 describe('the API function with its deployed environment', () => {
-  let handler: (event: LambdaEvent) => Promise<{ statusCode: number; body: string }>;
+  const handler: ApiHandler = (event) => apiHandler(event);
 
   beforeAll(async () => {
     stubDeployedEnv(functions.api, {
@@ -177,8 +184,8 @@ describe('the API function with its deployed environment', () => {
       PGWARDEN_OIDC_AUDIENCE: idp.audience,
       PGWARDEN_SLACK_API_URL: slack.apiUrl,
     });
-    ({ handler } = (await import('../../../functions/api/handler.ts')) as unknown as {
-      handler: typeof handler;
+    ({ handler: apiHandler } = (await import('../../../functions/api/handler.ts')) as unknown as {
+      handler: ApiHandler;
     });
   }, 60_000);
 
@@ -263,10 +270,10 @@ describe('the notifier function with its deployed environment', () => {
   }, 60_000);
 
   /** One record as Lambda's SQS event source mapping delivers it. */
-  function sqsRecord(body: string) {
+  function sqsRecord(body: string, messageId: string = randomUUID()) {
     const now = String(Date.now());
     return {
-      messageId: randomUUID(),
+      messageId,
       receiptHandle: `AQEB${randomUUID()}`,
       body,
       attributes: {
@@ -282,6 +289,44 @@ describe('the notifier function with its deployed environment', () => {
       awsRegion: 'eu-west-1',
     };
   }
+
+  it('gets what the API function queued (deployed queue URL) and posts it to Slack', async () => {
+    const asked = await apiHandler(
+      httpApiEvent(
+        'POST',
+        '/v1/approvals',
+        json({
+          session: decisionBody.session,
+          statement: { text: 'delete from invoices where id = 7', protocol: 'simple' },
+          decision: {
+            action: 'require_approval',
+            ruleId: 'writes-need-approval',
+            reason: 'writes to production need a second pair of eyes',
+            policyVersion: 'v1',
+            approval: { approvers: 'reviewers', timeoutSeconds: 60 },
+          },
+        }),
+        asProxy,
+        'ANY /v1/{proxy+}',
+      ),
+    );
+    expect(asked.statusCode, asked.body).toBe(200);
+    const { approval } = JSON.parse(asked.body) as { approval: { id: string; status: string } };
+    expect(approval.status).toBe('pending');
+
+    const { Messages = [] } = await sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 2 }),
+    );
+    expect(Messages.map((message) => JSON.parse(message.Body!))).toEqual([{ approvalId: approval.id }]);
+    const response = await handler({
+      Records: Messages.map((message) => sqsRecord(message.Body!, message.MessageId!)),
+    });
+    expect(response).toEqual({ batchItemFailures: [] });
+    const post = slack
+      .callsTo('chat.postMessage')
+      .find((call) => JSON.stringify(call.args).includes('invoices'));
+    expect(post?.args['channel']).toBe(functions.notifier['PGWARDEN_SLACK_CHANNEL']);
+  });
 
   it('posts to the deployed channel and reports exactly the failing records of a batch', async () => {
     const service = createApprovalsService({

@@ -63,11 +63,8 @@ describe('the local notifier poller', () => {
       events.push(event);
       return { batchItemFailures: [] };
     });
-    const sentAt = Date.now();
     await client.send(new SendMessageCommand({ QueueUrl: sqs.queueUrl, MessageBody: '{"approvalId":"a1"}' }));
     await waitFor(() => events.length > 0, 5_000);
-    // long polling: the message is delivered while the receive is waiting, not at the next poll
-    expect(Date.now() - sentAt).toBeLessThan(900);
     const record = events[0]!.Records[0]!;
     expect(record).toMatchObject({
       body: '{"approvalId":"a1"}',

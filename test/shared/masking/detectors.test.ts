@@ -130,6 +130,31 @@ describe('bytes', () => {
   });
 });
 
+describe('JSON values', () => {
+  const json = { json: true };
+
+  it('stay valid JSON: findings in strings are masked in place, bare numbers become strings', () => {
+    expect(scanText('{"card": "4111 1111 1111 1111", "n": 1}', all, key, json)?.masked).toBe(
+      '{"card": "**** **** **** 1111", "n": 1}',
+    );
+    expect(scanText('{"card": 4111111111111111}', all, key, json)?.masked).toBe(
+      '{"card": "************1111"}',
+    );
+    expect(scanText('["a\\"b 123-45-6789"]', all, key, json)?.masked).toBe('["a\\"b ***-**-6789"]');
+  });
+
+  it('fall back to "***" when masking in place would break the JSON', () => {
+    const unterminated = '{"k": "-----BEGIN PRIVATE KEY-----\\nMIIE"}';
+    const scan = scanText(unterminated, all, key, json);
+    expect(scan?.masked).toBe('"***"');
+    expect(scan?.hits).toEqual([{ detector: 'private_key', count: 1 }]);
+  });
+
+  it('without the option, text is text', () => {
+    expect(scanText('{"card": 4111111111111111}', all, key)?.masked).toBe('{"card": ************1111}');
+  });
+});
+
 describe('iban check', () => {
   it('is ISO 13616 mod 97', () => {
     expect(ibanValid('GB82WEST12345698765432')).toBe(true);

@@ -152,6 +152,22 @@ describe('DataRow cells', () => {
     expect(maskCell(utf8('x'), 0, 'null', text)).toBeNull();
   });
 
+  it('text cells: the byte fast paths of hash and fake equal maskText', () => {
+    for (const value of [
+      '123-45-6789',
+      'Alice Smith',
+      '4111 1111 1111 1111',
+      'Zoë 1234',
+      '',
+      'x'.repeat(80),
+    ]) {
+      for (const method of ['hash', 'fake'] as const)
+        expect(str(maskCell(utf8(value), 0, method, text)), `${method} ${value}`).toBe(
+          maskText(value, method, text),
+        );
+    }
+  });
+
   it('binary text-like cells are UTF-8 like text ones; jsonb keeps its version byte', () => {
     expect(str(maskCell(utf8('123-45-6789'), 1, 'partial', text))).toBe('***-**-6789');
     const jsonb = maskCell(new Uint8Array([1, ...utf8('"123-45-6789"')]), 1, 'redact', ctx(TYPE_OIDS.jsonb));
