@@ -36,9 +36,9 @@ import pg from 'pg';
 import { tableNames } from '../functions/adapters/dynamodb-audit-store.ts';
 import { startApiSink } from './bench/api-sink.ts';
 import { approvalLatencySection } from './bench/approvals.ts';
-import { maskingSection } from './bench/masking.ts';
 import { countItems, type TableCount } from './bench/audit-count.ts';
 import { openIdleConnections } from './bench/idle.ts';
+import { maskingSection } from './bench/masking.ts';
 import {
   type Endpoint,
   type PgbenchResult,

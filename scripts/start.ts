@@ -156,6 +156,7 @@ async function start(config: LocalConfig): Promise<void> {
     proxyId: `local-${hostname()}`,
     logger,
     audit: config.audit,
+    access: config.access,
     approvals: {
       sqs: { endpoint: sqs.endpoint, queueUrl: sqs.queueUrl },
       ...(config.slack ? { slack: config.slack } : { console: (text: string) => process.stdout.write(text) }),

@@ -348,6 +348,28 @@ export function cliConfigFromEnv(env: Env): CliConfig {
   return token ? { apiUrl, token } : { apiUrl };
 }
 
+/**
+ * Which OIDC groups hold the API's human capabilities (functions/api/auth.ts AccessGroups), each a
+ * comma list meaning "any of". An unset or empty variable keeps the default, the same one the CDK
+ * stack and local mode use.
+ */
+export interface AccessGroupsConfig {
+  /** PGWARDEN_AUDITOR_GROUPS (default auditors): read the audit trail */
+  auditors: string[];
+  /** PGWARDEN_ADMIN_GROUPS (default admins): change policies */
+  admins: string[];
+  /** PGWARDEN_REVIEWER_GROUPS (default reviewers): list approvals; decide when a rule names no group */
+  reviewers: string[];
+}
+
+export function accessGroupsFromEnv(env: Env): AccessGroupsConfig {
+  return {
+    auditors: list(env['PGWARDEN_AUDITOR_GROUPS']) ?? ['auditors'],
+    admins: list(env['PGWARDEN_ADMIN_GROUPS']) ?? ['admins'],
+    reviewers: list(env['PGWARDEN_REVIEWER_GROUPS']) ?? ['reviewers'],
+  };
+}
+
 /** The audit trail on the API side: who may read it, and how long DynamoDB keeps it. */
 export interface AuditStoreConfig {
   /** PGWARDEN_AUDITOR_GROUPS (comma list; default auditors): may read the trail through the API */
@@ -366,7 +388,7 @@ export function auditStoreConfigFromEnv(env: Env): AuditStoreConfig {
     );
   }
   return {
-    auditorGroups: list(env['PGWARDEN_AUDITOR_GROUPS']) ?? ['auditors'],
+    auditorGroups: accessGroupsFromEnv(env).auditors,
     ...(days === undefined ? {} : { retentionDays: days }),
   };
 }
@@ -418,7 +440,7 @@ export function approvalsConfigFromEnv(env: Env): ApprovalsConfig {
       ? { slack: { botToken, signingSecret, ...(apiUrl === undefined ? {} : { apiUrl }) } }
       : {}),
     channel: env['PGWARDEN_SLACK_CHANNEL']?.trim() || DEFAULT_SLACK_CHANNEL,
-    reviewerGroups: list(env['PGWARDEN_REVIEWER_GROUPS']) ?? ['reviewers'],
+    reviewerGroups: accessGroupsFromEnv(env).reviewers,
   };
 }
 

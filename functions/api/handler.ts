@@ -9,6 +9,7 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { handle } from 'hono/aws-lambda';
 import {
   type ApiConfig,
+  accessGroupsFromEnv,
   apiConfigFromEnv,
   approvalsConfigFromEnv,
   auditStoreConfigFromEnv,
@@ -24,7 +25,6 @@ import { DynamoDbPrincipalDirectory } from '../adapters/dynamodb-principal-direc
 import { createOidcVerifier } from '../adapters/oidc-verifier.ts';
 import { createApp } from './app.ts';
 import { approvalsRouteContext } from './approvals-wiring.ts';
-import { DEFAULT_ACCESS_GROUPS } from './auth.ts';
 import { StoredPolicySource } from './policy-source.ts';
 import { apiRoutes } from './routes/index.ts';
 import { createControlPlaneService } from './service.ts';
@@ -38,7 +38,9 @@ const logger: Logger = {
 
 const config = apiConfigFromEnv(process.env);
 const approvalsConfig = approvalsConfigFromEnv(process.env);
-// who may read the trail (PGWARDEN_AUDITOR_GROUPS) and how long it is kept (PGWARDEN_AUDIT_RETENTION_DAYS)
+// who reads the trail, changes policies, reviews approvals (PGWARDEN_AUDITOR/ADMIN/REVIEWER_GROUPS)
+const access = accessGroupsFromEnv(process.env);
+// how long the trail is kept (PGWARDEN_AUDIT_RETENTION_DAYS)
 const auditStoreConfig = auditStoreConfigFromEnv(process.env);
 await loadSqlParser();
 const dynamodb = new DynamoDBClient(
@@ -82,7 +84,7 @@ const routes = apiRoutes({
   verifier,
   dynamodb,
   tablePrefix: config.tablePrefix,
-  access: { ...DEFAULT_ACCESS_GROUPS, auditors: auditStoreConfig.auditorGroups },
+  access,
   serviceToken,
   controlPlane: service,
   now: () => new Date(),

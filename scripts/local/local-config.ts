@@ -5,7 +5,12 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { UpstreamSslMode } from '../../proxy/options.ts';
-import { type AuditTrailConfig, auditTrailConfigFromEnv } from '../../shared/config.ts';
+import {
+  type AccessGroupsConfig,
+  type AuditTrailConfig,
+  accessGroupsFromEnv,
+  auditTrailConfigFromEnv,
+} from '../../shared/config.ts';
 import { PgWardenError } from '../../shared/errors.ts';
 import type { RoleMapping } from '../../shared/identity.ts';
 import { readOrCreateSecrets } from './secrets.ts';
@@ -48,6 +53,8 @@ export interface LocalConfig {
   slack?: LocalSlackConfig;
   /** PGWARDEN_AUDIT_*: the proxy's audit trail; the spool defaults to `<dataDir>/spool` */
   audit: AuditTrailConfig;
+  /** PGWARDEN_AUDITOR_GROUPS, PGWARDEN_ADMIN_GROUPS, PGWARDEN_REVIEWER_GROUPS: as in the Lambda */
+  access: AccessGroupsConfig;
 }
 
 export interface LocalSlackConfig {
@@ -132,6 +139,7 @@ export function loadLocalConfig(env: Env, cwd: string): LocalConfig {
     ...(policyFile === undefined ? {} : { policyFile: resolve(cwd, policyFile) }),
     ...(slack && { slack }),
     audit,
+    access: accessGroupsFromEnv(env),
   };
 }
 

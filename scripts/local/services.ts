@@ -23,7 +23,7 @@ import {
 } from '../../functions/adapters/dynamodb-policy-store.ts';
 import { createOidcVerifier } from '../../functions/adapters/oidc-verifier.ts';
 import { createApp } from '../../functions/api/app.ts';
-import { DEFAULT_ACCESS_GROUPS } from '../../functions/api/auth.ts';
+import { type AccessGroups, DEFAULT_ACCESS_GROUPS } from '../../functions/api/auth.ts';
 import { StoredPolicySource } from '../../functions/api/policy-source.ts';
 import { apiRoutes } from '../../functions/api/routes/index.ts';
 import { createControlPlaneService } from '../../functions/api/service.ts';
@@ -72,6 +72,8 @@ export interface LocalServicesOptions {
   audit?: ProxyAuditOptions;
   /** approvals: the proxy holds require_approval statements (absent: they are refused at once) */
   approvals?: LocalApprovalsOptions;
+  /** who reads the trail, changes policies, reviews (PGWARDEN_*_GROUPS); default auditors/admins/reviewers */
+  access?: AccessGroups;
 }
 
 export interface LocalServices {
@@ -118,6 +120,7 @@ export async function assertPortsFree(
 
 export async function startLocalServices(options: LocalServicesOptions): Promise<LocalServices> {
   const { host, logger } = options;
+  const access = options.access ?? DEFAULT_ACCESS_GROUPS;
   // statement decisions parse SQL with PostgreSQL's parser (WASM): load it before any session
   await loadSqlParser();
   const apiPort = options.apiPort === 0 ? await getFreePort(host) : options.apiPort;
@@ -176,7 +179,7 @@ export async function startLocalServices(options: LocalServicesOptions): Promise
             dynamodb,
             tablePrefix: options.tablePrefix,
             controlPlane,
-            defaultApprovers: DEFAULT_ACCESS_GROUPS.reviewers,
+            defaultApprovers: access.reviewers,
             now: () => new Date(),
             newId: randomUUID,
             logger,
@@ -188,7 +191,7 @@ export async function startLocalServices(options: LocalServicesOptions): Promise
       verifier,
       dynamodb,
       tablePrefix: options.tablePrefix,
-      access: DEFAULT_ACCESS_GROUPS,
+      access,
       serviceToken: options.serviceToken,
       controlPlane,
       now: () => new Date(),

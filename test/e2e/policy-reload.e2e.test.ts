@@ -118,7 +118,9 @@ describe('the default pack, end to end', () => {
 });
 
 describe('a policy applied at run time', () => {
-  it('reaches an open session without a restart, for simple, extended and SQL-prepared statements', async () => {
+  it('reaches an open session without a restart, for simple, extended and SQL-prepared statements', {
+    timeout: 90_000,
+  }, async () => {
     const devToken = await stack.issuer.issueToken({ email: 'dev@example.com' });
     const adminToken = await stack.issuer.issueToken({ email: 'boss@example.com', groups: ['admins'] });
     const dev = client('dev@example.com', devToken);

@@ -472,7 +472,10 @@ describe('control-plane API (Lambda + HTTP API)', () => {
     // A new key changes every hashed and faked value: deleting the stack must not lose it.
     const id = maskingKeyRef().Ref;
     const secret = template.toJSON().Resources[id];
-    expect(secret.Properties['GenerateSecretString']).toEqual({ PasswordLength: 64, ExcludePunctuation: true });
+    expect(secret.Properties['GenerateSecretString']).toEqual({
+      PasswordLength: 64,
+      ExcludePunctuation: true,
+    });
     expect(secret.DeletionPolicy).toBe('Retain');
     expect(secret.UpdateReplacePolicy).toBe('Retain');
     expect(template.toJSON().Outputs['MaskingKeySecretArn'].Value).toEqual({ Ref: id });

@@ -4,8 +4,13 @@
  */
 import type { LambdaEvent } from 'hono/aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  approvalTableNames,
+  ensureApprovalTables,
+} from '../../../functions/adapters/dynamodb-approval-store.ts';
 import { ensureAuditTables, tableNames } from '../../../functions/adapters/dynamodb-audit-store.ts';
-import { openSessionBody } from '../../fakes/control-plane.ts';
+import { ensurePolicyTable, policyTableName } from '../../../functions/adapters/dynamodb-policy-store.ts';
+import { decisionBody, openSessionBody } from '../../fakes/control-plane.ts';
 import { type LocalDynamoDb, queryPartition, startDynamoDb } from '../../fakes/dynamodb.ts';
 import { startTestIssuer, type TestIssuer } from '../../fakes/oidc-issuer.ts';
 
@@ -15,7 +20,13 @@ let db: LocalDynamoDb;
 
 beforeAll(async () => {
   [idp, db] = await Promise.all([startTestIssuer(), startDynamoDb()]);
-  await ensureAuditTables(db.client, tableNames('lambda-'));
+  // every table the handler uses, as the stack creates them: audit trail, policies, approvals
+  // (sessions record people's groups in the approvals' principals directory)
+  await Promise.all([
+    ensureAuditTables(db.client, tableNames('lambda-')),
+    ensurePolicyTable(db.client, policyTableName('lambda-')),
+    ensureApprovalTables(db.client, approvalTableNames('lambda-')),
+  ]);
   vi.stubEnv('PGWARDEN_OIDC_ISSUER', idp.issuer);
   vi.stubEnv('PGWARDEN_OIDC_AUDIENCE', idp.audience);
   vi.stubEnv('PGWARDEN_ROLES', 'developer=engineering');
@@ -64,8 +75,11 @@ function event(
 }
 
 describe('Lambda handler', () => {
-  it('answers health checks and opens a recorded session', async () => {
-    vi.spyOn(console, 'log').mockImplementation(() => {});
+  it('answers health checks, opens a recorded session and decides, without a warning', async () => {
+    const logged: string[] = [];
+    vi.spyOn(console, 'log').mockImplementation((line: string) => {
+      logged.push(line);
+    });
     const { handler } = await import('../../../functions/api/handler.ts');
 
     const health = await handler(event('GET', '/healthz'));
@@ -99,5 +113,21 @@ describe('Lambda handler', () => {
     const today = new Date().toISOString().slice(0, 10);
     const failures = await queryPartition(db.client, 'lambda-events', `AUTHFAIL#${today}`);
     expect(failures.map((item) => item['code']?.S)).toEqual(['AUTH_TOKEN_MISSING']);
+
+    // Decisions read the stored current policy (none stored yet: the default pack).
+    const decided = await handler(
+      event(
+        'POST',
+        '/v1/decisions',
+        { ...decisionBody, session: { ...decisionBody.session, sessionId } },
+        { authorization: `Bearer ${serviceToken}` },
+      ),
+    );
+    expect(decided.statusCode, decided.body).toBe(200);
+    expect(JSON.parse(decided.body)).toMatchObject({ action: 'allow' });
+
+    // A missing table only shows as a warning (e.g. the principals directory): there must be none.
+    const problems = logged.filter((line) => /"level":"(warn|error)"/.test(line));
+    expect(problems).toEqual([]);
   });
 });
