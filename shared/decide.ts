@@ -10,7 +10,7 @@
  * the decision into a deny (or require_approval) naming the column. The masks depend on the session,
  * which is part of the cache key.
  */
-import type { Decision, DecisionRequest } from './control-plane.ts';
+import type { Decision, DecisionRequest, SessionContext } from './control-plane.ts';
 import { throughPrepared } from './decide-prepared.ts';
 import { withMasking } from './masking/policy-masks.ts';
 import { collectValueUses } from './masking/sensitive-use.ts';
@@ -25,7 +25,14 @@ export const DEFAULT_POLICY_VERSION = DEFAULT_POLICY.version;
 
 export class StatementDecider {
   private readonly analyses = new Map<string, SqlAnalysis>();
-  private readonly decisions = new Map<string, Decision>();
+  /**
+   * By session key, then by statement shape, so only the shape is hashed per statement. Holds the
+   * current policy's decisions only: setPolicy empties it.
+   */
+  private readonly decisions = new Map<string, Map<string, Decision>>();
+  /** decisions cached over all sessions, bounded by cacheSize */
+  private cachedDecisions = 0;
+  private readonly sessionKeys = new WeakMap<SessionContext, string>();
 
   constructor(
     private policy: Policy = DEFAULT_POLICY,
@@ -41,29 +48,55 @@ export class StatementDecider {
   }
 
   /**
-   * Swaps the policy at once (hot reload): the next decision uses it. Cached decisions are keyed by
-   * policy version as well, and dropped here, so no decision of the old policy is served again.
+   * Swaps the policy at once (hot reload): the next decision uses it. Cached decisions are dropped
+   * here (the policy changes nowhere else), so no decision of the old policy is served again.
    * Analyses do not depend on the policy and are kept.
    */
   setPolicy(policy: Policy): void {
     if (policy === this.policy) return;
     this.policy = policy;
     this.decisions.clear();
+    this.cachedDecisions = 0;
   }
 
   decide(request: DecisionRequest): Decision {
     const { text } = request.statement;
     // \u0001 keeps exact texts and shapes apart; \u0000 cannot occur in SQL text or names.
     const shape = literalInsensitiveKey(text) ?? `\u0001${text}`;
-    const s = request.session;
-    const key = `${this.policy.version}\u0000${shape}\u0000${s.principal.name}\u0000${s.principal.groups.join(',')}\u0000${s.role}\u0000${s.roles.join(',')}\u0000${s.database}`;
-    let decision = this.decisions.get(key);
+    const sessionKey = this.sessionKey(request.session);
+    let forSession = this.decisions.get(sessionKey);
+    let decision = forSession?.get(shape);
     if (decision === undefined) {
       decision = Object.freeze(describe(this.evaluate(request, shape), this.analyse(shape, text)));
-      remember(this.decisions, key, decision, this.cacheSize);
+      // Whole-cache reset keeps the bound without per-hit bookkeeping on the hot path.
+      if (this.cachedDecisions >= this.cacheSize) {
+        this.decisions.clear();
+        this.cachedDecisions = 0;
+        forSession = undefined;
+      }
+      if (forSession === undefined) {
+        forSession = new Map();
+        this.decisions.set(sessionKey, forSession);
+      }
+      forSession.set(shape, decision);
+      this.cachedDecisions++;
     }
     // EXECUTE of a statement prepared in an earlier message: decided through what it runs (rare).
     return decision.executes === undefined ? decision : throughPrepared(this, request, decision);
+  }
+
+  /**
+   * Everything about the session that a policy can read, as one string. The proxy passes the same
+   * session object with every statement, so it is built (and hashed) once per session, not per
+   * statement. Sessions are never changed after setup.
+   */
+  private sessionKey(s: SessionContext): string {
+    let key = this.sessionKeys.get(s);
+    if (key === undefined) {
+      key = `${s.principal.name}\u0000${s.principal.groups.join(',')}\u0000${s.role}\u0000${s.roles.join(',')}\u0000${s.database}`;
+      this.sessionKeys.set(s, key);
+    }
+    return key;
   }
 
   private evaluate(request: DecisionRequest, shape: string): Decision {
