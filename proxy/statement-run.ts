@@ -11,6 +11,7 @@ import type {
   StatementOutcome,
 } from '../shared/events.ts';
 import type { CapturedParams } from './audit-params.ts';
+import { isoTime } from './iso-time.ts';
 
 /** Who the records are about, beyond the decision context: fixed for the session. */
 export interface RunIdentity {
@@ -21,6 +22,7 @@ export interface RunIdentity {
 export class StatementRun {
   /** one clock read per statement: wall time is derived from the monotonic start */
   private readonly startedHr = performance.now();
+  private startedAt: string | undefined;
   commandTag: string | undefined;
   rows: number | undefined;
   sqlstate: string | undefined;
@@ -90,6 +92,12 @@ export class StatementRun {
     return this.event(who, this.outcome(), Math.round((performance.now() - this.startedHr) * 1000) / 1000);
   }
 
+  /** the intent and the final record carry the same start time: formatted once */
+  private startedAtIso(): string {
+    this.startedAt ??= isoTime(performance.timeOrigin + this.startedHr);
+    return this.startedAt;
+  }
+
   private event(who: RunIdentity, outcome: StatementOutcome, durationMs: number): StatementEvent {
     const { session } = who;
     const decision = this.decision;
@@ -118,7 +126,7 @@ export class StatementRun {
       fingerprint: decision.fingerprint,
       kinds: decision.kinds,
       outcome,
-      startedAt: new Date(performance.timeOrigin + this.startedHr).toISOString(),
+      startedAt: this.startedAtIso(),
       durationMs,
       commandTag: pending ? undefined : this.commandTag,
       rows: pending ? undefined : this.rows,
