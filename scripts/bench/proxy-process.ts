@@ -100,9 +100,10 @@ const proxy = await startProxy({
   // every role logs in upstream as the one bench login
   credentials: () => config.upstream.credential,
   // As in production (proxy/main.ts), audit batches go straight to the store (the API), not
-  // through the in-process service's input validation.
+  // through the in-process service's input validation; so does the noaudit target, whose figures
+  // are meant to be the relay's own cost. Only local mode (dynamodb) validates in-process.
   controlPlane:
-    config.auditStore === 'api'
+    config.auditStore !== 'dynamodb'
       ? {
           openSession: (r) => controlPlane.openSession(r),
           decide: (r) => controlPlane.decide(r),
