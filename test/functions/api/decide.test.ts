@@ -79,6 +79,19 @@ describe('StatementDecider with the default pack', () => {
     expect(cached.decide(as("select pg_read_file('/b')")).action).toBe('deny');
   });
 
+  it('keeps deciding per session after the cache is reset at its bound', () => {
+    const small = new StatementDecider(undefined, 3);
+    const admin = as('drop table orders', 'admin', ['admins']);
+    const developer = as('drop table orders');
+    for (let round = 0; round < 3; round++) {
+      // the same session objects again and again, as the proxy passes them
+      expect(small.decide(admin).action).toBe('allow');
+      expect(small.decide(developer).action).toBe('require_approval');
+      expect(small.decide(as(`select ${round} from orders`)).action).toBe('allow');
+      expect(small.decide(as(`truncate orders${round}`)).action).toBe('require_approval');
+    }
+  });
+
   it('decides statements that differ only in literals alike, and others apart', () => {
     const cached = new StatementDecider();
     expect(cached.decide(as('delete from orders where id = 1')).action).toBe('allow');
