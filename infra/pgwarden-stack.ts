@@ -47,26 +47,20 @@ export class PgWardenStack extends Stack {
     });
     const { vpc } = this.network;
 
-    this.serviceToken = new Secret(this, 'ServiceToken', {
+    this.serviceToken = this.unrotatedSecret('ServiceToken', {
       description: "pgwarden: the proxy's bearer credential for the control-plane API",
-      generateSecretString: { passwordLength: 64, excludePunctuation: true },
+      passwordLength: 64,
       removalPolicy: RemovalPolicy.DESTROY,
-    });
-    Validations.of(this.serviceToken).acknowledge({
-      id: 'AwsSolutions-SMG4',
-      reason:
+      whyNotRotated:
         'Both holders read the token only at start (ECS secret, Lambda cold start), so a rotation Lambda cannot swap it safely; rotate by a new secret version plus a service redeploy (README.md, "Deploy to AWS").',
     });
     // The key decides every hashed and faked value: a new one breaks joins with everything masked
     // before. RETAIN keeps it when the stack is deleted, so a rebuilt deployment can take it over.
-    this.maskingKey = new Secret(this, 'MaskingKey', {
+    this.maskingKey = this.unrotatedSecret('MaskingKey', {
       description: "pgwarden: the proxy's HMAC key for the hash and fake mask methods (every task shares it)",
-      generateSecretString: { passwordLength: 64, excludePunctuation: true },
+      passwordLength: 64,
       removalPolicy: RemovalPolicy.RETAIN,
-    });
-    Validations.of(this.maskingKey).acknowledge({
-      id: 'AwsSolutions-SMG4',
-      reason:
+      whyNotRotated:
         'A new key changes every hashed and faked value, so it is never rotated on a schedule; the proxy reads it only at start (ECS secret). Rotate deliberately: new secret version, then a proxy redeploy (README.md, "Deploy to AWS").',
     });
     const imported = (id: string, arn: string): ISecret => Secret.fromSecretCompleteArn(this, id, arn);
@@ -178,16 +172,34 @@ export class PgWardenStack extends Stack {
    */
   private slackSecret(id: string, arn: string | undefined, description: string): ISecret {
     if (arn !== undefined) return Secret.fromSecretCompleteArn(this, id, arn);
-    const secret = new Secret(this, id, {
+    return this.unrotatedSecret(id, {
       description,
-      generateSecretString: { passwordLength: 32, excludePunctuation: true },
+      passwordLength: 32,
       removalPolicy: RemovalPolicy.DESTROY,
-    });
-    Validations.of(secret).acknowledge({
-      id: 'AwsSolutions-SMG4',
-      reason:
+      whyNotRotated:
         'Slack issues and rotates this value (app settings → reinstall / regenerate); a rotation Lambda cannot obtain a new one. Rotate in Slack, then put-secret-value (README.md, "Connect Slack").',
     });
+  }
+
+  /**
+   * A secret with a generated value (letters and digits) that no rotation Lambda can rotate: cdk-nag's
+   * AwsSolutions-SMG4 is acknowledged with `whyNotRotated`, which also says how to rotate it instead.
+   */
+  private unrotatedSecret(
+    id: string,
+    props: {
+      description: string;
+      passwordLength: number;
+      removalPolicy: RemovalPolicy;
+      whyNotRotated: string;
+    },
+  ): Secret {
+    const secret = new Secret(this, id, {
+      description: props.description,
+      generateSecretString: { passwordLength: props.passwordLength, excludePunctuation: true },
+      removalPolicy: props.removalPolicy,
+    });
+    Validations.of(secret).acknowledge({ id: 'AwsSolutions-SMG4', reason: props.whyNotRotated });
     return secret;
   }
 

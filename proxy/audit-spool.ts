@@ -92,19 +92,35 @@ const READ_CHUNK = 512 * 1024;
 const MAX_QUEUED_LINES = 200_000;
 
 const name = (n: number) => String(n).padStart(12, '0');
+/**
+ * Written records kept in memory so the shipper sends them without reading and parsing the file
+ * again; beyond this many the oldest are read back from disk (as after a restart).
+ */
+const MAX_MEMORY_RECORDS = 100_000;
+
+/** A written record still in memory: where its line ends in which segment. */
+interface Remembered {
+  event: AuditEvent;
+  segment: number;
+  start: number;
+  end: number;
+}
 
 export class AuditSpool {
   private readonly segments: Segment[] = [];
   private active!: Segment;
   private fd = -1;
   private queue: string[] = [];
+  private queuedEvents: AuditEvent[] = [];
+  /** written, unshipped records in file order (a contiguous run; see MAX_MEMORY_RECORDS) */
+  private memory: Remembered[] = [];
+  private memoryHead = 0;
   private queuedLines = 0;
   private queuedBytes = 0;
   /** waiters for what is queued now (the next group commit) */
   private group: Group | undefined;
   private syncing = false;
   private dirty = false;
-  private flushScheduled = false;
   private failing: Error | undefined;
   private full = false;
   private closed = false;
@@ -251,16 +267,9 @@ export class AuditSpool {
       });
       return;
     }
+    // Written with the next statement's intent or by the periodic tick (≤ syncIntervalMs): nobody
+    // waits for it, and sharing that write(2) halves the system calls per statement.
     this.enqueue(event);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => {
-        this.flushScheduled = false;
-        if (this.syncing || this.closed) return;
-        if (this.group) this.commit();
-        else this.tryWrite();
-      });
-    }
   }
 
   private admit(): void {
@@ -297,6 +306,7 @@ export class AuditSpool {
   private enqueue(event: AuditEvent): void {
     const line = `${JSON.stringify(event)}\n`;
     this.queue.push(line);
+    this.queuedEvents.push(event);
     this.queuedLines++;
     this.queuedBytes += line.length;
   }
@@ -317,9 +327,11 @@ export class AuditSpool {
       throw error;
     }
     this.stats.writes++;
+    this.remember(this.active.n, this.active.size, bytes.length);
     this.active.size += bytes.length;
     this.active.unacked += this.queuedLines;
     this.queue = [];
+    this.queuedEvents = [];
     this.queuedLines = 0;
     this.queuedBytes = 0;
     this.dirty = true;
@@ -327,6 +339,48 @@ export class AuditSpool {
       this.o.logger.info('audit spool writes work again', { dir: this.o.dir });
       this.failing = undefined;
     }
+  }
+
+  /** Keeps the records just written (queue order) in memory for the shipper. */
+  private remember(segment: number, start: number, length: number): void {
+    const live = this.memory.length - this.memoryHead;
+    if (live + this.queue.length > MAX_MEMORY_RECORDS) {
+      // The API is far behind: let the shipper read the backlog from disk and remember anew.
+      this.memory = [];
+      this.memoryHead = 0;
+    }
+    let position = start;
+    const lines = this.queue;
+    const single = lines.length === 1;
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i]!;
+      const bytes = single ? length : Buffer.byteLength(line);
+      this.memory.push({ event: this.queuedEvents[i]!, segment, start: position, end: position + bytes });
+      position += bytes;
+    }
+  }
+
+  /** A batch from memory when it starts exactly where the segment's unshipped part does. */
+  private batchFromMemory(segment: Segment, max: number): SpoolBatch | undefined {
+    let head = this.memoryHead;
+    const memory = this.memory;
+    while (head < memory.length) {
+      const first = memory[head]!;
+      if (first.segment < segment.n || (first.segment === segment.n && first.end <= segment.acked)) head++;
+      else break;
+    }
+    this.memoryHead = head;
+    const first = memory[head];
+    if (!first || first.segment !== segment.n || first.start !== segment.acked) return undefined;
+    const events: AuditEvent[] = [];
+    let end = first.start;
+    for (let i = head; i < memory.length && events.length < max; i++) {
+      const record = memory[i]!;
+      if (record.segment !== segment.n || record.start !== end) break;
+      events.push(record.event);
+      end = record.end;
+    }
+    return { events, segment: segment.n, end, lines: events.length };
   }
 
   private tryWrite(): boolean {
@@ -408,7 +462,7 @@ export class AuditSpool {
         await this.remove(segment);
         continue;
       }
-      return this.readFrom(segment, max);
+      return this.batchFromMemory(segment, max) ?? this.readFrom(segment, max);
     }
   }
 
@@ -461,8 +515,27 @@ export class AuditSpool {
     if (!segment || batch.end <= segment.acked) return;
     segment.acked = batch.end;
     segment.unacked = Math.max(0, segment.unacked - batch.lines);
+    this.forgetShipped(segment);
     if (segment.sealed && segment.acked >= segment.size) await this.remove(segment);
     else await writeFile(segment.ackPath, String(segment.acked));
+  }
+
+  /** Drops remembered records the API has stored; compacts once the shipped head is large. */
+  private forgetShipped(segment: Segment): void {
+    const memory = this.memory;
+    let head = this.memoryHead;
+    while (head < memory.length) {
+      const r = memory[head]!;
+      if (r.segment < segment.n || (r.segment === segment.n && r.end <= segment.acked)) head++;
+      else break;
+    }
+    if (head >= memory.length) {
+      this.memory = [];
+      this.memoryHead = 0;
+    } else if (head > 4096 && head * 2 > memory.length) {
+      this.memory = memory.slice(head);
+      this.memoryHead = 0;
+    } else this.memoryHead = head;
   }
 
   private async remove(segment: Segment): Promise<void> {

@@ -79,10 +79,12 @@ const usage = `npm run bench -- [options]
   --modes <list>       simple,extended,prepared            (env BENCH_MODES)
   --targets <list>     direct,pgbouncer,pgwarden           (env BENCH_TARGETS); diagnostics, not run
                        by default: "pipe" = a bare Node TLS pipe (no parsing, auth or audit), the
-                       ceiling for a Node proxy; "pgwarden-noaudit" = pgwarden whose audit store
-                       drops events instead of writing DynamoDB (isolates the relay's own cost);
+                       ceiling for a Node proxy; "pgwarden-noaudit" = pgwarden with no spool whose
+                       audit events are dropped (isolates the relay's own cost);
                        "pgwarden-strict" = PGWARDEN_AUDIT_MODE=strict (each statement's intent
-                       stored by the API before it runs; "pgwarden" uses the durable spool)
+                       stored by the API before it runs); "pgwarden-write" = the spool with
+                       PGWARDEN_AUDIT_SPOOL_SYNC=write; "pgwarden" = the default spool (fdatasync
+                       before each statement is forwarded, group commit)
   --threads <n>        pgbench threads, at most            (env BENCH_THREADS, default 2)
   --idle <n>           idle connections to open; 0 skips   (env BENCH_IDLE, default 1000)
   --scale <n>          pgbench scale                       (env BENCH_SCALE, default 10)
@@ -166,6 +168,7 @@ const allTargets: readonly TargetName[] = [
   'pgwarden-noaudit',
   'pgwarden-dynalite',
   'pgwarden-strict',
+  'pgwarden-write',
   'pgwarden',
 ];
 const targets = list('target', flags.targets ?? env['BENCH_TARGETS'], allTargets, [
@@ -340,11 +343,17 @@ async function main(): Promise<void> {
     profile: boolean,
     auditStore: 'api' | 'dynamodb' | 'discard' = 'api',
     auditMode: 'buffered' | 'strict' = 'buffered',
+    sync: 'always' | 'write' = 'always',
   ): Promise<ProxyChild> => {
-    // Every proxy has its own durable spool (PGWARDEN_AUDIT_SPOOL_SYNC=always, the default).
+    // Every audited proxy has its own durable spool (PGWARDEN_AUDIT_SPOOL_SYNC=always, the default);
+    // the noaudit target has none, so its figures are the relay's own cost.
     const spoolDir = join(dir, `spool-${++spools}`);
     const child = await startProxyChild({
-      config: { ...proxyConfig, auditStore, audit: { mode: auditMode, spoolDir } },
+      config: {
+        ...proxyConfig,
+        auditStore,
+        ...(auditStore === 'discard' ? {} : { audit: { mode: auditMode, spoolDir, sync } }),
+      },
       nodeFlags: profile ? ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'profiles')}`] : [],
     });
     onCleanup('pgwarden proxy', async () => {
@@ -367,6 +376,11 @@ async function main(): Promise<void> {
   if (targets.includes('pgwarden-strict')) {
     log('starting a pgwarden proxy in strict audit mode (each intent stored by the API first)');
     strict = await startProxy(flags.profile, 'api', 'strict');
+  }
+  let spoolWrite: ProxyChild | undefined;
+  if (targets.includes('pgwarden-write')) {
+    log('starting a pgwarden proxy whose spool forwards after write(2) and syncs every 10 ms');
+    spoolWrite = await startProxy(flags.profile, 'api', 'buffered', 'write');
   }
   let noaudit: ProxyChild | undefined;
   if (targets.includes('pgwarden-noaudit')) {
@@ -433,6 +447,8 @@ async function main(): Promise<void> {
       runners.push({ target, endpoint: warden(noaudit.port), pid: noaudit.pid, proxy: noaudit });
     } else if (target === 'pgwarden-strict' && strict)
       runners.push({ target, endpoint: warden(strict.port), pid: strict.pid, proxy: strict });
+    else if (target === 'pgwarden-write' && spoolWrite)
+      runners.push({ target, endpoint: warden(spoolWrite.port), pid: spoolWrite.pid, proxy: spoolWrite });
   }
   const cells: CellResult[] = [];
   let statementsThroughProxy = 0;
@@ -474,6 +490,7 @@ async function main(): Promise<void> {
 
   await noaudit?.stop();
   const strictStats = await strict?.stop();
+  const spoolWriteStats = await spoolWrite?.stop();
   let throughputProxyStats: ProxyStats | undefined;
   if (proxy) {
     throughputProxyStats = await proxy.stop();
@@ -576,6 +593,7 @@ async function main(): Promise<void> {
   for (const [name, s] of [
     ['pgwarden', throughputProxyStats],
     ['pgwarden-strict', strictStats],
+    ['pgwarden-write', spoolWriteStats],
   ] as const) {
     if (!s?.spool) continue;
     const { syncs, syncMicros, commits, groupedRecords } = s.spool;

@@ -82,16 +82,7 @@ export function apiConfigFromEnv(env: Env): ApiConfig {
   }
   const serviceToken = tokenValue ? { value: tokenValue } : { secretArn: tokenArn ?? '' };
 
-  const tablePrefix = env['PGWARDEN_TABLE_PREFIX'] ?? 'pgwarden-';
-  // DynamoDB table names allow only these characters; the suffixes ('sessions', 'events') keep them ≥ 3 long.
-  if (!/^[A-Za-z0-9_.-]{0,200}$/.test(tablePrefix)) {
-    problems.push('PGWARDEN_TABLE_PREFIX may contain only letters, digits, "_", "-" and "." (at most 200)');
-  }
-
-  const dynamoDbEndpoint = env['PGWARDEN_DYNAMODB_ENDPOINT']?.trim() || undefined;
-  if (dynamoDbEndpoint !== undefined && !isHttpUrl(dynamoDbEndpoint)) {
-    problems.push('PGWARDEN_DYNAMODB_ENDPOINT must be an http(s) URL');
-  }
+  const tables = dynamoDbTablesFromEnv(env, problems);
 
   if (problems.length > 0) {
     throw new PgWardenError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
@@ -100,8 +91,7 @@ export function apiConfigFromEnv(env: Env): ApiConfig {
     oidc: { issuer, audience, algorithms, groupsClaim },
     roles,
     serviceToken,
-    tablePrefix,
-    ...(dynamoDbEndpoint === undefined ? {} : { dynamoDbEndpoint }),
+    ...tables,
   };
 }
 
@@ -448,7 +438,26 @@ export function notifierConfigFromEnv(env: Env): NotifierConfig {
   const problems: string[] = [];
   const botToken = secretSource(env, 'SLACK_BOT_TOKEN', problems);
   if (botToken === undefined) problems.push('SLACK_BOT_TOKEN or SLACK_BOT_TOKEN_SECRET_ARN is missing');
+  const tables = dynamoDbTablesFromEnv(env, problems);
+  const apiUrl = slackApiUrl(env, problems);
+  if (problems.length > 0 || botToken === undefined) {
+    throw new PgWardenError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
+  }
+  return {
+    ...tables,
+    botToken,
+    channel: env['PGWARDEN_SLACK_CHANNEL']?.trim() || DEFAULT_SLACK_CHANNEL,
+    ...(apiUrl === undefined ? {} : { slackApiUrl: apiUrl }),
+  };
+}
+
+/** PGWARDEN_TABLE_PREFIX and PGWARDEN_DYNAMODB_ENDPOINT: where the DynamoDB tables are. */
+function dynamoDbTablesFromEnv(
+  env: Env,
+  problems: string[],
+): { tablePrefix: string; dynamoDbEndpoint?: string } {
   const tablePrefix = env['PGWARDEN_TABLE_PREFIX'] ?? 'pgwarden-';
+  // DynamoDB table names allow only these characters; the suffixes ('sessions', 'events') keep them ≥ 3 long.
   if (!/^[A-Za-z0-9_.-]{0,200}$/.test(tablePrefix)) {
     problems.push('PGWARDEN_TABLE_PREFIX may contain only letters, digits, "_", "-" and "." (at most 200)');
   }
@@ -456,17 +465,7 @@ export function notifierConfigFromEnv(env: Env): NotifierConfig {
   if (dynamoDbEndpoint !== undefined && !isHttpUrl(dynamoDbEndpoint)) {
     problems.push('PGWARDEN_DYNAMODB_ENDPOINT must be an http(s) URL');
   }
-  const apiUrl = slackApiUrl(env, problems);
-  if (problems.length > 0 || botToken === undefined) {
-    throw new PgWardenError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
-  }
-  return {
-    tablePrefix,
-    ...(dynamoDbEndpoint === undefined ? {} : { dynamoDbEndpoint }),
-    botToken,
-    channel: env['PGWARDEN_SLACK_CHANNEL']?.trim() || DEFAULT_SLACK_CHANNEL,
-    ...(apiUrl === undefined ? {} : { slackApiUrl: apiUrl }),
-  };
+  return { tablePrefix, ...(dynamoDbEndpoint === undefined ? {} : { dynamoDbEndpoint }) };
 }
 
 /** NAME or NAME_SECRET_ARN (not both); undefined when neither is set. */

@@ -10,19 +10,13 @@
  */
 import {
   type AttributeValue,
-  ConditionalCheckFailedException,
-  CreateTableCommand,
-  type CreateTableCommandInput,
-  DescribeTableCommand,
   type DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
   QueryCommand,
-  ResourceInUseException,
-  ResourceNotFoundException,
   UpdateItemCommand,
+  type UpdateItemCommandInput,
   UpdateTimeToLiveCommand,
-  waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
 import type { ApprovalChanges, ApprovalStore } from '../../shared/approvals/ports.ts';
 import {
@@ -33,6 +27,7 @@ import {
   approvalRetryKey,
 } from '../../shared/approvals.ts';
 import { PgWardenError } from '../../shared/errors.ts';
+import { conditionalWrite, ensureTables, onDemandTable, orStoreUnavailable } from './dynamodb-common.ts';
 
 export interface ApprovalTableNames {
   approvals: string;
@@ -45,6 +40,7 @@ export function approvalTableNames(prefix: string): ApprovalTableNames {
 
 export const RETRY_KEY_INDEX = 'by_retry_key';
 export const STATUS_INDEX = 'by_status';
+const STORE = 'the approvals store';
 const RETENTION_SECONDS = 7 * 24 * 3600;
 /** DynamoDB items are capped at 400 KB; the text is the only unbounded field. */
 const MAX_TEXT_BYTES = 256 * 1024;
@@ -56,7 +52,7 @@ export class DynamoDbApprovalStore implements ApprovalStore {
   ) {}
 
   async get(id: string): Promise<ApprovalView | undefined> {
-    const output = await translated(() =>
+    const output = await orStoreUnavailable(STORE, () =>
       this.client.send(
         new GetItemCommand({ TableName: this.table, Key: { id: { S: id } }, ConsistentRead: true }),
       ),
@@ -73,7 +69,7 @@ export class DynamoDbApprovalStore implements ApprovalStore {
     }
     const item = toItem(approval);
     item['retryKey'] = { S: approvalRetryKey(approval) };
-    await translated(() =>
+    await orStoreUnavailable(STORE, () =>
       this.client.send(
         new PutItemCommand({
           TableName: this.table,
@@ -100,34 +96,22 @@ export class DynamoDbApprovalStore implements ApprovalStore {
       values[':unexpired_at'] = { S: options.unexpiredAt.toISOString() };
       condition += ' AND #deadline > :unexpired_at';
     }
-    return conditional(() =>
-      this.client.send(
-        new UpdateItemCommand({
-          TableName: this.table,
-          Key: { id: { S: id } },
-          UpdateExpression: update.expression,
-          ConditionExpression: condition,
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: values,
-        }),
-      ),
-    );
+    return this.conditionalUpdate(id, {
+      UpdateExpression: update.expression,
+      ConditionExpression: condition,
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: values,
+    });
   }
 
   async setSlackMessage(id: string, slack: { channel: string; ts: string }): Promise<boolean> {
-    return conditional(() =>
-      this.client.send(
-        new UpdateItemCommand({
-          TableName: this.table,
-          Key: { id: { S: id } },
-          UpdateExpression: 'SET slack = :slack',
-          ConditionExpression: 'attribute_exists(id) AND attribute_not_exists(slack)',
-          ExpressionAttributeValues: {
-            ':slack': { M: { channel: { S: slack.channel }, ts: { S: slack.ts } } },
-          },
-        }),
-      ),
-    );
+    return this.conditionalUpdate(id, {
+      UpdateExpression: 'SET slack = :slack',
+      ConditionExpression: 'attribute_exists(id) AND attribute_not_exists(slack)',
+      ExpressionAttributeValues: {
+        ':slack': { M: { channel: { S: slack.channel }, ts: { S: slack.ts } } },
+      },
+    });
   }
 
   async setExecution(id: string, execution: ApprovalExecution): Promise<boolean> {
@@ -135,17 +119,21 @@ export class DynamoDbApprovalStore implements ApprovalStore {
     if (execution.commandTag !== undefined) fields['commandTag'] = { S: execution.commandTag };
     if (execution.rows !== undefined) fields['rows'] = { N: String(execution.rows) };
     if (execution.error !== undefined) fields['error'] = { S: execution.error };
-    return conditional(() =>
-      this.client.send(
-        new UpdateItemCommand({
-          TableName: this.table,
-          Key: { id: { S: id } },
-          UpdateExpression: 'SET execution = :execution',
-          ConditionExpression: '#status = :consumed',
-          ExpressionAttributeNames: { '#status': 'status' },
-          ExpressionAttributeValues: { ':execution': { M: fields }, ':consumed': { S: 'consumed' } },
-        }),
-      ),
+    return this.conditionalUpdate(id, {
+      UpdateExpression: 'SET execution = :execution',
+      ConditionExpression: '#status = :consumed',
+      ExpressionAttributeNames: { '#status': 'status' },
+      ExpressionAttributeValues: { ':execution': { M: fields }, ':consumed': { S: 'consumed' } },
+    });
+  }
+
+  /** An UpdateItem of one approval under a condition: false when the condition failed. */
+  private conditionalUpdate(
+    id: string,
+    update: Omit<UpdateItemCommandInput, 'TableName' | 'Key'>,
+  ): Promise<boolean> {
+    return conditionalWrite(STORE, () =>
+      this.client.send(new UpdateItemCommand({ TableName: this.table, Key: { id: { S: id } }, ...update })),
     );
   }
 
@@ -161,7 +149,7 @@ export class DynamoDbApprovalStore implements ApprovalStore {
     const items: ApprovalView[] = [];
     let start: Record<string, AttributeValue> | undefined;
     do {
-      const page = await translated(() =>
+      const page = await orStoreUnavailable(STORE, () =>
         this.client.send(
           new QueryCommand({
             TableName: this.table,
@@ -187,45 +175,18 @@ export class DynamoDbApprovalStore implements ApprovalStore {
  * and waits until they are ACTIVE. For local mode and tests; deployed tables come from the CDK stack.
  */
 export async function ensureApprovalTables(client: DynamoDBClient, names: ApprovalTableNames): Promise<void> {
-  const definitions: CreateTableCommandInput[] = [
-    {
-      TableName: names.approvals,
-      BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: [
-        { AttributeName: 'id', AttributeType: 'S' },
-        { AttributeName: 'retryKey', AttributeType: 'S' },
-        { AttributeName: 'status', AttributeType: 'S' },
-        { AttributeName: 'requestedAt', AttributeType: 'S' },
+  await ensureTables(client, STORE, [
+    onDemandTable({
+      name: names.approvals,
+      partitionKey: 'id',
+      indexes: [
+        { name: RETRY_KEY_INDEX, partitionKey: 'retryKey', sortKey: 'requestedAt' },
+        { name: STATUS_INDEX, partitionKey: 'status', sortKey: 'requestedAt' },
       ],
-      KeySchema: [{ AttributeName: 'id', KeyType: 'HASH' }],
-      GlobalSecondaryIndexes: [
-        {
-          IndexName: RETRY_KEY_INDEX,
-          KeySchema: [
-            { AttributeName: 'retryKey', KeyType: 'HASH' },
-            { AttributeName: 'requestedAt', KeyType: 'RANGE' },
-          ],
-          Projection: { ProjectionType: 'ALL' },
-        },
-        {
-          IndexName: STATUS_INDEX,
-          KeySchema: [
-            { AttributeName: 'status', KeyType: 'HASH' },
-            { AttributeName: 'requestedAt', KeyType: 'RANGE' },
-          ],
-          Projection: { ProjectionType: 'ALL' },
-        },
-      ],
-    },
-    {
-      TableName: names.principals,
-      BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: [{ AttributeName: 'email', AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: 'email', KeyType: 'HASH' }],
-    },
-  ];
-  await Promise.all(definitions.map((definition) => translated(() => ensureTable(client, definition))));
-  await translated(() =>
+    }),
+    onDemandTable({ name: names.principals, partitionKey: 'email' }),
+  ]);
+  await orStoreUnavailable(STORE, () =>
     client
       .send(
         new UpdateTimeToLiveCommand({
@@ -236,49 +197,6 @@ export async function ensureApprovalTables(client: DynamoDBClient, names: Approv
       // Already enabled (a second start) is fine; local stand-ins may not implement TTL at all.
       .catch(() => undefined),
   );
-}
-
-async function ensureTable(client: DynamoDBClient, definition: CreateTableCommandInput): Promise<void> {
-  const TableName = definition.TableName!;
-  try {
-    await client.send(new DescribeTableCommand({ TableName }));
-  } catch (error) {
-    if (!(error instanceof ResourceNotFoundException)) throw error;
-    try {
-      await client.send(new CreateTableCommand(definition));
-    } catch (createError) {
-      if (!(createError instanceof ResourceInUseException)) throw createError;
-    }
-  }
-  await waitUntilTableExists({ client, minDelay: 1, maxDelay: 5, maxWaitTime: 120 }, { TableName });
-}
-
-/** false when the condition failed (someone else changed the item first). */
-async function conditional(call: () => Promise<unknown>): Promise<boolean> {
-  try {
-    await call();
-    return true;
-  } catch (error) {
-    if (error instanceof ConditionalCheckFailedException) return false;
-    throw unavailable(error);
-  }
-}
-
-async function translated<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (error) {
-    throw unavailable(error);
-  }
-}
-
-function unavailable(error: unknown): PgWardenError {
-  if (error instanceof PgWardenError) return error;
-  const name = error instanceof Error ? error.name : 'Error';
-  const message = error instanceof Error ? error.message : String(error);
-  return new PgWardenError('STORE_UNAVAILABLE', `the approvals store is unavailable (${name}: ${message})`, {
-    cause: error,
-  });
 }
 
 function setExpression(changes: ApprovalChanges): {

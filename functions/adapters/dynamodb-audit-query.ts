@@ -30,7 +30,8 @@ import {
   STATEMENT_SK_PREFIX,
   timeKey,
 } from './dynamodb-audit-layout.ts';
-import { type AuditTableNames, storeUnavailable } from './dynamodb-audit-store.ts';
+import { AUDIT_STORE, type AuditTableNames } from './dynamodb-audit-store.ts';
+import { orStoreUnavailable } from './dynamodb-common.ts';
 
 type Item = Record<string, AttributeValue>;
 
@@ -67,7 +68,7 @@ export class DynamoDbAuditQuery implements AuditQuery {
   }
 
   async session(sessionId: string): Promise<AuditSessionRecord | undefined> {
-    const output = await translated(() =>
+    const output = await orStoreUnavailable(AUDIT_STORE, () =>
       this.client.send(
         new GetItemCommand({
           TableName: this.tables.sessions,
@@ -156,7 +157,7 @@ export class DynamoDbAuditQuery implements AuditQuery {
   private async *partition(input: QueryCommandInput): AsyncGenerator<Item> {
     let start = input.ExclusiveStartKey;
     do {
-      const page = await translated(() =>
+      const page = await orStoreUnavailable(AUDIT_STORE, () =>
         this.client.send(new QueryCommand({ ...input, ExclusiveStartKey: start })),
       );
       yield* page.Items ?? [];
@@ -198,13 +199,5 @@ function positionOf(item: Item): AuditPosition {
 function* days(first: string, last: string): Generator<string> {
   for (let t = Date.parse(`${first}T00:00:00.000Z`); t <= Date.parse(`${last}T00:00:00.000Z`); t += DAY_MS) {
     yield new Date(t).toISOString().slice(0, 10);
-  }
-}
-
-async function translated<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (error) {
-    throw storeUnavailable(error);
   }
 }

@@ -14,15 +14,9 @@
 import {
   type AttributeValue,
   BatchWriteItemCommand,
-  CreateTableCommand,
-  type CreateTableCommandInput,
-  DescribeTableCommand,
   type DynamoDBClient,
-  ResourceInUseException,
-  ResourceNotFoundException,
   UpdateItemCommand,
   type WriteRequest,
-  waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
 import { PgWardenError } from '../../shared/errors.ts';
 import type { AuditEvent, SessionClosedEvent, SessionOpenedEvent } from '../../shared/events.ts';
@@ -37,6 +31,10 @@ import {
   toAttribute,
   toItem,
 } from './dynamodb-audit-layout.ts';
+import { ensureTables, onDemandTable, orStoreUnavailable } from './dynamodb-common.ts';
+
+/** How the audit store names itself in STORE_UNAVAILABLE messages (the query side says the same). */
+export const AUDIT_STORE = 'the audit store';
 
 export interface AuditTableNames {
   sessions: string;
@@ -133,7 +131,7 @@ export class DynamoDbAuditStore implements AuditStore {
       ExpressionAttributeNames: names,
       ExpressionAttributeValues: values,
     });
-    await translated(() => this.client.send(command));
+    await orStoreUnavailable(AUDIT_STORE, () => this.client.send(command));
   }
 
   /** Writes one chunk, resending what DynamoDB leaves unprocessed (throttling) with backoff. */
@@ -141,7 +139,7 @@ export class DynamoDbAuditStore implements AuditStore {
     let pending = chunk;
     for (let attempt = 1; ; attempt += 1) {
       const command = new BatchWriteItemCommand({ RequestItems: { [this.tables.events]: pending } });
-      const output = await translated(() => this.client.send(command));
+      const output = await orStoreUnavailable(AUDIT_STORE, () => this.client.send(command));
       pending = output.UnprocessedItems?.[this.tables.events] ?? [];
       if (pending.length === 0) return;
       if (attempt >= this.retry.maxAttempts) {
@@ -161,93 +159,19 @@ export class DynamoDbAuditStore implements AuditStore {
  * mode and tests; deployed tables come from the CDK stack with the same layout.
  */
 export async function ensureAuditTables(client: DynamoDBClient, names: AuditTableNames): Promise<void> {
-  const definitions: CreateTableCommandInput[] = [
-    {
-      TableName: names.sessions,
-      BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: [{ AttributeName: 'sessionId', AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: 'sessionId', KeyType: 'HASH' }],
-    },
-    {
-      TableName: names.events,
-      BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: [
-        { AttributeName: 'sessionId', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'S' },
-        { AttributeName: 'principal', AttributeType: 'S' },
-        { AttributeName: 'startedAt', AttributeType: 'S' },
-        { AttributeName: 'day', AttributeType: 'S' },
-        { AttributeName: 'decisionDay', AttributeType: 'S' },
-        { AttributeName: 'timeKey', AttributeType: 'S' },
+  await ensureTables(client, AUDIT_STORE, [
+    onDemandTable({ name: names.sessions, partitionKey: 'sessionId' }),
+    onDemandTable({
+      name: names.events,
+      partitionKey: 'sessionId',
+      sortKey: 'sk',
+      indexes: [
+        { name: BY_PRINCIPAL_INDEX, partitionKey: 'principal', sortKey: 'startedAt' },
+        { name: BY_DAY_INDEX, partitionKey: 'day', sortKey: 'timeKey' },
+        { name: BY_DECISION_INDEX, partitionKey: 'decisionDay', sortKey: 'timeKey' },
       ],
-      KeySchema: [
-        { AttributeName: 'sessionId', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
-      GlobalSecondaryIndexes: [
-        {
-          IndexName: BY_PRINCIPAL_INDEX,
-          KeySchema: [
-            { AttributeName: 'principal', KeyType: 'HASH' },
-            { AttributeName: 'startedAt', KeyType: 'RANGE' },
-          ],
-          Projection: { ProjectionType: 'ALL' },
-        },
-        {
-          IndexName: BY_DAY_INDEX,
-          KeySchema: [
-            { AttributeName: 'day', KeyType: 'HASH' },
-            { AttributeName: 'timeKey', KeyType: 'RANGE' },
-          ],
-          Projection: { ProjectionType: 'ALL' },
-        },
-        {
-          IndexName: BY_DECISION_INDEX,
-          KeySchema: [
-            { AttributeName: 'decisionDay', KeyType: 'HASH' },
-            { AttributeName: 'timeKey', KeyType: 'RANGE' },
-          ],
-          Projection: { ProjectionType: 'ALL' },
-        },
-      ],
-    },
-  ];
-  await Promise.all(definitions.map((definition) => translated(() => ensureTable(client, definition))));
-}
-
-async function ensureTable(client: DynamoDBClient, definition: CreateTableCommandInput): Promise<void> {
-  const TableName = definition.TableName!;
-  try {
-    await client.send(new DescribeTableCommand({ TableName }));
-  } catch (error) {
-    if (!(error instanceof ResourceNotFoundException)) throw error;
-    try {
-      await client.send(new CreateTableCommand(definition));
-    } catch (createError) {
-      // Another process (a second test worker, a parallel start) created it first: fine.
-      if (!(createError instanceof ResourceInUseException)) throw createError;
-    }
-  }
-  // The default waiter delay (20 s) is tuned for AWS; local stand-ins are ready in milliseconds.
-  await waitUntilTableExists({ client, minDelay: 1, maxDelay: 5, maxWaitTime: 120 }, { TableName });
-}
-
-/** Runs an SDK call and turns whatever it throws into STORE_UNAVAILABLE. */
-async function translated<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (error) {
-    throw storeUnavailable(error);
-  }
-}
-
-export function storeUnavailable(error: unknown): PgWardenError {
-  if (error instanceof PgWardenError) return error;
-  const name = error instanceof Error ? error.name : 'Error';
-  const message = error instanceof Error ? error.message : String(error);
-  return new PgWardenError('STORE_UNAVAILABLE', `the audit store is unavailable (${name}: ${message})`, {
-    cause: error,
-  });
+    }),
+  ]);
 }
 
 /** The session item's attributes from one event, minus the key (UpdateItem may not SET it). */

@@ -10,16 +10,11 @@
  */
 import {
   type AttributeValue,
-  ConditionalCheckFailedException,
-  CreateTableCommand,
-  DescribeTableCommand,
   type DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
   QueryCommand,
-  ResourceInUseException,
-  ResourceNotFoundException,
-  waitUntilTableExists,
+  type QueryCommandInput,
 } from '@aws-sdk/client-dynamodb';
 import { PgWardenError } from '../../shared/errors.ts';
 import { validatePolicy } from '../../shared/policy/parse-policy.ts';
@@ -29,11 +24,13 @@ import type {
   PolicyVersionSummary,
   StoredPolicy,
 } from '../../shared/policy/stored.ts';
+import { conditionalWrite, ensureTables, onDemandTable, orStoreUnavailable } from './dynamodb-common.ts';
 
 export function policyTableName(prefix: string): string {
   return `${prefix}policies`;
 }
 
+const STORE = 'the policy store';
 const PARTITION = 'main';
 const CURRENT = 'CURRENT';
 const VERSION_PREFIX = 'VERSION#';
@@ -50,7 +47,7 @@ export class DynamoDbPolicyStore implements PolicyStore {
   ) {}
 
   async current(): Promise<StoredPolicy | undefined> {
-    const output = await translated(() =>
+    const output = await orStoreUnavailable(STORE, () =>
       this.client.send(
         new GetItemCommand({
           TableName: this.table,
@@ -74,32 +71,29 @@ export class DynamoDbPolicyStore implements PolicyStore {
         storedBy: next.storedBy,
       };
       const item = itemOf(stored, seq);
-      try {
-        await this.client.send(
+      const tookSeq = await conditionalWrite(STORE, () =>
+        this.client.send(
           new PutItemCommand({
             TableName: this.table,
             Item: { ...item, version: { S: versionKey(seq) } },
             ConditionExpression: 'attribute_not_exists(#v)',
             ExpressionAttributeNames: { '#v': 'version' },
           }),
-        );
-      } catch (error) {
-        if (error instanceof ConditionalCheckFailedException) continue; // another PUT took seq
-        throw unavailable(error);
-      }
-      try {
-        await this.client.send(
+        ),
+      );
+      if (!tookSeq) continue; // another PUT took seq
+      // When this write loses, a PUT that started later already made its (newer) version current:
+      // ours stays in history.
+      await conditionalWrite(STORE, () =>
+        this.client.send(
           new PutItemCommand({
             TableName: this.table,
             Item: { ...item, version: { S: CURRENT } },
             ConditionExpression: 'attribute_not_exists(seq) OR seq < :seq',
             ExpressionAttributeValues: { ':seq': { N: String(seq) } },
           }),
-        );
-      } catch (error) {
-        // A PUT that started later already made its (newer) version current: ours stays in history.
-        if (!(error instanceof ConditionalCheckFailedException)) throw unavailable(error);
-      }
+        ),
+      );
       return stored;
     }
     throw new PgWardenError(
@@ -109,7 +103,25 @@ export class DynamoDbPolicyStore implements PolicyStore {
   }
 
   async history(limit: number): Promise<PolicyVersionSummary[]> {
-    const output = await translated(() =>
+    const output = await this.newestVersions(limit);
+    return (output.Items ?? []).map((item) => {
+      const { policy, text: _text, ...summary } = storedPolicy(item);
+      return { ...summary, rules: policy.rules.length };
+    });
+  }
+
+  private async latestSeq(): Promise<number> {
+    const output = await this.newestVersions(1, { ConsistentRead: true, ProjectionExpression: 'seq' });
+    const seq = output.Items?.[0]?.['seq']?.N;
+    return seq === undefined ? 0 : Number(seq);
+  }
+
+  /** The stored versions (not CURRENT), newest first. */
+  private newestVersions(
+    limit: number,
+    read: Pick<QueryCommandInput, 'ConsistentRead' | 'ProjectionExpression'> = {},
+  ) {
+    return orStoreUnavailable(STORE, () =>
       this.client.send(
         new QueryCommand({
           TableName: this.table,
@@ -118,32 +130,10 @@ export class DynamoDbPolicyStore implements PolicyStore {
           ExpressionAttributeValues: { ':p': { S: PARTITION }, ':prefix': { S: VERSION_PREFIX } },
           ScanIndexForward: false,
           Limit: limit,
+          ...read,
         }),
       ),
     );
-    return (output.Items ?? []).map((item) => {
-      const { policy, text: _text, ...summary } = storedPolicy(item);
-      return { ...summary, rules: policy.rules.length };
-    });
-  }
-
-  private async latestSeq(): Promise<number> {
-    const output = await translated(() =>
-      this.client.send(
-        new QueryCommand({
-          TableName: this.table,
-          KeyConditionExpression: '#p = :p AND begins_with(#v, :prefix)',
-          ExpressionAttributeNames: { '#p': 'policy', '#v': 'version' },
-          ExpressionAttributeValues: { ':p': { S: PARTITION }, ':prefix': { S: VERSION_PREFIX } },
-          ScanIndexForward: false,
-          Limit: 1,
-          ConsistentRead: true,
-          ProjectionExpression: 'seq',
-        }),
-      ),
-    );
-    const seq = output.Items?.[0]?.['seq']?.N;
-    return seq === undefined ? 0 : Number(seq);
   }
 }
 
@@ -186,47 +176,7 @@ function storedPolicy(item: Record<string, AttributeValue>): StoredPolicy {
 
 /** Creates the table (on-demand) when missing and waits until it is ACTIVE: local mode and tests. */
 export async function ensurePolicyTable(client: DynamoDBClient, table: string): Promise<void> {
-  await translated(async () => {
-    try {
-      await client.send(new DescribeTableCommand({ TableName: table }));
-    } catch (error) {
-      if (!(error instanceof ResourceNotFoundException)) throw error;
-      try {
-        await client.send(
-          new CreateTableCommand({
-            TableName: table,
-            BillingMode: 'PAY_PER_REQUEST',
-            AttributeDefinitions: [
-              { AttributeName: 'policy', AttributeType: 'S' },
-              { AttributeName: 'version', AttributeType: 'S' },
-            ],
-            KeySchema: [
-              { AttributeName: 'policy', KeyType: 'HASH' },
-              { AttributeName: 'version', KeyType: 'RANGE' },
-            ],
-          }),
-        );
-      } catch (createError) {
-        if (!(createError instanceof ResourceInUseException)) throw createError;
-      }
-    }
-    await waitUntilTableExists({ client, minDelay: 1, maxDelay: 5, maxWaitTime: 120 }, { TableName: table });
-  });
-}
-
-async function translated<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (error) {
-    throw unavailable(error);
-  }
-}
-
-function unavailable(error: unknown): PgWardenError {
-  if (error instanceof PgWardenError) return error;
-  const name = error instanceof Error ? error.name : 'Error';
-  const message = error instanceof Error ? error.message : String(error);
-  return new PgWardenError('STORE_UNAVAILABLE', `the policy store is unavailable (${name}: ${message})`, {
-    cause: error,
-  });
+  await ensureTables(client, STORE, [
+    onDemandTable({ name: table, partitionKey: 'policy', sortKey: 'version' }),
+  ]);
 }

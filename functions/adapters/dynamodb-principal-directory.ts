@@ -5,7 +5,9 @@
  */
 import { type DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import type { KnownPrincipal, PrincipalDirectory } from '../../shared/approvals/ports.ts';
-import { PgWardenError } from '../../shared/errors.ts';
+import { orStoreUnavailable } from './dynamodb-common.ts';
+
+const STORE = 'the principals directory';
 
 export class DynamoDbPrincipalDirectory implements PrincipalDirectory {
   constructor(
@@ -14,7 +16,7 @@ export class DynamoDbPrincipalDirectory implements PrincipalDirectory {
   ) {}
 
   async remember(principal: Omit<KnownPrincipal, 'seenAt'>, now: Date): Promise<void> {
-    await translated(() =>
+    await orStoreUnavailable(STORE, () =>
       this.client.send(
         new PutItemCommand({
           TableName: this.table,
@@ -32,7 +34,7 @@ export class DynamoDbPrincipalDirectory implements PrincipalDirectory {
   }
 
   async lookup(email: string): Promise<KnownPrincipal | undefined> {
-    const output = await translated(() =>
+    const output = await orStoreUnavailable(STORE, () =>
       this.client.send(
         new GetItemCommand({
           TableName: this.table,
@@ -51,21 +53,5 @@ export class DynamoDbPrincipalDirectory implements PrincipalDirectory {
       groups: (item['groups']?.L ?? []).map((group) => group.S ?? ''),
       seenAt: item['seenAt']?.S ?? '',
     };
-  }
-}
-
-async function translated<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (error) {
-    const name = error instanceof Error ? error.name : 'Error';
-    const message = error instanceof Error ? error.message : String(error);
-    throw new PgWardenError(
-      'STORE_UNAVAILABLE',
-      `the principals directory is unavailable (${name}: ${message})`,
-      {
-        cause: error,
-      },
-    );
   }
 }

@@ -14,7 +14,6 @@ import { DEFAULT_POLICY_VERSION, StatementDecider } from '../../shared/decide.ts
 import { isAuthenticationCode, isPgWardenError, type PgWardenError } from '../../shared/errors.ts';
 import {
   assertStartupUserMatches,
-  type Principal,
   primaryRole,
   principalFromClaims,
   type RoleMapping,
@@ -22,6 +21,7 @@ import {
 import { type Logger, silentLogger } from '../../shared/logger.ts';
 import type { AuditStore, TokenVerifier } from '../../shared/ports.ts';
 import type { StoredPolicySource } from './policy-source.ts';
+import { rememberPrincipal } from './remember-principal.ts';
 import { auditEvents } from './validate.ts';
 
 export interface ControlPlaneServiceDeps {
@@ -71,28 +71,8 @@ export function createControlPlaneService(deps: ControlPlaneServiceDeps): Contro
         proxyId: request.proxyId,
       },
     ]);
-    await rememberPrincipal(principal);
+    await rememberPrincipal(deps.principals, principal, deps.now, logger);
     return { sessionId, principal, role, roles };
-  }
-
-  /** Best effort: the directory only serves Slack approvals; it must never block a session. */
-  async function rememberPrincipal(principal: Principal): Promise<void> {
-    if (deps.principals === undefined || principal.actor !== 'person' || principal.email === undefined)
-      return;
-    try {
-      await deps.principals.remember(
-        {
-          email: principal.email,
-          name: principal.name,
-          subject: principal.subject,
-          issuer: principal.issuer,
-          groups: principal.groups,
-        },
-        deps.now(),
-      );
-    } catch (error) {
-      logger.warn('could not update the principals directory', { error: String(error) });
-    }
   }
 
   /** Best effort: losing this record must not turn an auth error into a store error. */

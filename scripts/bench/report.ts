@@ -8,6 +8,7 @@ export type TargetName =
   | 'pgwarden-noaudit'
   | 'pgwarden-dynalite'
   | 'pgwarden-strict'
+  | 'pgwarden-write'
   | 'pgwarden';
 
 export interface CellResult extends PgbenchResult {
@@ -130,10 +131,11 @@ export function diagnosticTable(
     'pgwarden-noaudit',
     'pgwarden-dynalite',
     'pgwarden-strict',
+    'pgwarden-write',
     'pgwarden',
   ];
   const present = shown.filter((t) => cells.some((c) => c.target === t));
-  if (!present.some((t) => t === 'pipe' || t === 'pgwarden-noaudit' || t === 'pgwarden-strict')) return '';
+  if (!present.some((t) => t !== 'pgbouncer' && t !== 'pgwarden')) return '';
   const rows: string[][] = [];
   for (const mode of modes) {
     for (const clients of clientCounts) {

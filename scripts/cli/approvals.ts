@@ -5,16 +5,13 @@
  */
 import { parseArgs } from 'node:util';
 import type { ApprovalListResponse, ApprovalResponse, ApprovalView } from '../../shared/approvals.ts';
-import { cliConfigFromEnv } from '../../shared/config.ts';
+import { type ApiRequest, CliFailure, callApi, jsonBody } from './api-client.ts';
 import type { CliCommand, CliIo } from './command.ts';
 
 export const approvalsUsage = `  approvals list                       statements waiting for a reviewer (needs the reviewers group)
   approvals approve ID                 run a held statement (as a member of its approver group)
   approvals deny ID [--reason TEXT]    refuse it; the reason is shown to whoever is waiting
     (your token in PGWARDEN_TOKEN; locally: PGWARDEN_TOKEN=$(npm run -s token -- you@example.com --groups reviewers))`;
-
-/** A failure the user can act on: printed as is, exit code 1. */
-class CliFailure extends Error {}
 
 export const approvalsCommand: CliCommand = async (args, io) => {
   const [command, ...rest] = args;
@@ -50,7 +47,7 @@ export const approvalsCommand: CliCommand = async (args, io) => {
 };
 
 async function list(io: CliIo): Promise<number> {
-  const { approvals } = await call<ApprovalListResponse>(io, 'GET', 'v1/approvals?status=pending');
+  const { approvals } = await call<ApprovalListResponse>(io, { path: 'v1/approvals?status=pending' });
   if (approvals.length === 0) {
     io.out('no statements are waiting for approval\n');
     return 0;
@@ -65,7 +62,7 @@ async function list(io: CliIo): Promise<number> {
 async function decide(io: CliIo, verdict: 'approve' | 'deny', id: string, reason?: string): Promise<number> {
   const path = `v1/approvals/${encodeURIComponent(id)}/${verdict}`;
   const body = verdict === 'deny' && reason !== undefined ? { reason } : {};
-  const { approval } = await call<ApprovalResponse>(io, 'POST', path, body);
+  const { approval } = await call<ApprovalResponse>(io, { method: 'POST', path, body: jsonBody(body) });
   const because = approval.denyReason ? `: ${approval.denyReason}` : '';
   io.out(
     approval.status === 'approved'
@@ -85,40 +82,11 @@ function describe(a: ApprovalView): string {
   ].join('\n');
 }
 
-async function call<T>(io: CliIo, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-  const { apiUrl, token } = cliConfigFromEnv(io.env);
-  if (token === undefined) {
-    throw new CliFailure(
+function call<T>(io: CliIo, request: ApiRequest): Promise<T> {
+  return callApi<T>(io, request, {
+    missingToken:
       'set PGWARDEN_TOKEN to your OIDC token (locally: PGWARDEN_TOKEN=$(npm run -s token -- you@example.com --groups reviewers))',
-    );
-  }
-  let response: Response;
-  try {
-    response = await fetch(`${apiUrl}/${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(30_000),
-    });
-  } catch {
-    throw new CliFailure(
-      `cannot reach the pgwarden API at ${apiUrl} (is \`npm start\` running? set PGWARDEN_API_URL otherwise)`,
-    );
-  }
-  const payload = (await response.json().catch(() => undefined)) as
-    | (T & { error?: { code?: string; message?: string } })
-    | undefined;
-  if (response.ok && payload !== undefined) return payload;
-  throw new CliFailure(failureText(response.status, payload?.error));
-}
-
-function failureText(status: number, error: { code?: string; message?: string } | undefined): string {
-  const message = error?.message ?? `the API answered HTTP ${status}`;
-  if (status === 401) return `your token was not accepted: ${message}`;
-  if (status === 403) return `refused: ${message}`;
-  if (status === 404) return `${message} (see: npm run -s pgwarden -- approvals list)`;
-  return message;
+    notFoundHint: 'npm run -s pgwarden -- approvals list',
+    timeoutMs: 30_000,
+  });
 }

@@ -6,7 +6,7 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { type AuditRecord, MAX_AUDIT_LIMIT, parseTimeBound } from '../../shared/audit-query.ts';
-import { cliConfigFromEnv } from '../../shared/config.ts';
+import { CliFailure, callApi } from './api-client.ts';
 import type { CliCommand, CliIo } from './command.ts';
 
 export const auditUsage = `  audit list [--principal P] [--session S] [--since T] [--until T] [--decision D] [--text X]
@@ -15,9 +15,6 @@ export const auditUsage = `  audit list [--principal P] [--session S] [--since T
   audit export --since T [--until T] [filters] [--format jsonl|csv] [--out FILE]
                                                 every matching statement, all pages, streamed
     (auditors only; your token in PGWARDEN_TOKEN; locally: PGWARDEN_TOKEN=$(npm run -s token -- you@example.com --groups auditors))`;
-
-/** A failure the user can act on: printed as is, exit code 1. */
-class CliFailure extends Error {}
 
 const FILTERS = ['principal', 'session', 'since', 'until', 'decision', 'text'] as const;
 
@@ -295,30 +292,14 @@ function seconds(ms: unknown): string {
 
 // --- HTTP -----------------------------------------------------------------------------------------
 
-async function call<T>(io: CliIo, path: string): Promise<T> {
-  const { apiUrl, token } = cliConfigFromEnv(io.env);
-  if (token === undefined) {
-    throw new CliFailure(
-      'set PGWARDEN_TOKEN to your OIDC token, as a member of the auditor groups (locally: PGWARDEN_TOKEN=$(npm run -s token -- you@example.com --groups auditors))',
-    );
-  }
-  let response: Response;
-  try {
-    response = await fetch(`${apiUrl}/${path}`, {
-      headers: { authorization: `Bearer ${token}` },
-      signal: AbortSignal.timeout(60_000),
-    });
-  } catch {
-    throw new CliFailure(
-      `cannot reach the pgwarden API at ${apiUrl} (is \`npm start\` running? set PGWARDEN_API_URL otherwise)`,
-    );
-  }
-  const payload = (await response.json().catch(() => undefined)) as
-    | (T & { error?: { code?: string; message?: string } })
-    | undefined;
-  if (response.ok && payload !== undefined) return payload;
-  const message = payload?.error?.message ?? `the API answered HTTP ${response.status}`;
-  if (response.status === 401) throw new CliFailure(`your token was not accepted: ${message}`);
-  if (response.status === 403) throw new CliFailure(`refused: ${message}`);
-  throw new CliFailure(message);
+function call<T>(io: CliIo, path: string): Promise<T> {
+  return callApi<T>(
+    io,
+    { path },
+    {
+      missingToken:
+        'set PGWARDEN_TOKEN to your OIDC token, as a member of the auditor groups (locally: PGWARDEN_TOKEN=$(npm run -s token -- you@example.com --groups auditors))',
+      timeoutMs: 60_000,
+    },
+  );
 }

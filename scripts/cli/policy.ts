@@ -3,10 +3,10 @@
  * through the API (PGWARDEN_API_URL, with the caller's own OIDC token in PGWARDEN_TOKEN).
  */
 import { readFileSync } from 'node:fs';
-import { cliConfigFromEnv } from '../../shared/config.ts';
 import { DEFAULT_POLICY_YAML } from '../../shared/policy/default-policy.ts';
 import { checkPolicyText, formatIssue, type PolicyIssue } from '../../shared/policy/parse-policy.ts';
 import type { PolicyVersionSummary } from '../../shared/policy/stored.ts';
+import { ApiRefusal, type ApiRequest, ApiUnreachable, CliFailure, callApi } from './api-client.ts';
 import type { CliCommand, CliIo } from './command.ts';
 
 export const policyUsage = `  policy validate FILE   check a policy document (YAML or JSON); prints each problem with its line
@@ -63,9 +63,10 @@ async function apply(file: string, io: CliIo): Promise<number> {
   if (text === undefined) return 2;
   // Checked here first: the same validation the API runs, without a round trip or a token.
   if (!validated(file, text, io)) return 1;
-  const response = await call(io, 'PUT', '/v1/policies', {
-    body: text,
-    headers: { 'content-type': /\.json$/i.test(file) ? 'application/json' : 'text/yaml' },
+  const response = await call(io, {
+    method: 'PUT',
+    path: 'v1/policies',
+    body: { contentType: /\.json$/i.test(file) ? 'application/json' : 'text/yaml', text },
   });
   if (!response.ok) return 1;
   const stored = response.body as { version: string; declaredVersion: string; rules: number };
@@ -77,7 +78,7 @@ async function apply(file: string, io: CliIo): Promise<number> {
 }
 
 async function show(io: CliIo): Promise<number> {
-  const response = await call(io, 'GET', '/v1/policies/current');
+  const response = await call(io, { path: 'v1/policies/current' });
   if (!response.ok) return 1;
   const current = response.body as { version: string; storedAt: string | null; storedBy: string | null };
   const origin =
@@ -88,7 +89,7 @@ async function show(io: CliIo): Promise<number> {
 }
 
 async function history(io: CliIo): Promise<number> {
-  const response = await call(io, 'GET', '/v1/policies?limit=100');
+  const response = await call(io, { path: 'v1/policies?limit=100' });
   if (!response.ok) return 1;
   const { versions } = response.body as { versions: PolicyVersionSummary[] };
   if (versions.length === 0) {
@@ -102,42 +103,29 @@ async function history(io: CliIo): Promise<number> {
 
 type CallResult = { ok: true; body: unknown } | { ok: false };
 
-/** One API call with the caller's token; problems are printed and reported as not ok. */
-async function call(
-  io: CliIo,
-  method: string,
-  path: string,
-  init: { body?: string; headers?: Record<string, string> } = {},
-): Promise<CallResult> {
-  const config = cliConfigFromEnv(io.env);
-  if (config.token === undefined) {
-    io.err(
-      'pgwarden: set PGWARDEN_TOKEN to your OIDC token (locally: npm run -s token -- EMAIL --groups admins)\n',
-    );
-    return { ok: false };
-  }
-  let response: Response;
+/** One API call with the caller's token; problems are printed (in this area's words) and reported as not ok. */
+async function call(io: CliIo, request: ApiRequest): Promise<CallResult> {
   try {
-    response = await fetch(`${config.apiUrl}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${config.token}`, ...init.headers },
-      ...(init.body !== undefined && { body: init.body }),
+    const body = await callApi<unknown>(io, request, {
+      missingToken:
+        'set PGWARDEN_TOKEN to your OIDC token (locally: npm run -s token -- EMAIL --groups admins)',
     });
+    return { ok: true, body };
   } catch (error) {
-    io.err(
-      `pgwarden: cannot reach the API at ${config.apiUrl} (${(error as Error).message}); set PGWARDEN_API_URL\n`,
-    );
+    if (!(error instanceof CliFailure)) throw error;
+    io.err(`pgwarden: ${failureText(request, error)}\n`);
     return { ok: false };
   }
-  const body = (await response.json().catch(() => undefined)) as
-    | { error?: { code?: string; message?: string } }
-    | undefined;
-  if (!response.ok) {
-    const error = body?.error;
-    io.err(
-      `pgwarden: ${method} ${path} failed (${response.status}${error?.code ? ` ${error.code}` : ''}): ${error?.message ?? 'no details'}\n`,
-    );
-    return { ok: false };
+}
+
+function failureText(request: ApiRequest, failure: CliFailure): string {
+  if (failure instanceof ApiUnreachable) {
+    const reason = failure.cause instanceof Error ? failure.cause.message : String(failure.cause);
+    return `cannot reach the API at ${failure.apiUrl} (${reason}); set PGWARDEN_API_URL`;
   }
-  return { ok: true, body };
+  if (failure instanceof ApiRefusal) {
+    const { status, error } = failure;
+    return `${request.method ?? 'GET'} /${request.path} failed (${status}${error?.code ? ` ${error.code}` : ''}): ${error?.message ?? 'no details'}`;
+  }
+  return failure.message;
 }

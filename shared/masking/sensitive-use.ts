@@ -24,7 +24,7 @@ import type { RawStmt } from 'libpg-query';
 import type { Body } from '../sql/classify.ts';
 import type { RelationName } from '../sql/facts.ts';
 import { parseSql } from '../sql/parser.ts';
-import { aliasOf, list, relationOf, stringValue, unwrap } from '../sql/tree.ts';
+import { aliasOf, commonTableExpressions, list, relationOf, stringValue, unwrap } from '../sql/tree.ts';
 
 /**
  * How a value is used:
@@ -338,10 +338,7 @@ class UseWalker {
   private withClause(withClause: unknown, scope: Scope, sink: Sink): void {
     const body = withClause as Body | undefined;
     if (!body) return;
-    const ctes = list(body.ctes)
-      .map(unwrap)
-      .filter((e): e is [string, Body] => e?.[0] === 'CommonTableExpr')
-      .map(([, cte]) => cte);
+    const ctes = commonTableExpressions(body);
     // WITH RECURSIVE: a CTE's own name, read inside it, is seen as opaque (its rows are computed)
     if (body.recursive)
       for (const cte of ctes)

@@ -20,7 +20,16 @@ import type {
 } from './facts.ts';
 import { TYPED_FIELDS } from './node-fields.ts';
 import { Scope, type ScopeEntry } from './scope.ts';
-import { aliasOf, list, relationKey, relationOf, renamesColumns, stringValue, unwrap } from './tree.ts';
+import {
+  aliasOf,
+  commonTableExpressions,
+  list,
+  relationKey,
+  relationOf,
+  renamesColumns,
+  stringValue,
+  unwrap,
+} from './tree.ts';
 
 type Access = 'read' | 'write';
 
@@ -369,10 +378,7 @@ export class StatementCollector {
   private withClause(withClause: unknown, scope: Scope, ctx: Ctx): void {
     const body = withClause as Body | undefined;
     if (!body) return;
-    const ctes = list(body.ctes)
-      .map(unwrap)
-      .filter((e): e is [string, Body] => e?.[0] === 'CommonTableExpr')
-      .map(([, cte]) => cte);
+    const ctes = commonTableExpressions(body);
     // WITH RECURSIVE: every item sees every item; otherwise an item sees only the ones before it.
     if (body.recursive)
       for (const cte of ctes) if (typeof cte.ctename === 'string') scope.ctes.add(cte.ctename);

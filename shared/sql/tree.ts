@@ -39,3 +39,11 @@ export function relationKey(r: RelationName): string {
 export function list(value: unknown): unknown[] {
   return Array.isArray(value) ? value : [];
 }
+
+/** The CommonTableExpr bodies of a WITH clause, in the order they are written. */
+export function commonTableExpressions(withClause: Body): Body[] {
+  return list(withClause.ctes)
+    .map(unwrap)
+    .filter((e): e is [string, Body] => e?.[0] === 'CommonTableExpr')
+    .map(([, cte]) => cte);
+}

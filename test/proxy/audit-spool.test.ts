@@ -97,6 +97,33 @@ describe('AuditSpool', () => {
     expect(readFileSync(join(dir, segment!), 'utf8')).toContain('"seq":1');
   });
 
+  it('ships written records from memory exactly as the file holds them, across segments', async () => {
+    const dir = tempDir();
+    const spool = await openSpool(dir, { sync: 'write', segmentBytes: 600 });
+    // non-ASCII text: offsets are bytes, not characters
+    for (let seq = 1; seq <= 12; seq++) spool.appendDurable({ ...statement(seq), text: `select 'é${seq}'` });
+    await spool.close();
+    const shipped = await readAll(spool);
+    expect(shipped.map((e) => (e as StatementEvent).seq)).toEqual([...Array(12).keys()].map((i) => i + 1));
+    // a fresh process (no memory) reads the same records from the files: nothing was acknowledged
+    // beyond what the memory batches covered, and nothing is left over
+    const reopened = await openSpool(dir);
+    expect(await readAll(reopened)).toEqual([]);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.seg'))).toHaveLength(1);
+  });
+
+  it('falls back to reading the file for what memory does not hold, in order', async () => {
+    const dir = tempDir();
+    const first = await openSpool(dir, { sync: 'write' });
+    for (let seq = 1; seq <= 3; seq++) first.appendDurable(statement(seq));
+    await first.close();
+    // the next process remembers only what it writes itself; the older records come from disk
+    const spool = await openSpool(dir, { sync: 'write' });
+    for (let seq = 4; seq <= 6; seq++) spool.appendDurable(statement(seq));
+    const shipped = await readAll(spool);
+    expect(shipped.map((e) => (e as StatementEvent).seq)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
   it('resumes after a restart from the acknowledged offset, and drops fully shipped segments', async () => {
     const dir = tempDir();
     const first = await openSpool(dir, { segmentBytes: 600 });

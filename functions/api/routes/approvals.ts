@@ -21,6 +21,7 @@ import type { TokenVerifier } from '../../../shared/ports.ts';
 import { jsonBody } from '../app.ts';
 import type { ApprovalsService } from '../approvals-service.ts';
 import { requireServiceToken, requireUser, userOf } from '../auth.ts';
+import { rememberPrincipal } from '../remember-principal.ts';
 import { decisionRequest, parse } from '../validate.ts';
 
 export interface ApprovalRoutesDeps {
@@ -119,23 +120,7 @@ function requirePerson(verifier: TokenVerifier): MiddlewareHandler {
 /** Best effort: the directory only helps Slack; it must never fail the caller's request. */
 function rememberCaller(deps: ApprovalRoutesDeps): MiddlewareHandler {
   return async (c, next) => {
-    const principal = userOf(c);
-    if (deps.principals !== undefined && principal.actor === 'person' && principal.email !== undefined) {
-      await deps.principals
-        .remember(
-          {
-            email: principal.email,
-            name: principal.name,
-            subject: principal.subject,
-            issuer: principal.issuer,
-            groups: principal.groups,
-          },
-          deps.now(),
-        )
-        .catch((error: unknown) =>
-          deps.logger.warn('could not update the principals directory', { error: String(error) }),
-        );
-    }
+    await rememberPrincipal(deps.principals, userOf(c), deps.now, deps.logger);
     await next();
   };
 }
