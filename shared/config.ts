@@ -406,6 +406,8 @@ export interface NotifierConfig {
   channel: string;
   /** PGWARDEN_SLACK_API_URL: a Slack Web API stand-in (tests and local mode only) */
   slackApiUrl?: string;
+  /** PGWARDEN_APPROVALS_QUEUE_URL: where the notifier schedules its look at a lapsing approval */
+  queueUrl?: string;
 }
 
 export const DEFAULT_SLACK_CHANNEL = 'pgwarden-approvals';
@@ -440,6 +442,9 @@ export function notifierConfigFromEnv(env: Env): NotifierConfig {
   if (botToken === undefined) problems.push('SLACK_BOT_TOKEN or SLACK_BOT_TOKEN_SECRET_ARN is missing');
   const tables = dynamoDbTablesFromEnv(env, problems);
   const apiUrl = slackApiUrl(env, problems);
+  const queueUrl = env['PGWARDEN_APPROVALS_QUEUE_URL']?.trim() || undefined;
+  if (queueUrl !== undefined && !isHttpUrl(queueUrl))
+    problems.push('PGWARDEN_APPROVALS_QUEUE_URL must be an http(s) URL');
   if (problems.length > 0 || botToken === undefined) {
     throw new PgWardenError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
   }
@@ -448,6 +453,7 @@ export function notifierConfigFromEnv(env: Env): NotifierConfig {
     botToken,
     channel: env['PGWARDEN_SLACK_CHANNEL']?.trim() || DEFAULT_SLACK_CHANNEL,
     ...(apiUrl === undefined ? {} : { slackApiUrl: apiUrl }),
+    ...(queueUrl === undefined ? {} : { queueUrl }),
   };
 }
 

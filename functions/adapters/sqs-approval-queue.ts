@@ -7,17 +7,32 @@ import type { ApprovalQueue } from '../../shared/approvals/ports.ts';
 import type { ApprovalNotification } from '../../shared/approvals.ts';
 import { PgWardenError } from '../../shared/errors.ts';
 
+/** SQS delays a message by at most 15 minutes. */
+const MAX_DELAY_SECONDS = 900;
+
 export class SqsApprovalQueue implements ApprovalQueue {
   constructor(
     private readonly client: SQSClient,
     private readonly queueUrl: string,
   ) {}
 
-  async enqueue(notification: ApprovalNotification): Promise<void> {
+  enqueue(notification: ApprovalNotification): Promise<void> {
+    return this.send(notification, 0);
+  }
+
+  enqueueLater(notification: ApprovalNotification, delaySeconds: number): Promise<void> {
+    return this.send(notification, Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.ceil(delaySeconds))));
+  }
+
+  private async send(notification: ApprovalNotification, delaySeconds: number): Promise<void> {
     const body: ApprovalNotification = { approvalId: notification.approvalId };
     try {
       await this.client.send(
-        new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: JSON.stringify(body) }),
+        new SendMessageCommand({
+          QueueUrl: this.queueUrl,
+          MessageBody: JSON.stringify(body),
+          ...(delaySeconds > 0 ? { DelaySeconds: delaySeconds } : {}),
+        }),
       );
     } catch (error) {
       const name = error instanceof Error ? error.name : 'Error';

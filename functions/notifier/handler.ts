@@ -4,12 +4,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SQSClient } from '@aws-sdk/client-sqs';
 import { notifierConfigFromEnv } from '../../shared/config.ts';
 import type { Logger } from '../../shared/logger.ts';
 import { approvalTableNames, DynamoDbApprovalStore } from '../adapters/dynamodb-approval-store.ts';
 import { DynamoDbAuditStore, tableNames } from '../adapters/dynamodb-audit-store.ts';
 import { resolveSecret } from '../adapters/secret-source.ts';
 import { createSlackApi } from '../adapters/slack-web-api.ts';
+import { SqsApprovalQueue } from '../adapters/sqs-approval-queue.ts';
 import { createNotifier } from './notifier.ts';
 
 const logger: Logger = {
@@ -34,6 +36,9 @@ export const handler = createNotifier({
   }),
   channel: config.channel,
   audit: new DynamoDbAuditStore(dynamodb, tableNames(config.tablePrefix)),
+  ...(config.queueUrl === undefined
+    ? {}
+    : { queue: new SqsApprovalQueue(new SQSClient({}), config.queueUrl) }),
   now: () => new Date(),
   newId: randomUUID,
   logger,

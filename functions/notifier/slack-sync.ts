@@ -4,7 +4,7 @@
  * executed). Idempotent, so SQS redeliveries and out-of-order notifications do no harm.
  */
 
-import type { ApprovalStore, SlackApi } from '../../shared/approvals/ports.ts';
+import type { ApprovalQueue, ApprovalStore, SlackApi } from '../../shared/approvals/ports.ts';
 import { approvalMessage } from '../../shared/approvals/slack-blocks.ts';
 import { type ApprovalView, asOf } from '../../shared/approvals.ts';
 import type { ApprovalEvent } from '../../shared/events.ts';
@@ -20,6 +20,11 @@ export interface SlackSyncDeps {
   approvals?: { settle(approval: ApprovalView): Promise<ApprovalView> };
   /** when given, the first post is recorded in the audit trail */
   audit?: AuditStore;
+  /**
+   * when given, a pending approval is looked at again when it lapses (a delayed notification, in
+   * steps of at most 15 minutes), so its Slack message shows "expired" without anyone clicking
+   */
+  queue?: Pick<ApprovalQueue, 'enqueueLater'>;
   now?: () => Date;
   newId?: () => string;
   logger?: Logger;
@@ -42,6 +47,7 @@ export function createSlackSync(deps: SlackSyncDeps): SlackSync {
     const message = approvalMessage(approval, now());
     if (approval.slack !== undefined) {
       await deps.slack.updateMessage(approval.slack.channel, approval.slack.ts, message);
+      await lookAgainAtExpiry(approval);
       return;
     }
     const posted = await deps.slack.postMessage(deps.channel, message);
@@ -58,7 +64,16 @@ export function createSlackSync(deps: SlackSyncDeps): SlackSync {
       return;
     }
     await recordPosted(approval, posted);
+    await lookAgainAtExpiry(approval);
   };
+
+  async function lookAgainAtExpiry(approval: ApprovalView): Promise<void> {
+    const enqueueLater = deps.queue?.enqueueLater;
+    if (enqueueLater === undefined || approval.status !== 'pending') return;
+    // One second past the deadline, so the next look finds it lapsed rather than due.
+    const seconds = Math.ceil((Date.parse(approval.expiresAt) - now().getTime()) / 1000) + 1;
+    await enqueueLater.call(deps.queue, { approvalId: approval.id }, Math.max(1, seconds));
+  }
 
   async function recordPosted(
     approval: ApprovalView,

@@ -93,8 +93,11 @@ export class PgWardenApprovals extends Construct {
         PGWARDEN_SLACK_CHANNEL: props.slack.channel,
         // Read from Secrets Manager at cold start, never placed in the function's configuration.
         SLACK_BOT_TOKEN_SECRET_ARN: props.slack.botToken.secretArn,
+        // the notifier schedules a delayed look at each pending approval, to show it expired
+        PGWARDEN_APPROVALS_QUEUE_URL: this.queue.queueUrl,
       },
     });
+    this.grantSend(this.notifier);
     store.grantApprovalSlackUpdate(this.notifier);
     store.grantApprovalEventWrite(this.notifier);
     props.slack.botToken.grantRead(this.notifier);

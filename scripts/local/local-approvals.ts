@@ -130,6 +130,7 @@ export async function startLocalApprovals(
             slack: slackApi,
             channel: options.slack.channel,
             audit: approvalAudit,
+            ...(queue === undefined ? {} : { queue }),
             now: deps.now,
             newId: deps.newId,
             logger,

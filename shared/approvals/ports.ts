@@ -39,6 +39,11 @@ export interface ApprovalStore {
 
 export interface ApprovalQueue {
   enqueue(notification: ApprovalNotification): Promise<void>;
+  /**
+   * The same notification, delivered after `delaySeconds` (at most 900, SQS's limit): how the
+   * notifier looks at a pending approval again when it lapses, so Slack shows it expired unasked.
+   */
+  enqueueLater?(notification: ApprovalNotification, delaySeconds: number): Promise<void>;
 }
 
 /** What pgwarden last saw in a verified OIDC token of a person, keyed by email. */

@@ -265,3 +265,77 @@ async function countNotified(approvalId: string): Promise<number> {
   );
   return Items.length;
 }
+
+describe('an approval nobody decides', () => {
+  it('is looked at again when it lapses, so Slack shows it expired without a click', async () => {
+    let clock = new Date('2026-11-25T12:00:00Z');
+    const expiryQueueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: 'approvals-expiry' })))
+      .QueueUrl!;
+    const queue = new SqsApprovalQueue(sqs, expiryQueueUrl);
+    const lapsing = createApprovalsService({
+      store,
+      audit: new RecordingAuditStore(),
+      queue,
+      defaultApprovers: ['reviewers'],
+      windows: { decisionSeconds: 60, useSeconds: 60 },
+      now: () => clock,
+      newId: randomUUID,
+    });
+    const notify = createNotifier({
+      store,
+      slack: createSlackApi({ token: slack.token, apiUrl: slack.apiUrl }),
+      channel: CHANNEL,
+      approvals: lapsing,
+      queue,
+      now: () => clock,
+      newId: randomUUID,
+    });
+    const delayed = async () =>
+      Number(
+        (
+          await sqs.send(
+            new GetQueueAttributesCommand({
+              QueueUrl: expiryQueueUrl,
+              AttributeNames: ['ApproximateNumberOfMessagesDelayed'],
+            }),
+          )
+        ).Attributes?.['ApproximateNumberOfMessagesDelayed'],
+      );
+    const record = (approvalId: string) =>
+      ({
+        messageId: randomUUID(),
+        receiptHandle: 'r',
+        body: JSON.stringify({ approvalId }),
+        attributes: {},
+        messageAttributes: {},
+        md5OfBody: '',
+        eventSource: 'aws:sqs',
+        eventSourceARN: queueArn,
+        awsRegion: 'us-east-1',
+      }) as SqsEvent['Records'][number];
+
+    const approval = await lapsing.request(approvalRequest({ text: 'delete from orders -- lapses' }));
+    // the request's own notification is immediate; posting it schedules the look at expiry
+    const { Messages = [] } = await sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: expiryQueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }),
+    );
+    expect(Messages.map((m) => JSON.parse(m.Body!))).toEqual([{ approvalId: approval.id }]);
+    expect(await notify({ Records: [record(approval.id)] })).toEqual({ batchItemFailures: [] });
+    expect(slack.callsTo('chat.postMessage')).toHaveLength(1);
+    expect(await delayed()).toBe(1);
+    const visibleNow = await sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: expiryQueueUrl, WaitTimeSeconds: 0 }),
+    );
+    expect(visibleNow.Messages ?? []).toEqual([]);
+
+    // the delayed notification arrives after the deadline: the approval is expired and Slack says so
+    clock = new Date(clock.getTime() + 120_000);
+    expect(await notify({ Records: [record(approval.id)] })).toEqual({ batchItemFailures: [] });
+    expect((await store.get(approval.id))?.status).toBe('expired');
+    const [update] = slack.callsTo('chat.update');
+    expect(JSON.stringify(update?.args['blocks']).toLowerCase()).toContain('expired');
+    expect(JSON.stringify(update?.args['blocks'])).not.toContain('approval_approve');
+    // nothing more is scheduled for a decided (here: expired) approval
+    expect(await delayed()).toBe(1);
+  });
+});

@@ -740,17 +740,37 @@ describe('approvals (SQS, dead-letter queue and alarm, notifier Lambda)', () => 
       PGWARDEN_TABLE_PREFIX: 'pgwarden-',
       PGWARDEN_SLACK_CHANNEL: 'pgwarden-approvals',
       SLACK_BOT_TOKEN_SECRET_ARN: botTokenRef(),
+      PGWARDEN_APPROVALS_QUEUE_URL: { Ref: expect.stringMatching(/^ApprovalsQueue/) },
       NODE_OPTIONS: '--enable-source-maps',
     });
     expectBundle(notifier(), ['index.mjs', 'index.mjs.map']);
   });
 
-  it('lets the notifier read and annotate approvals, record approval events, read the bot token, consume the queue', () => {
+  it('lets the notifier read and annotate approvals, record approval events, read the bot token, consume the queue and schedule its look at expiry', () => {
     expect(roleStatements(notifier())).toEqual([
       {
         Effect: 'Allow',
         Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
         Resource: { 'Fn::GetAtt': [expect.stringMatching(/NotifierLogs/), 'Arn'] },
+      },
+      // consume the queue, and send it the delayed look at a lapsing approval
+      {
+        Effect: 'Allow',
+        Action: [
+          'sqs:ChangeMessageVisibility',
+          'sqs:DeleteMessage',
+          'sqs:GetQueueAttributes',
+          'sqs:GetQueueUrl',
+          'sqs:ReceiveMessage',
+          'sqs:SendMessage',
+        ],
+        Resource: queueArn(),
+      },
+      {
+        Effect: 'Allow',
+        Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        Condition: { StringEquals: { 'kms:ViaService': 'sqs.eu-west-1.amazonaws.com' } },
+        Resource: keyArn(),
       },
       {
         Effect: 'Allow',
@@ -760,17 +780,6 @@ describe('approvals (SQS, dead-letter queue and alarm, notifier Lambda)', () => 
       dynamoDbKey,
       { Effect: 'Allow', Action: 'dynamodb:BatchWriteItem', Resource: tableArn('pgwarden-events') },
       { Effect: 'Allow', Action: secretRead, Resource: botTokenRef() },
-      {
-        Effect: 'Allow',
-        Action: [
-          'sqs:ChangeMessageVisibility',
-          'sqs:DeleteMessage',
-          'sqs:GetQueueAttributes',
-          'sqs:GetQueueUrl',
-          'sqs:ReceiveMessage',
-        ],
-        Resource: queueArn(),
-      },
       // What Lambda's SQS poller needs to read messages encrypted with the key.
       { Effect: 'Allow', Action: 'kms:Decrypt', Resource: keyArn() },
     ]);
