@@ -5,6 +5,7 @@
  * decides exactly when and how the approval ends.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -25,6 +26,8 @@ import { waitFor } from '../fixtures/wait-for.ts';
 class ControlledApprovals implements ApprovalsApi {
   readonly requests: CreateApprovalRequest[] = [];
   readonly approvals = new Map<string, ApprovalView>();
+  /** the signal of every wait, in order: aborted when the held client cancels or goes away */
+  readonly waitSignals: Array<AbortSignal | undefined> = [];
   /** the answer to the next request, instead of a new pending approval */
   nextRequest: ApprovalView | Error | undefined;
   private readonly waiters = new Map<string, Array<() => void>>();
@@ -58,6 +61,7 @@ class ControlledApprovals implements ApprovalsApi {
   }
 
   wait(id: string, timeoutMs: number, signal?: AbortSignal): Promise<ApprovalView> {
+    this.waitSignals.push(signal);
     return new Promise((resolve) => {
       const answer = () => {
         clearTimeout(timer);
@@ -315,5 +319,44 @@ describe('a statement held for approval', () => {
       ['allow', 'approve-writes-without-where', 'DELETE 5'],
       ['deny', 'approve-writes-without-where', '42501'],
     ]);
+  });
+});
+
+describe('a held statement whose client gives up', () => {
+  it('ends the hold with 57014 on a CancelRequest, and the session goes on', async () => {
+    const c = await client();
+    const held = c.query(`delete from ${table}`).catch((error: unknown) => error);
+    const id = await approvals.held(1);
+    await waitFor(() => approvals.waitSignals.length > 0);
+    const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
+    await new Promise<void>((resolve) => {
+      const socket = net.connect(proxy.port, '127.0.0.1', () => {
+        const cancel = Buffer.alloc(16);
+        cancel.writeInt32BE(16, 0);
+        cancel.writeInt32BE(80877102, 4);
+        cancel.writeInt32BE(processID, 8);
+        cancel.writeInt32BE(secretKey, 12);
+        socket.end(cancel);
+        resolve();
+      });
+    });
+    const error = (await held) as { code?: string; message: string };
+    expect(error.code).toBe('57014');
+    expect(error.message).toContain(`while it waited for approval ${id}`);
+    expect(approvals.waitSignals[0]?.aborted).toBe(true);
+    expect(await rowsLeft()).toBe(5);
+    expect((await c.query('select 1 as one')).rows[0].one).toBe(1);
+    await c.end();
+  });
+
+  it('stops waiting when the client disconnects', async () => {
+    const c = await client();
+    c.on('error', () => {});
+    c.query(`delete from ${table}`).catch(() => {});
+    await approvals.held(1);
+    await waitFor(() => approvals.waitSignals.length > 0);
+    (c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    await waitFor(() => approvals.waitSignals[0]?.aborted === true, 5_000);
+    expect(await rowsLeft()).toBe(5);
   });
 });
