@@ -7,7 +7,7 @@
  */
 import type { ApprovalsPort, ApprovalView } from '../shared/approvals.ts';
 import type { ControlPlane, DecisionRequest } from '../shared/control-plane.ts';
-import type { AuditEvent, StatementEvent } from '../shared/events.ts';
+import type { AuditEvent, SerializedAuditEvent, StatementEvent } from '../shared/events.ts';
 import { type Logger, silentLogger } from '../shared/logger.ts';
 
 /** Releases waiting for their statement event; a bound so sessions that never report cannot grow it. */
@@ -48,6 +48,16 @@ export class ApprovedRunReporter {
         await controlPlane.ingest(events);
         if (this.size > 0) this.reportFrom(events);
       },
+      ...(controlPlane.ingestSerialized && {
+        ingestSerialized: async (events: readonly SerializedAuditEvent[]) => {
+          await controlPlane.ingestSerialized!(events);
+          // parsed only while a released statement awaits its result
+          if (this.size > 0)
+            this.reportFrom(
+              events.filter((e) => e.type === 'statement').map((e) => JSON.parse(e.line) as AuditEvent),
+            );
+        },
+      }),
     };
   }
 

@@ -3,7 +3,7 @@
  * so the default keeps a SHA-256 of each value's bytes (enough to prove which value ran, not to read
  * it). Reads the Bind body with offsets; nothing is copied unless the mode is 'clear'.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { ProtocolViolation } from './wire/protocol-violation.ts';
 
 export type AuditParamsMode = 'off' | 'hashed' | 'clear';
@@ -58,7 +58,8 @@ export function captureBindParams(body: Buffer, mode: AuditParamsMode): Captured
     need(body, at, length);
     const bytes = body.subarray(at, at + length);
     at += length;
-    if (mode === 'hashed') values[i] = createHash('sha256').update(bytes).digest('hex');
+    // one-shot hash: no Hash object per value (about a third of createHash's cost per value)
+    if (mode === 'hashed') values[i] = hash('sha256', bytes, 'hex');
     else values[i] = binary ? bytes.toString('base64') : bytes.toString('utf8');
   }
   return formats ? { mode, values, formats } : { mode, values };
@@ -66,5 +67,5 @@ export function captureBindParams(body: Buffer, mode: AuditParamsMode): Captured
 
 /** The hash a 'hashed' record holds for a text value: lets an auditor check a suspected value. */
 export function hashParam(value: string | Buffer): string {
-  return createHash('sha256').update(value).digest('hex');
+  return hash('sha256', value, 'hex');
 }

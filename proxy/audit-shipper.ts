@@ -8,36 +8,19 @@
  * across batches order is kept, so the completed record is the one that stays.
  */
 import type { ControlPlane } from '../shared/control-plane.ts';
-import type { AuditEvent } from '../shared/events.ts';
 import type { Logger } from '../shared/logger.ts';
+import { ingestRecords, latestPerKey } from './audit-record.ts';
 import type { AuditSpool } from './audit-spool.ts';
 
 export interface AuditShipperOptions {
   spool: AuditSpool;
-  controlPlane: Pick<ControlPlane, 'ingest'>;
+  controlPlane: Pick<ControlPlane, 'ingest' | 'ingestSerialized'>;
   logger: Logger;
   /** events per ingest call (the API accepts at most 500) */
   batchSize?: number;
   /** how long to wait for more records once caught up */
   intervalMs?: number;
   maxBackoffMs?: number;
-}
-
-/** The store's key of an event: later copies replace earlier ones. */
-export function auditKey(event: AuditEvent): string {
-  if (event.type === 'statement') return `s\u0000${event.sessionId}\u0000${event.seq}`;
-  return `e\u0000${event.eventId}`;
-}
-
-/** Keeps the latest copy of each key, in the order of the latest copies. */
-export function latestPerKey(events: readonly AuditEvent[]): AuditEvent[] {
-  const byKey = new Map<string, AuditEvent>();
-  for (const event of events) {
-    const key = auditKey(event);
-    byKey.delete(key);
-    byKey.set(key, event);
-  }
-  return byKey.size === events.length ? [...events] : [...byKey.values()];
 }
 
 export class AuditShipper {
@@ -81,7 +64,7 @@ export class AuditShipper {
         continue;
       }
       try {
-        await this.o.controlPlane.ingest(latestPerKey(batch.events));
+        await ingestRecords(this.o.controlPlane, latestPerKey(batch.records));
       } catch (error) {
         this.failures++;
         this.stats.failedAttempts++;
@@ -102,10 +85,10 @@ export class AuditShipper {
         this.failures = 0;
       }
       this.stats.batches++;
-      this.stats.events += batch.events.length;
+      this.stats.events += batch.records.length;
       await this.o.spool.ack(batch);
       // Caught up: give the next batch time to fill instead of sending one record at a time.
-      if (batch.events.length < this.batchSize) await this.sleep(this.interval);
+      if (batch.records.length < this.batchSize) await this.sleep(this.interval);
     }
   }
 

@@ -30,6 +30,7 @@ import { mkdir, open, readdir, readFile, stat, unlink, writeFile } from 'node:fs
 import { join } from 'node:path';
 import type { AuditEvent } from '../shared/events.ts';
 import type { Logger } from '../shared/logger.ts';
+import { auditKey, type SpoolRecord } from './audit-record.ts';
 import { AuditUnavailable } from './audit-unavailable.ts';
 
 export type SpoolSync = 'always' | 'write';
@@ -61,7 +62,8 @@ interface Segment {
 }
 
 export interface SpoolBatch {
-  events: AuditEvent[];
+  /** each a valid JSON line: lines that do not parse are skipped when read back from disk */
+  records: SpoolRecord[];
   segment: number;
   /** offset after the last line of the batch */
   end: number;
@@ -86,6 +88,13 @@ function newGroup(): Group {
   return { promise, resolve, reject };
 }
 
+/** The type and key of a record read back from disk. */
+function keyed(event: AuditEvent): Omit<SpoolRecord, 'line'> {
+  if (typeof event !== 'object' || event === null || typeof event.type !== 'string')
+    throw new Error('not an audit event');
+  return { type: event.type, key: auditKey(event) };
+}
+
 const SEGMENT = /^(\d{12})\.seg$/;
 const READ_CHUNK = 512 * 1024;
 /** queued lines kept in memory at most while writes fail (the disk is broken, not just full) */
@@ -100,7 +109,7 @@ const MAX_MEMORY_RECORDS = 100_000;
 
 /** A written record still in memory: where its line ends in which segment. */
 interface Remembered {
-  event: AuditEvent;
+  record: SpoolRecord;
   segment: number;
   start: number;
   end: number;
@@ -111,7 +120,7 @@ export class AuditSpool {
   private active!: Segment;
   private fd = -1;
   private queue: string[] = [];
-  private queuedEvents: AuditEvent[] = [];
+  private queuedRecords: SpoolRecord[] = [];
   /** written, unshipped records in file order (a contiguous run; see MAX_MEMORY_RECORDS) */
   private memory: Remembered[] = [];
   private memoryHead = 0;
@@ -239,9 +248,9 @@ export class AuditSpool {
    * synchronously in 'write' mode, a promise in 'always' mode. Throws AuditUnavailable when the
    * spool cannot take it (full, or the disk failing): the statement must then not run.
    */
-  appendDurable(event: AuditEvent): void | Promise<void> {
+  appendDurable(record: SpoolRecord): void | Promise<void> {
     this.admit();
-    this.enqueue(event);
+    this.enqueue(record);
     if (this.o.sync === 'write') {
       try {
         this.writeQueued();
@@ -260,16 +269,16 @@ export class AuditSpool {
   }
 
   /** A record nobody waits for (a completed statement, a session event): written with the next group. */
-  append(event: AuditEvent): void {
+  append(record: SpoolRecord): void {
     if (this.queuedLines >= MAX_QUEUED_LINES) {
       this.o.logger.error('audit spool: the disk keeps failing and the queue is full; a record was lost', {
-        type: event.type,
+        type: record.type,
       });
       return;
     }
     // Written with the next statement's intent or by the periodic tick (≤ syncIntervalMs): nobody
     // waits for it, and sharing that write(2) halves the system calls per statement.
-    this.enqueue(event);
+    this.enqueue(record);
   }
 
   private admit(): void {
@@ -303,10 +312,10 @@ export class AuditSpool {
     }
   }
 
-  private enqueue(event: AuditEvent): void {
-    const line = `${JSON.stringify(event)}\n`;
+  private enqueue(record: SpoolRecord): void {
+    const line = `${record.line}\n`;
     this.queue.push(line);
-    this.queuedEvents.push(event);
+    this.queuedRecords.push(record);
     this.queuedLines++;
     this.queuedBytes += line.length;
   }
@@ -331,7 +340,7 @@ export class AuditSpool {
     this.active.size += bytes.length;
     this.active.unacked += this.queuedLines;
     this.queue = [];
-    this.queuedEvents = [];
+    this.queuedRecords = [];
     this.queuedLines = 0;
     this.queuedBytes = 0;
     this.dirty = true;
@@ -355,7 +364,7 @@ export class AuditSpool {
     for (let i = 0; i < lines.length; i++) {
       const line = lines[i]!;
       const bytes = single ? length : Buffer.byteLength(line);
-      this.memory.push({ event: this.queuedEvents[i]!, segment, start: position, end: position + bytes });
+      this.memory.push({ record: this.queuedRecords[i]!, segment, start: position, end: position + bytes });
       position += bytes;
     }
   }
@@ -372,15 +381,15 @@ export class AuditSpool {
     this.memoryHead = head;
     const first = memory[head];
     if (!first || first.segment !== segment.n || first.start !== segment.acked) return undefined;
-    const events: AuditEvent[] = [];
+    const records: SpoolRecord[] = [];
     let end = first.start;
-    for (let i = head; i < memory.length && events.length < max; i++) {
-      const record = memory[i]!;
-      if (record.segment !== segment.n || record.start !== end) break;
-      events.push(record.event);
-      end = record.end;
+    for (let i = head; i < memory.length && records.length < max; i++) {
+      const remembered = memory[i]!;
+      if (remembered.segment !== segment.n || remembered.start !== end) break;
+      records.push(remembered.record);
+      end = remembered.end;
     }
-    return { events, segment: segment.n, end, lines: events.length };
+    return { records, segment: segment.n, end, lines: records.length };
   }
 
   private tryWrite(): boolean {
@@ -469,25 +478,26 @@ export class AuditSpool {
   private async readFrom(segment: Segment, max: number): Promise<SpoolBatch | undefined> {
     const handle = await open(segment.path, 'r');
     try {
-      const events: AuditEvent[] = [];
+      const records: SpoolRecord[] = [];
       let position = segment.acked;
       let lines = 0;
       let want = READ_CHUNK;
-      while (events.length < max && position < segment.size) {
+      while (records.length < max && position < segment.size) {
         const length = Math.min(want, segment.size - position);
         const buffer = Buffer.allocUnsafe(length);
         const { bytesRead } = await handle.read(buffer, 0, length, position);
         let start = 0;
         for (
           let nl = buffer.indexOf(0x0a, 0);
-          nl >= 0 && nl < bytesRead && events.length < max;
+          nl >= 0 && nl < bytesRead && records.length < max;
           nl = buffer.indexOf(0x0a, start)
         ) {
           const text = buffer.toString('utf8', start, nl);
           start = nl + 1;
           lines++;
           try {
-            events.push(JSON.parse(text) as AuditEvent);
+            // parsed for its key, and so that only valid JSON is ever sent on
+            records.push({ ...keyed(JSON.parse(text)), line: text });
           } catch {
             this.o.logger.error('audit spool: skipped an unreadable record', {
               segment: segment.path,
@@ -503,7 +513,7 @@ export class AuditSpool {
         }
         position += start;
       }
-      return lines === 0 ? undefined : { events, segment: segment.n, end: position, lines };
+      return lines === 0 ? undefined : { records, segment: segment.n, end: position, lines };
     } finally {
       await handle.close();
     }

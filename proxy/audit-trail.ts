@@ -10,6 +10,7 @@
 import type { ControlPlane } from '../shared/control-plane.ts';
 import type { AuditEvent, StatementEvent } from '../shared/events.ts';
 import type { Logger } from '../shared/logger.ts';
+import { ingestRecords, type SpoolRecord, spoolRecord } from './audit-record.ts';
 import { AuditShipper } from './audit-shipper.ts';
 import { AuditSpool, AuditUnavailable, type SpoolSync } from './audit-spool.ts';
 import type { AuditSink } from './relay.ts';
@@ -21,7 +22,7 @@ export interface AuditTrailOptions {
   spoolDir: string;
   sync: SpoolSync;
   maxSpoolBytes: number;
-  controlPlane: Pick<ControlPlane, 'ingest'>;
+  controlPlane: Pick<ControlPlane, 'ingest' | 'ingestSerialized'>;
   logger: Logger;
   batchSize?: number;
   shipIntervalMs?: number;
@@ -35,18 +36,18 @@ export const STRICT_AUDIT_SQLSTATE = '58000';
  * queue up and go together, so concurrent sessions share the API round trip.
  */
 class GroupedIngest {
-  private queue: StatementEvent[] = [];
+  private queue: SpoolRecord[] = [];
   private waiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
   private inFlight = false;
 
   constructor(
-    private readonly controlPlane: Pick<ControlPlane, 'ingest'>,
+    private readonly controlPlane: Pick<ControlPlane, 'ingest' | 'ingestSerialized'>,
     private readonly max: number,
   ) {}
 
-  store(event: StatementEvent): Promise<void> {
+  store(record: SpoolRecord): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.queue.push(event);
+      this.queue.push(record);
       this.waiters.push({ resolve, reject });
       if (!this.inFlight) this.send();
     });
@@ -57,8 +58,7 @@ class GroupedIngest {
     const waiters = this.waiters.splice(0, this.max);
     if (events.length === 0) return;
     this.inFlight = true;
-    this.controlPlane
-      .ingest(events)
+    ingestRecords(this.controlPlane, events)
       .then(
         () => {
           for (const w of waiters) w.resolve();
@@ -105,14 +105,24 @@ export class AuditTrail implements AuditSink {
   }
 
   record(event: AuditEvent): void {
-    this.spool.append(event);
+    this.spool.append(spoolRecord(event));
   }
 
   begin(intent: StatementEvent): void | Promise<void> {
+    return this.statements.begin(spoolRecord(intent));
+  }
+
+  /** Statement records, serialized once by the relay (see AuditSink.statements). */
+  readonly statements = {
+    begin: (intent: SpoolRecord): void | Promise<void> => this.beginRecord(intent),
+    completed: (record: SpoolRecord): void => this.spool.append(record),
+  };
+
+  private beginRecord(intent: SpoolRecord): void | Promise<void> {
     if (this.o.mode === 'buffered') return this.spool.appendDurable(intent);
     return this.strictIntents.store(intent).catch((error: unknown) => {
       this.o.logger.warn('strict audit: the record of intent was not stored; statement refused', {
-        sessionId: intent.sessionId,
+        record: intent.key.replaceAll('\u0000', ' '),
         error: String(error),
       });
       throw new AuditUnavailable(

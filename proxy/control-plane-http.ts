@@ -11,7 +11,7 @@ import type {
   OpenSessionResponse,
 } from '../shared/control-plane.ts';
 import { type ErrorCode, PgWardenError } from '../shared/errors.ts';
-import type { AuditEvent } from '../shared/events.ts';
+import type { AuditEvent, SerializedAuditEvent } from '../shared/events.ts';
 
 export interface HttpControlPlaneOptions {
   baseUrl: string;
@@ -56,13 +56,18 @@ export function createHttpControlPlane(options: HttpControlPlaneOptions): Contro
   const base = options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`;
 
   async function post<T>(path: string, body: unknown): Promise<T> {
+    return postJson<T>(path, JSON.stringify(body));
+  }
+
+  /** `json` is the request body, already serialized. */
+  async function postJson<T>(path: string, json: string): Promise<T> {
     let status: number;
     let payload: unknown;
     try {
       const response = await fetchImpl(new URL(path, base), {
         method: 'POST',
         headers: { authorization: `Bearer ${options.serviceToken}`, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
+        body: json,
         signal: AbortSignal.timeout(timeoutMs),
       });
       status = response.status;
@@ -99,6 +104,13 @@ export function createHttpControlPlane(options: HttpControlPlaneOptions): Contro
     async ingest(events: AuditEvent[]): Promise<void> {
       for (let i = 0; i < events.length; i += MAX_EVENTS_PER_REQUEST) {
         await post('v1/events', { events: events.slice(i, i + MAX_EVENTS_PER_REQUEST) });
+      }
+    },
+
+    async ingestSerialized(events: readonly SerializedAuditEvent[]): Promise<void> {
+      for (let i = 0; i < events.length; i += MAX_EVENTS_PER_REQUEST) {
+        const lines = events.slice(i, i + MAX_EVENTS_PER_REQUEST).map((e) => e.line);
+        await postJson('v1/events', `{"events":[${lines.join(',')}]}`);
       }
     },
   };

@@ -70,6 +70,8 @@ function localDecisions(remote: ControlPlane): ControlPlane {
       policyRefresh === undefined || policyRefresh.ready ? decider.decide(request) : NO_POLICY,
     currentPolicyVersion: () => decider.policyVersion,
     ingest: (events) => remote.ingest(events),
+    // the spool's records go to the API as written, not parsed and serialized again
+    ...(remote.ingestSerialized && { ingestSerialized: remote.ingestSerialized.bind(remote) }),
   };
 }
 /** Statements that need approval are held while the API asks a reviewer (Slack or the CLI). */

@@ -19,6 +19,7 @@ import type { AuditEvent, SessionEndReason, StatementEvent } from '../shared/eve
 import type { Logger } from '../shared/logger.ts';
 import { endsWithAdminTermination } from './audit-end-reason.ts';
 import { type AuditParamsMode, type CapturedParams, captureBindParams } from './audit-params.ts';
+import type { SpoolRecord } from './audit-record.ts';
 import { AuditUnavailable } from './audit-unavailable.ts';
 import { type DescribeTarget, type Expectation, ExpectationQueue } from './expectations.ts';
 import { type ChannelScan, scanCopyData, scanFields, scanNotification } from './masking/channels.ts';
@@ -57,6 +58,14 @@ export interface AuditSink {
    * rejects when the record cannot be kept: the statement is then refused, never run unrecorded.
    */
   begin?(intent: StatementEvent): void | Promise<void>;
+  /**
+   * Sinks that keep serialized records (the spool) take statement records this way instead of
+   * begin() and record(): each statement's fixed fields are then serialized once, not per copy.
+   */
+  statements?: {
+    begin(intent: SpoolRecord): void | Promise<void>;
+    completed(record: SpoolRecord): void;
+  };
 }
 
 type Socket = net.Socket | tls.TLSSocket;
@@ -468,13 +477,16 @@ export class Relay {
   ): Promise<void> | undefined {
     this.startRun(run);
     const audit = this.o.audit;
-    if (!audit.begin) {
+    const serialized = audit.statements;
+    if (!serialized && !audit.begin) {
       go();
       return undefined;
     }
     let answer: void | Promise<void>;
     try {
-      answer = audit.begin(run.intent(this.identity));
+      answer = serialized
+        ? serialized.begin(run.intentRecord(this.identity))
+        : audit.begin!(run.intent(this.identity));
     } catch (error) {
       this.auditRefused(run, error, refuse);
       return undefined;
@@ -978,6 +990,7 @@ export class Relay {
     const statement = portal.statement;
     const known =
       portal.describing ||
+      masking.knownPlainExecute(portal) ||
       masking.columnsOf(portal) !== undefined ||
       (statement !== undefined && this.describing.has(statement) && portal.formatsKnown !== false);
     if (!known) {
@@ -1017,7 +1030,7 @@ export class Relay {
       if (!this.ensureCatalog(pending.columns)) return false;
       this.pendingResult = undefined;
       const plan = masking.plan(pending.columns);
-      if (!plan) masking.rememberPlain(pending.body);
+      if (!plan) masking.rememberPlain(pending.body, pending.columns);
       this.setPlan(plan, pending.run);
       return true;
     }
@@ -1028,6 +1041,11 @@ export class Relay {
       this.plannedExecute = head;
       return true;
     }
+    if (masking.knownPlainExecute(portal)) {
+      this.plannedExecute = head;
+      this.setPlan(undefined, head.run);
+      return true;
+    }
     const columns = masking.columnsOf(portal);
     if (!columns) {
       // Its Describe failed, so the Execute fails too; should rows come anyway, they are not passed.
@@ -1035,7 +1053,9 @@ export class Relay {
     }
     if (!this.ensureCatalog(columns)) return false;
     this.plannedExecute = head;
-    this.setPlan(masking.plan(columns), head.run);
+    const plan = masking.plan(columns);
+    if (!plan) masking.rememberPlainExecute(portal);
+    this.setPlan(plan, head.run);
     return true;
   }
 
@@ -1145,7 +1165,9 @@ export class Relay {
       this.lastFinishPos = position;
     }
     if (this.cancels > run.cancelsAtStart) run.cancelled = true;
-    this.o.audit.record(run.toEvent(this.identity));
+    const audit = this.o.audit;
+    if (audit.statements) audit.statements.completed(run.completedRecord(this.identity));
+    else audit.record(run.toEvent(this.identity));
   }
 
   /** A CancelRequest for this session arrived: the statements in flight count as cancelled. */

@@ -11,7 +11,22 @@ import type {
   StatementOutcome,
 } from '../shared/events.ts';
 import type { CapturedParams } from './audit-params.ts';
+import { type SpoolRecord, statementKey } from './audit-record.ts';
 import { isoTime } from './iso-time.ts';
+
+type TailField =
+  | 'outcome'
+  | 'durationMs'
+  | 'commandTag'
+  | 'rows'
+  | 'sqlstate'
+  | 'errorMessage'
+  | 'bytesToClient'
+  | 'cancelled'
+  | 'masked'
+  | 'detected';
+type StatementHead = Omit<StatementEvent, TailField>;
+type StatementTail = Pick<StatementEvent, TailField> & { outcome: StatementOutcome; durationMs: number };
 
 /** Who the records are about, beyond the decision context: fixed for the session. */
 export interface RunIdentity {
@@ -23,6 +38,8 @@ export class StatementRun {
   /** one clock read per statement: wall time is derived from the monotonic start */
   private readonly startedHr = performance.now();
   private startedAt: string | undefined;
+  /** the serialized head (see record()), kept from the intent for the completed record */
+  private headJson: string | undefined;
   commandTag: string | undefined;
   rows: number | undefined;
   sqlstate: string | undefined;
@@ -98,11 +115,41 @@ export class StatementRun {
     return this.startedAt;
   }
 
+  /**
+   * The record of intent, serialized for the spool. The fields fixed once the statement starts are
+   * serialized here, once; the completed record reuses them (completedRecord).
+   */
+  intentRecord(who: RunIdentity): SpoolRecord {
+    return this.record(who, this.tail('pending', 0));
+  }
+
+  /** The completed record, serialized: the intent's fixed part plus what the statement did. */
+  completedRecord(who: RunIdentity): SpoolRecord {
+    return this.record(
+      who,
+      this.tail(this.outcome(), Math.round((performance.now() - this.startedHr) * 1000) / 1000),
+    );
+  }
+
+  private record(who: RunIdentity, tail: StatementTail): SpoolRecord {
+    // head: `{...fixed fields` without the closing brace; tail: `{...}` whose brace is replaced by a comma
+    this.headJson ??= JSON.stringify(this.head(who)).slice(0, -1);
+    return {
+      type: 'statement',
+      key: statementKey(who.session.sessionId, this.seq),
+      line: `${this.headJson},${JSON.stringify(tail).slice(1)}`,
+    };
+  }
+
   private event(who: RunIdentity, outcome: StatementOutcome, durationMs: number): StatementEvent {
+    return { ...this.head(who), ...this.tail(outcome, durationMs) };
+  }
+
+  /** What the intent and the completed record share: known before the statement is forwarded. */
+  private head(who: RunIdentity): StatementHead {
     const { session } = who;
     const decision = this.decision;
     const params = this.params;
-    const pending = outcome === 'pending';
     return {
       type: 'statement',
       eventId: this.eventId,
@@ -125,8 +172,15 @@ export class StatementRun {
       policyVersion: decision.policyVersion || undefined,
       fingerprint: decision.fingerprint,
       kinds: decision.kinds,
-      outcome,
       startedAt: this.startedAtIso(),
+    };
+  }
+
+  /** What the statement did (nothing yet in the intent). Always has outcome and durationMs. */
+  private tail(outcome: StatementOutcome, durationMs: number): StatementTail {
+    const pending = outcome === 'pending';
+    return {
+      outcome,
       durationMs,
       commandTag: pending ? undefined : this.commandTag,
       rows: pending ? undefined : this.rows,

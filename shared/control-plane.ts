@@ -4,7 +4,7 @@
  * in-process for local mode (functions/api/in-process.ts), both running the same use cases.
  */
 
-import type { AuditEvent } from './events.ts';
+import type { AuditEvent, SerializedAuditEvent } from './events.ts';
 import type { Principal } from './identity.ts';
 
 export interface OpenSessionRequest {
@@ -110,4 +110,9 @@ export interface ControlPlane {
   currentPolicyVersion?(): string;
   /** Durably store a batch of events; idempotent by event id. */
   ingest(events: AuditEvent[]): Promise<void>;
+  /**
+   * The same for events already serialized as JSON, where the transport can send the bytes as
+   * they are (HTTP); callers fall back to ingest() with parsed events when it is absent.
+   */
+  ingestSerialized?(events: readonly SerializedAuditEvent[]): Promise<void>;
 }

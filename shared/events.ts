@@ -178,6 +178,16 @@ export interface ApprovalEvent {
   message: string;
 }
 
+/**
+ * An audit event already serialized: `line` is its JSON (one line, no newline). The proxy's spool
+ * writes each record once as JSON and ships those bytes as they are, instead of serializing the
+ * same event again for every hop (a third of the proxy's audit cost per statement).
+ */
+export interface SerializedAuditEvent {
+  type: AuditEvent['type'];
+  line: string;
+}
+
 export type AuditEvent =
   | SessionOpenedEvent
   | SessionClosedEvent

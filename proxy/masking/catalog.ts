@@ -112,6 +112,25 @@ export class CatalogCache {
     return out;
   }
 
+  /**
+   * Until when what the cache knows of these relations may be used without reading them again
+   * (the earliest expiry among them); compare with clock().
+   */
+  freshUntil(oids: Iterable<number>): number {
+    let until = Number.POSITIVE_INFINITY;
+    for (const oid of oids) {
+      if (oid === 0) continue;
+      const cached = this.relations.get(oid);
+      if (!cached) return 0;
+      until = Math.min(until, cached.loadedAt + this.ttlMs);
+    }
+    return until;
+  }
+
+  clock(): number {
+    return this.now();
+  }
+
   /** Forgets everything (after DDL). */
   invalidate(): void {
     this.relations.clear();

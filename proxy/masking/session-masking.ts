@@ -22,6 +22,12 @@ export interface BoundPortal {
   formatsKnown?: boolean;
 }
 
+function sameFormats(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 const DDL_TAG = /^(CREATE|ALTER|DROP|COMMENT|SECURITY LABEL|GRANT|REVOKE|IMPORT FOREIGN SCHEMA)\b/;
 
 export class SessionMasking {
@@ -30,8 +36,22 @@ export class SessionMasking {
   private settings: MaskingSettings;
   private readonly described = new WeakMap<object, ResultColumn[]>();
   readonly portals = new Map<string, BoundPortal>();
+  /** prepared statements whose results needed no plan (see knownPlainExecute) */
+  private readonly plainStatements = new WeakMap<
+    object,
+    {
+      columns: ResultColumn[];
+      formats: number[];
+      settings: MaskingSettings;
+      generation: number;
+      /** the catalog entries it was planned with are re-read after this (CatalogCache's TTL) */
+      freshUntil: number;
+    }
+  >();
   /** the last RowDescription whose result needed no plan, and under which settings and catalog */
-  private plain: { body: Buffer; settings: MaskingSettings; generation: number } | undefined;
+  private plain:
+    | { body: Buffer; settings: MaskingSettings; generation: number; freshUntil: number }
+    | undefined;
 
   constructor(
     readonly catalog: CatalogCache,
@@ -131,13 +151,52 @@ export class SessionMasking {
       plain !== undefined &&
       plain.settings === this.settings &&
       plain.generation === this.catalog.generation &&
+      this.catalog.clock() < plain.freshUntil &&
       plain.body.equals(body)
     );
   }
 
-  /** `body` must be the caller's own copy (not a view into a read). */
-  rememberPlain(body: Buffer): void {
-    this.plain = { body, settings: this.settings, generation: this.catalog.generation };
+  /** `body` must be the caller's own copy (not a view into a read); `columns` what it describes. */
+  rememberPlain(body: Buffer, columns: readonly ResultColumn[]): void {
+    this.plain = {
+      body,
+      settings: this.settings,
+      generation: this.catalog.generation,
+      freshUntil: this.catalog.freshUntil(columns.map((c) => c.tableOid)),
+    };
+  }
+
+  /**
+   * Whether an Execute of `portal` needs no plan because its prepared statement's result needed
+   * none before, with the same description, result formats, settings and catalog: a session that
+   * runs one prepared statement over and over then plans it once (pgbench -M prepared, ORMs).
+   */
+  knownPlainExecute(portal: BoundPortal): boolean {
+    const statement = portal.statement;
+    if (portal.columns || !statement) return false;
+    const plain = this.plainStatements.get(statement);
+    return (
+      plain !== undefined &&
+      plain.settings === this.settings &&
+      plain.generation === this.catalog.generation &&
+      this.catalog.clock() < plain.freshUntil &&
+      plain.columns === this.described.get(statement) &&
+      sameFormats(plain.formats, portal.formats)
+    );
+  }
+
+  /** An Execute of `portal` was planned and needed no plan. */
+  rememberPlainExecute(portal: BoundPortal): void {
+    const statement = portal.statement;
+    const columns = statement && this.described.get(statement);
+    if (portal.columns || !statement || !columns) return;
+    this.plainStatements.set(statement, {
+      columns,
+      formats: portal.formats,
+      settings: this.settings,
+      generation: this.catalog.generation,
+      freshUntil: this.catalog.freshUntil(columns.map((c) => c.tableOid)),
+    });
   }
 
   /** After a command: DDL may have renamed or replaced what the cache knows. */

@@ -20,7 +20,7 @@ import { createOidcVerifier } from '../../functions/adapters/oidc-verifier.ts';
 import { createControlPlaneService } from '../../functions/api/service.ts';
 import { createHttpControlPlane } from '../../proxy/control-plane-http.ts';
 import { startProxy } from '../../proxy/server.ts';
-import type { AuditEvent } from '../../shared/events.ts';
+import type { AuditEvent, SerializedAuditEvent } from '../../shared/events.ts';
 import type { Logger } from '../../shared/logger.ts';
 import type { AuditStore } from '../../shared/ports.ts';
 import { loadSqlParser } from '../../shared/sql/analyze.ts';
@@ -46,13 +46,25 @@ const logger: Logger = {
 };
 
 /** Counts what the store acknowledged, so the bench can compare stored events with statements run. */
+/** The store, and for the HTTP API the path that sends the spool's JSON lines as they are. */
+interface BenchStore extends AuditStore {
+  putSerialized?(events: readonly SerializedAuditEvent[]): Promise<void>;
+}
+
 class CountingStore implements AuditStore {
   stored = { statement: 0, session_opened: 0, session_closed: 0, auth_failed: 0, approval: 0 };
   failedPuts = 0;
-  constructor(private readonly inner: AuditStore) {}
+  constructor(private readonly inner: BenchStore) {}
   async put(events: readonly AuditEvent[]): Promise<void> {
+    await this.counted(events, () => this.inner.put(events));
+  }
+  get putSerialized(): ((events: readonly SerializedAuditEvent[]) => Promise<void>) | undefined {
+    const inner = this.inner.putSerialized;
+    return inner && ((events) => this.counted(events, () => inner(events)));
+  }
+  private async counted(events: readonly { type: AuditEvent['type'] }[], put: () => Promise<void>) {
     try {
-      await this.inner.put(events);
+      await put();
     } catch (error) {
       this.failedPuts++;
       throw error;
@@ -69,12 +81,15 @@ const dynamodb = new DynamoDBClient({
 const names = tableNames(config.tablePrefix);
 await ensureAuditTables(dynamodb, names);
 const discard: AuditStore = { put: async () => {} };
-function innerStore(): AuditStore {
+function innerStore(): BenchStore {
   if (config!.auditStore === 'discard') return discard;
   if (config!.auditStore === 'dynamodb') return new DynamoDbAuditStore(dynamodb, names);
   // production wiring: batches POSTed to the control-plane API
   const http = createHttpControlPlane({ baseUrl: config!.api!.url, serviceToken: config!.api!.serviceToken });
-  return { put: (events) => http.ingest([...events]) };
+  return {
+    put: (events) => http.ingest([...events]),
+    putSerialized: (events) => http.ingestSerialized!(events),
+  };
 }
 const store = new CountingStore(innerStore());
 await loadSqlParser();
@@ -108,6 +123,7 @@ const proxy = await startProxy({
           openSession: (r) => controlPlane.openSession(r),
           decide: (r) => controlPlane.decide(r),
           ingest: (events) => store.put(events),
+          ...(store.putSerialized && { ingestSerialized: store.putSerialized }),
         }
       : controlPlane,
   proxyId: 'bench',

@@ -2,7 +2,8 @@ import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AuditShipper, latestPerKey } from '../../proxy/audit-shipper.ts';
+import { latestPerKey, spoolRecord as rec } from '../../proxy/audit-record.ts';
+import { AuditShipper } from '../../proxy/audit-shipper.ts';
 import { AuditSpool, AuditUnavailable } from '../../proxy/audit-spool.ts';
 import type { AuditEvent, StatementEvent } from '../../shared/events.ts';
 import { silentLogger } from '../../shared/logger.ts';
@@ -54,7 +55,7 @@ function statement(seq: number, outcome: StatementEvent['outcome'] = 'ok', sessi
 async function readAll(spool: AuditSpool): Promise<AuditEvent[]> {
   const out: AuditEvent[] = [];
   for (let batch = await spool.readBatch(500); batch; batch = await spool.readBatch(500)) {
-    out.push(...batch.events);
+    out.push(...batch.records.map((r) => JSON.parse(r.line) as AuditEvent));
     await spool.ack(batch);
   }
   return out;
@@ -64,14 +65,14 @@ describe('AuditSpool', () => {
   it('makes an intent durable before it resolves, and reads records back in order', async () => {
     const dir = tempDir();
     const spool = await openSpool(dir);
-    const durable = spool.appendDurable(statement(1, 'pending'));
+    const durable = spool.appendDurable(rec(statement(1, 'pending')));
     expect(durable).toBeInstanceOf(Promise);
     await durable;
     // On disk (not just queued) once the promise resolved.
     const [segment] = readdirSync(dir).filter((f) => f.endsWith('.seg'));
     expect(readFileSync(join(dir, segment!), 'utf8')).toContain('"outcome":"pending"');
-    spool.append(statement(1, 'ok'));
-    spool.append(statement(2, 'ok'));
+    spool.append(rec(statement(1, 'ok')));
+    spool.append(rec(statement(2, 'ok')));
     await new Promise((resolve) => setTimeout(resolve, 30));
     const events = (await readAll(spool)) as StatementEvent[];
     expect(events.map((e) => `${e.seq}:${e.outcome}`)).toEqual(['1:pending', '1:ok', '2:ok']);
@@ -81,7 +82,7 @@ describe('AuditSpool', () => {
   it('group commit: one fdatasync covers every intent queued while the previous one ran', async () => {
     const spool = await openSpool(tempDir());
     const waits: Array<void | Promise<void>> = [];
-    for (let i = 1; i <= 200; i++) waits.push(spool.appendDurable(statement(i, 'pending')));
+    for (let i = 1; i <= 200; i++) waits.push(spool.appendDurable(rec(statement(i, 'pending'))));
     await Promise.all(waits);
     // The first intent syncs alone; the 199 queued behind it share the next sync.
     expect(spool.stats.commits).toBeLessThanOrEqual(3);
@@ -92,7 +93,7 @@ describe('AuditSpool', () => {
   it("'write' mode writes the intent before returning, without waiting for a sync", async () => {
     const dir = tempDir();
     const spool = await openSpool(dir, { sync: 'write' });
-    expect(spool.appendDurable(statement(1, 'pending'))).toBeUndefined();
+    expect(spool.appendDurable(rec(statement(1, 'pending')))).toBeUndefined();
     const [segment] = readdirSync(dir).filter((f) => f.endsWith('.seg'));
     expect(readFileSync(join(dir, segment!), 'utf8')).toContain('"seq":1');
   });
@@ -101,7 +102,8 @@ describe('AuditSpool', () => {
     const dir = tempDir();
     const spool = await openSpool(dir, { sync: 'write', segmentBytes: 600 });
     // non-ASCII text: offsets are bytes, not characters
-    for (let seq = 1; seq <= 12; seq++) spool.appendDurable({ ...statement(seq), text: `select 'é${seq}'` });
+    for (let seq = 1; seq <= 12; seq++)
+      spool.appendDurable(rec({ ...statement(seq), text: `select 'é${seq}'` }));
     await spool.close();
     const shipped = await readAll(spool);
     expect(shipped.map((e) => (e as StatementEvent).seq)).toEqual([...Array(12).keys()].map((i) => i + 1));
@@ -115,11 +117,11 @@ describe('AuditSpool', () => {
   it('falls back to reading the file for what memory does not hold, in order', async () => {
     const dir = tempDir();
     const first = await openSpool(dir, { sync: 'write' });
-    for (let seq = 1; seq <= 3; seq++) first.appendDurable(statement(seq));
+    for (let seq = 1; seq <= 3; seq++) first.appendDurable(rec(statement(seq)));
     await first.close();
     // the next process remembers only what it writes itself; the older records come from disk
     const spool = await openSpool(dir, { sync: 'write' });
-    for (let seq = 4; seq <= 6; seq++) spool.appendDurable(statement(seq));
+    for (let seq = 4; seq <= 6; seq++) spool.appendDurable(rec(statement(seq)));
     const shipped = await readAll(spool);
     expect(shipped.map((e) => (e as StatementEvent).seq)).toEqual([1, 2, 3, 4, 5, 6]);
   });
@@ -127,9 +129,9 @@ describe('AuditSpool', () => {
   it('resumes after a restart from the acknowledged offset, and drops fully shipped segments', async () => {
     const dir = tempDir();
     const first = await openSpool(dir, { segmentBytes: 600 });
-    for (let i = 1; i <= 10; i++) await first.appendDurable(statement(i, 'pending'));
+    for (let i = 1; i <= 10; i++) await first.appendDurable(rec(statement(i, 'pending')));
     const batch = await first.readBatch(2);
-    expect(batch?.events).toHaveLength(2);
+    expect(batch?.records).toHaveLength(2);
     await first.ack(batch!);
     await first.close();
     spools.splice(spools.indexOf(first), 1);
@@ -145,8 +147,8 @@ describe('AuditSpool', () => {
   it('ignores a partial last line left by a crash mid-write, keeping every whole record', async () => {
     const dir = tempDir();
     const first = await openSpool(dir);
-    await first.appendDurable(statement(1, 'pending'));
-    await first.appendDurable(statement(2, 'pending'));
+    await first.appendDurable(rec(statement(1, 'pending')));
+    await first.appendDurable(rec(statement(2, 'pending')));
     await first.close();
     spools.splice(spools.indexOf(first), 1);
     const [segment] = readdirSync(dir).filter((f) => f.endsWith('.seg'));
@@ -160,7 +162,7 @@ describe('AuditSpool', () => {
     expect(events.map((e) => e.seq)).toEqual([1, 2]);
     expect(warnings.join()).toContain('partial record');
     // Later records are not glued to the torn one.
-    await second.appendDurable(statement(3, 'pending'));
+    await second.appendDurable(rec(statement(3, 'pending')));
     expect(((await readAll(second)) as StatementEvent[]).map((e) => e.seq)).toEqual([3]);
   });
 
@@ -173,25 +175,25 @@ describe('AuditSpool', () => {
     let refused: unknown;
     for (let i = 1; i <= 50 && refused === undefined; i++) {
       try {
-        await spool.appendDurable(statement(i, 'pending'));
+        await spool.appendDurable(rec(statement(i, 'pending')));
       } catch (error) {
         refused = error;
       }
     }
     expect(refused).toBeInstanceOf(AuditUnavailable);
     expect((refused as AuditUnavailable).sqlstate).toBe('53100');
-    expect(() => spool.appendDurable(statement(99, 'pending'))).toThrow(/audit spool is full/);
+    expect(() => spool.appendDurable(rec(statement(99, 'pending')))).toThrow(/audit spool is full/);
     expect(errors.filter((m) => m.includes('audit spool full'))).toHaveLength(1);
     // A statement already running still gets its completed record.
     const before = spool.pendingEvents;
-    spool.append(statement(1, 'ok'));
+    spool.append(rec(statement(1, 'ok')));
     expect(spool.pendingEvents).toBe(before + 1);
     // Shipping makes room again.
     await readAll(spool);
     await spool.close();
     spools.splice(spools.indexOf(spool), 1);
     const reopened = await openSpool(spool['o'].dir, { maxBytes: 2000 });
-    await expect(reopened.appendDurable(statement(100, 'pending'))).resolves.toBeUndefined();
+    await expect(reopened.appendDurable(rec(statement(100, 'pending')))).resolves.toBeUndefined();
   });
 });
 
@@ -203,7 +205,7 @@ describe('latestPerKey', () => {
       statement(1, 'ok'),
       statement(1, 'pending', 's2'),
     ];
-    const kept = latestPerKey(events) as StatementEvent[];
+    const kept = latestPerKey(events.map(rec)).map((r) => JSON.parse(r.line) as StatementEvent);
     expect(kept.map((e) => `${e.sessionId}/${e.seq}:${e.outcome}`)).toEqual([
       's1/2:pending',
       's1/1:ok',
@@ -231,8 +233,8 @@ describe('AuditShipper', () => {
     });
     shipper.start();
     for (let i = 1; i <= 30; i++) {
-      await spool.appendDurable(statement(i, 'pending'));
-      spool.append(statement(i, 'ok'));
+      await spool.appendDurable(rec(statement(i, 'pending')));
+      spool.append(rec(statement(i, 'ok')));
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(stored).toHaveLength(0);

@@ -74,6 +74,22 @@ describe('createHttpControlPlane', () => {
     expect(service.calls.ingest.slice(before).map((batch) => batch.length)).toEqual([500, 500, 201]);
   });
 
+  it('sends serialized events as they are, split to fit the API limit, and the API reads them whole', async () => {
+    const before = service.calls.ingest.length;
+    const events = Array.from({ length: 501 }, (_, i) => statement(i + 1));
+    const serialized = events.map((e) => ({ type: e.type, line: JSON.stringify(e) }));
+    await createHttpControlPlane({ baseUrl, serviceToken }).ingestSerialized!(serialized);
+    const batches = service.calls.ingest.slice(before);
+    expect(batches.map((batch) => batch.length)).toEqual([500, 1]);
+    expect(batches.flat()).toEqual(events);
+  });
+
+  it('reports a serialized event the API refuses as BAD_REQUEST', async () => {
+    const client = createHttpControlPlane({ baseUrl, serviceToken });
+    const bad = { type: 'statement' as const, line: JSON.stringify({ type: 'statement', seq: 'x' }) };
+    expect((await failure(client.ingestSerialized!([bad]))).code).toBe('BAD_REQUEST');
+  });
+
   it('rethrows the API error with the same code and message', async () => {
     const client = createHttpControlPlane({ baseUrl, serviceToken });
     const error = await failure(client.openSession({ ...openSessionBody, user: 'grace@example.com' }));
