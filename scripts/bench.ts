@@ -620,6 +620,14 @@ async function main(): Promise<void> {
   out();
   for (const line of targetLines(cells, idle, bouncer !== undefined)) out(line);
   out();
+  const spool = throughputProxyStats?.spool;
+  const ceilings = ceilingLines(cells, spool && spool.syncs > 0 ? spool.syncMicros / spool.syncs : undefined);
+  if (ceilings.length > 0) {
+    out('Ceilings measured in this run (what no Node proxy with the durable audit spool could exceed here):');
+    out();
+    for (const line of ceilings) out(line);
+    out();
+  }
   if (approvalRuns > 0) out(await approvalLatencySection({ runs: approvalRuns, log }));
   if (maskingRows > 0) out(await maskingSection({ rows: maskingRows, log }));
 }
@@ -833,6 +841,31 @@ function printCell(cell: CellResult, all: readonly CellResult[]): void {
       (cell.foreignBusy > DISTURBED ? ' (DISTURBED)' : ''),
   );
   out(parts.join(' | '));
+}
+
+/**
+ * Upper bounds the run itself measures, for the target cells:
+ * - the bare Node TLS pipe's TPS (no parsing, no auth, no audit): the most a Node proxy gets here;
+ * - the durable spool: each statement waits for at least one fdatasync that starts after its record
+ *   is queued, so with C clients in a closed loop TPS ≤ C / (pgbouncer's latency + one fdatasync).
+ */
+function ceilingLines(cells: readonly CellResult[], meanSyncMicros: number | undefined): string[] {
+  const lines: string[] = [];
+  for (const mode of ['simple', 'prepared'] as const) {
+    const b = find(cells, 'pgbouncer', mode, TARGET_CLIENTS);
+    if (!b) continue;
+    const pipe = find(cells, 'pipe', mode, TARGET_CLIENTS);
+    if (pipe)
+      lines.push(`- ${mode}: bare Node TLS pipe ${fmt(pipe.tps)} TPS = ${ratio(pipe.tps, b.tps)} pgbouncer`);
+    if (meanSyncMicros !== undefined) {
+      const bound = TARGET_CLIENTS / ((b.latencyMs + meanSyncMicros / 1000) / 1000);
+      lines.push(
+        `- ${mode}: durable spool, one fdatasync (${fmt(meanSyncMicros, 0)} µs on average here) per statement on top of ` +
+          `pgbouncer's ${b.latencyMs.toFixed(3)} ms: ≤ ${fmt(bound)} TPS = ${ratio(bound, b.tps)} pgbouncer`,
+      );
+    }
+  }
+  return lines;
 }
 
 function targetLines(

@@ -48,6 +48,8 @@ export interface ApprovalsServiceDeps {
   logger?: Logger;
   /** cross-process re-read interval of a wait; default WAIT_RECHECK_MS */
   recheckMs?: number;
+  /** which component records the steps this instance takes on its own (expiry); default 'api' */
+  via?: 'api' | 'notifier';
 }
 
 export interface ApprovalsService extends ApprovalsPort {
@@ -168,7 +170,13 @@ export function createApprovalsService(deps: ApprovalsServiceDeps): ApprovalsSer
     const expired: ApprovalView = { ...approval, status: 'expired' };
     const what =
       approval.status === 'approved' ? 'was approved but not used in time' : 'was not decided in time';
-    await record(expired, 'expired', 'pgwarden', 'api', `approval ${approval.id} expired: it ${what}`);
+    await record(
+      expired,
+      'expired',
+      'pgwarden',
+      deps.via ?? 'api',
+      `approval ${approval.id} expired: it ${what}`,
+    );
     wake(approval.id);
     await notify(approval.id);
     return expired;

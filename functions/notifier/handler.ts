@@ -12,6 +12,7 @@ import { DynamoDbAuditStore, tableNames } from '../adapters/dynamodb-audit-store
 import { resolveSecret } from '../adapters/secret-source.ts';
 import { createSlackApi } from '../adapters/slack-web-api.ts';
 import { SqsApprovalQueue } from '../adapters/sqs-approval-queue.ts';
+import { createApprovalsService } from '../api/approvals-service.ts';
 import { createNotifier } from './notifier.ts';
 
 const logger: Logger = {
@@ -26,8 +27,13 @@ const dynamodb = new DynamoDBClient(
 );
 const token = await resolveSecret(config.botToken, 'Slack bot token');
 
+const store = new DynamoDbApprovalStore(dynamodb, approvalTableNames(config.tablePrefix).approvals);
+const audit = new DynamoDbAuditStore(dynamodb, tableNames(config.tablePrefix));
+const queue =
+  config.queueUrl === undefined ? undefined : new SqsApprovalQueue(new SQSClient({}), config.queueUrl);
+
 export const handler = createNotifier({
-  store: new DynamoDbApprovalStore(dynamodb, approvalTableNames(config.tablePrefix).approvals),
+  store,
   slack: createSlackApi({
     token,
     // Off the interaction path: Slack may take longer, and SQS retries a failure anyway.
@@ -35,10 +41,21 @@ export const handler = createNotifier({
     ...(config.slackApiUrl === undefined ? {} : { apiUrl: config.slackApiUrl }),
   }),
   channel: config.channel,
-  audit: new DynamoDbAuditStore(dynamodb, tableNames(config.tablePrefix)),
-  ...(config.queueUrl === undefined
-    ? {}
-    : { queue: new SqsApprovalQueue(new SQSClient({}), config.queueUrl) }),
+  audit,
+  ...(queue === undefined ? {} : { queue }),
+  // A lapsed approval is marked expired, with its audit step, when the notifier looks at it at the
+  // deadline, not only when the API next reads it: the trail shows it without anyone asking.
+  approvals: createApprovalsService({
+    store,
+    audit,
+    ...(queue === undefined ? {} : { queue }),
+    // who may decide does not matter here: the notifier never decides
+    defaultApprovers: [],
+    now: () => new Date(),
+    newId: randomUUID,
+    logger,
+    via: 'notifier',
+  }),
   now: () => new Date(),
   newId: randomUUID,
   logger,

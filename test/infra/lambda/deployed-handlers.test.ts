@@ -11,6 +11,7 @@
  * deployed configuration (secret ARNs, table prefix, channel) is enough to run both functions.
  */
 import { randomUUID } from 'node:crypto';
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { CreateQueueCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { interceptLocalhostDns, startFauxqs } from 'fauxqs';
 import type { LambdaEvent } from 'hono/aws-lambda';
@@ -326,6 +327,35 @@ describe('the notifier function with its deployed environment', () => {
       .callsTo('chat.postMessage')
       .find((call) => JSON.stringify(call.args).includes('invoices'));
     expect(post?.args['channel']).toBe(functions.notifier['PGWARDEN_SLACK_CHANNEL']);
+  });
+
+  it('marks an approval nobody decided expired at its deadline, with the audit step, without waiting for the API', async () => {
+    const store = new DynamoDbApprovalStore(db.client, approvalTableNames(prefix).approvals);
+    // requested two hours ago with the default windows: lapsed by now, still 'pending' in the table
+    const past = createApprovalsService({
+      store,
+      audit: new RecordingAuditStore(),
+      defaultApprovers: ['reviewers'],
+      now: () => new Date(Date.now() - 2 * 3600_000),
+      newId: randomUUID,
+    });
+    const lapsed = await past.request(approvalRequest({ text: 'drop table staging_orders' }));
+    expect((await store.get(lapsed.id))?.status).toBe('pending');
+
+    const response = await handler({ Records: [sqsRecord(json({ approvalId: lapsed.id }))] });
+
+    expect(response).toEqual({ batchItemFailures: [] });
+    expect((await store.get(lapsed.id))?.status).toBe('expired');
+    const { Items = [] } = await db.client.send(new ScanCommand({ TableName: tableNames(prefix).events }));
+    // raw attribute maps: the strings are in there as they are
+    const steps = Items.filter((item) => JSON.stringify(item).includes(lapsed.id));
+    const expired = steps.filter((item) => JSON.stringify(item).includes('"expired"'));
+    expect(expired, JSON.stringify(steps)).toHaveLength(1);
+    expect(JSON.stringify(expired[0])).toContain('"notifier"');
+    const shown = slack
+      .callsTo('chat.postMessage')
+      .find((call) => JSON.stringify(call.args).includes('staging_orders'));
+    expect(JSON.stringify(shown?.args['blocks']).toLowerCase()).toContain('expired');
   });
 
   it('posts to the deployed channel and reports exactly the failing records of a batch', async () => {
