@@ -1,4 +1,4 @@
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -164,6 +164,66 @@ describe('AuditSpool', () => {
     // Later records are not glued to the torn one.
     await second.appendDurable(rec(statement(3, 'pending')));
     expect(((await readAll(second)) as StatementEvent[]).map((e) => e.seq)).toEqual([3]);
+  });
+
+  it('writes into a zero-filled segment and, after a crash, recovers the records up to the zeros', async () => {
+    const dir = tempDir();
+    const first = await openSpool(dir, { segmentBytes: 64 * 1024 });
+    for (let seq = 1; seq <= 3; seq++) await first.appendDurable(rec(statement(seq, 'pending')));
+    const [segment] = readdirSync(dir).filter((f) => f.endsWith('.seg'));
+    const onDisk = readFileSync(join(dir, segment!));
+    // preallocated: the file is the segment's full size, the records first and zeros after them
+    expect(onDisk.length).toBe(64 * 1024);
+    const end = onDisk.indexOf(0);
+    expect(onDisk.subarray(0, end).toString().trim().split('\n')).toHaveLength(3);
+    expect(onDisk.subarray(end).every((byte) => byte === 0)).toBe(true);
+
+    // a crash: the process is gone without closing; a new one opens the same directory
+    spools.splice(spools.indexOf(first), 1);
+    const second = await openSpool(dir, { segmentBytes: 64 * 1024 });
+    // the recovered segment holds exactly its records now
+    expect(readFileSync(join(dir, segment!)).length).toBe(end);
+    expect(((await readAll(second)) as StatementEvent[]).map((e) => e.seq)).toEqual([1, 2, 3]);
+  });
+
+  it('cuts a record torn before the zeros of a preallocated segment', async () => {
+    const dir = tempDir();
+    const whole = `${JSON.stringify(statement(1, 'pending'))}\n`;
+    const torn = JSON.stringify(statement(2, 'pending')).slice(0, 40);
+    writeFileSync(
+      join(dir, '000000000001.seg'),
+      Buffer.concat([Buffer.from(whole + torn), Buffer.alloc(4096)]),
+    );
+    const warnings: string[] = [];
+    const spool = await openSpool(dir, {
+      logger: { ...silentLogger, warn: (message) => warnings.push(message) },
+    });
+    expect(((await readAll(spool)) as StatementEvent[]).map((e) => e.seq)).toEqual([1]);
+    expect(warnings.join()).toContain('partial record');
+  });
+
+  it('rotates into the segment prepared in the background, and seals the full one to its records', async () => {
+    const dir = tempDir();
+    const spool = await openSpool(dir, { sync: 'write', segmentBytes: 2048 });
+    for (let seq = 1; seq <= 40; seq++) {
+      spool.appendDurable(rec(statement(seq, 'pending')));
+      // let the next segment's zero-fill finish between rotations
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const segments = readdirSync(dir)
+      .filter((f) => f.endsWith('.seg'))
+      .sort();
+    expect(segments.length).toBeGreaterThan(2);
+    const sizes = segments.map((f) => readFileSync(join(dir, f)));
+    // sealed segments end with their last record; the active one is preallocated
+    for (const sealed of sizes.slice(0, -1)) {
+      expect(sealed.indexOf(0)).toBe(-1);
+      expect(sealed.at(-1)).toBe(0x0a);
+    }
+    expect(sizes.at(-1)!.length).toBeGreaterThanOrEqual(2048);
+    expect(((await readAll(spool)) as StatementEvent[]).map((e) => e.seq)).toEqual(
+      Array.from({ length: 40 }, (_, i) => i + 1),
+    );
   });
 
   it('refuses new intents with SQLSTATE 53100 when full, logs it once, and still keeps completions', async () => {
