@@ -496,3 +496,26 @@ function slackApiUrl(env: Env, problems: string[]): string | undefined {
   // WebClient appends method names to this base: it must end with a slash.
   return url === undefined || url.endsWith('/') ? url : `${url}/`;
 }
+
+/**
+ * Reads several parts of one process's configuration and reports every problem of every part at
+ * once: a deployment with three mistakes learns of all three from one failed start, not one per
+ * redeploy.
+ */
+export function readConfigParts<T extends Record<string, () => unknown>>(
+  parts: T,
+): { [K in keyof T]: ReturnType<T[K]> } {
+  const values: Partial<Record<keyof T, unknown>> = {};
+  const problems: string[] = [];
+  for (const key of Object.keys(parts) as Array<keyof T>) {
+    try {
+      values[key] = parts[key]!();
+    } catch (error) {
+      if (!(error instanceof PgWardenError) || error.code !== 'CONFIG_INVALID') throw error;
+      problems.push(error.message.replace(/^invalid configuration: /, ''));
+    }
+  }
+  if (problems.length > 0)
+    throw new PgWardenError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
+  return values as { [K in keyof T]: ReturnType<T[K]> };
+}

@@ -13,6 +13,7 @@ import {
   apiConfigFromEnv,
   approvalsConfigFromEnv,
   auditStoreConfigFromEnv,
+  readConfigParts,
   serviceTokenProblem,
 } from '../../shared/config.ts';
 import { PgWardenError } from '../../shared/errors.ts';
@@ -36,12 +37,15 @@ const logger: Logger = {
   error: (message, fields) => console.log(JSON.stringify({ level: 'error', message, ...fields })),
 };
 
-const config = apiConfigFromEnv(process.env);
-const approvalsConfig = approvalsConfigFromEnv(process.env);
-// who reads the trail, changes policies, reviews approvals (PGWARDEN_AUDITOR/ADMIN/REVIEWER_GROUPS)
-const access = accessGroupsFromEnv(process.env);
-// how long the trail is kept (PGWARDEN_AUDIT_RETENTION_DAYS)
-const auditStoreConfig = auditStoreConfigFromEnv(process.env);
+// every problem of every part reported at once (a cold start that fails names them all)
+const { config, approvalsConfig, access, auditStoreConfig } = readConfigParts({
+  config: () => apiConfigFromEnv(process.env),
+  approvalsConfig: () => approvalsConfigFromEnv(process.env),
+  // who reads the trail, changes policies, reviews approvals (PGWARDEN_AUDITOR/ADMIN/REVIEWER_GROUPS)
+  access: () => accessGroupsFromEnv(process.env),
+  // how long the trail is kept (PGWARDEN_AUDIT_RETENTION_DAYS)
+  auditStoreConfig: () => auditStoreConfigFromEnv(process.env),
+});
 await loadSqlParser();
 const dynamodb = new DynamoDBClient(
   config.dynamoDbEndpoint === undefined ? {} : { endpoint: config.dynamoDbEndpoint },

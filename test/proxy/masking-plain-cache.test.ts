@@ -62,7 +62,7 @@ function bindBody(formats: number[]): Buffer {
   const parts = [Buffer.from('\0\0'), Buffer.alloc(4)]; // portal, statement, 0 param formats, 0 params
   const tail = Buffer.alloc(2 + 2 * formats.length);
   tail.writeInt16BE(formats.length, 0);
-  formats.forEach((f, i) => tail.writeInt16BE(f, 2 + 2 * i));
+  for (const [i, f] of formats.entries()) tail.writeInt16BE(f, 2 + 2 * i);
   return Buffer.concat([...parts, tail]);
 }
 
