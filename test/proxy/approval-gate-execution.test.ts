@@ -87,6 +87,31 @@ describe('the approved-run reporter', () => {
     expect(reports).toEqual([]);
   });
 
+  it('reports from serialized events too (the spool ships its JSON lines as written)', async () => {
+    const { reports, reporter, inner } = setUp();
+    const shipped: string[] = [];
+    const controlPlane = reporter.watch({
+      ...inner,
+      openSession: inner.openSession.bind(inner),
+      decide: inner.decide.bind(inner),
+      ingest: inner.ingest.bind(inner),
+      ingestSerialized: async (events) => {
+        shipped.push(...events.map((e) => e.line));
+      },
+    });
+    reporter.released(request('s1', 'delete from orders'), approval('a1'));
+    const lines = [
+      event('s1', 'delete from orders', { outcome: 'pending' }),
+      event('s1', 'delete from orders', { commandTag: 'DELETE 3', rows: 3 }),
+    ].map((e) => ({ type: e.type, line: JSON.stringify(e) }));
+    await controlPlane.ingestSerialized!([
+      { type: 'session_opened', line: '{"type":"session_opened"}' },
+      ...lines,
+    ]);
+    expect(shipped).toHaveLength(3);
+    expect(reports).toEqual([['a1', { commandTag: 'DELETE 3', rows: 3 }]]);
+  });
+
   it('keeps the session path free of a failing report', async () => {
     const reporter = new ApprovedRunReporter({
       reportExecution: async () => {
