@@ -67,6 +67,8 @@ export interface ApprovalView {
   policyVersion?: string;
   /** groups whose members may decide (any of them) */
   approvers: string[];
+  /** the Slack channel the rule asks in; absent: PGWARDEN_SLACK_CHANNEL */
+  channel?: string;
   requestedAt: string;
   /** see the module comment: decision deadline while pending, use deadline once approved */
   expiresAt: string;
@@ -192,6 +194,7 @@ export function newApproval(
     reason: decision.reason ?? `rule "${decision.ruleId}" requires approval`,
     policyVersion: decision.policyVersion,
     approvers,
+    ...(decision.approval?.channel !== undefined && { channel: decision.approval.channel }),
     requestedAt: options.now.toISOString(),
     expiresAt: addSeconds(options.now, Math.max(windows.decisionSeconds, holdTimeoutSeconds)),
     holdTimeoutSeconds,

@@ -81,7 +81,8 @@ export interface Decision {
   reason?: string;
   policyVersion: string;
   /** require_approval: the group whose members may approve, and how long the statement is held */
-  approval?: { approvers: string; timeoutSeconds: number };
+  /** channel: the Slack channel the rule names (PGWARDEN_SLACK_CHANNEL when absent) */
+  approval?: { approvers: string; timeoutSeconds: number; channel?: string };
   /** allow with masking: the masks that apply to the results (absent or empty: nothing to mask) */
   masks?: DecisionMask[];
   /**

@@ -137,6 +137,7 @@ function approvalOf(decision: PolicyDecision): Pick<Decision, 'approval'> {
     approval: {
       approvers: decision.approvers ?? 'reviewers',
       timeoutSeconds: decision.timeoutSeconds ?? DEFAULT_APPROVAL_TIMEOUT_SECONDS,
+      ...(decision.channel !== undefined && { channel: decision.channel }),
     },
   };
 }

@@ -247,6 +247,7 @@ const STRING_FIELDS = [
   'decidedVia',
   'denyReason',
   'consumedAt',
+  'channel',
 ] as const satisfies ReadonlyArray<keyof ApprovalView>;
 
 function toItem(approval: ApprovalView): Record<string, AttributeValue> {

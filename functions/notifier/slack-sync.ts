@@ -14,7 +14,7 @@ import type { AuditStore } from '../../shared/ports.ts';
 export interface SlackSyncDeps {
   store: ApprovalStore;
   slack: SlackApi;
-  /** PGWARDEN_SLACK_CHANNEL: where approval requests are posted */
+  /** PGWARDEN_SLACK_CHANNEL: where approval requests are posted unless their rule names a channel */
   channel: string;
   /** when given, a lapsed approval is marked expired (audited) before it is shown */
   approvals?: { settle(approval: ApprovalView): Promise<ApprovalView> };
@@ -50,7 +50,8 @@ export function createSlackSync(deps: SlackSyncDeps): SlackSync {
       await lookAgainAtExpiry(approval);
       return;
     }
-    const posted = await deps.slack.postMessage(deps.channel, message);
+    // the rule's channel when it names one (a team's own approvals channel), else the default
+    const posted = await deps.slack.postMessage(approval.channel ?? deps.channel, message);
     if (!(await deps.store.setSlackMessage(approvalId, posted))) {
       // A concurrent notification posted first; later updates go to that message, so bring this
       // one up to date now: both then show the same state.

@@ -22,7 +22,7 @@ export interface UnmaskableRefusal {
   action: 'deny' | 'require_approval';
   ruleId: string;
   reason: string;
-  approval?: { approvers: string; timeoutSeconds: number };
+  approval?: { approvers: string; timeoutSeconds: number; channel?: string };
 }
 
 /** The mask rules that apply to a session for a statement decided by `decision`. */
@@ -146,6 +146,7 @@ function refusal(rule: PolicyRule, use: ValueUse | undefined, detail: string): U
       approval: {
         approvers: rule.mask.approvers ?? 'reviewers',
         timeoutSeconds: rule.mask.timeoutSeconds ?? DEFAULT_APPROVAL_TIMEOUT_SECONDS,
+        ...(rule.mask.channel !== undefined && { channel: rule.mask.channel }),
       },
     };
   }

@@ -177,6 +177,8 @@ export interface PolicyDecision {
   /** require_approval */
   approvers?: string;
   timeoutSeconds?: number;
+  /** require_approval: the Slack channel the rule names, if any */
+  channel?: string;
   /** every mask that applies to the message (non-empty exactly when the action is 'mask') */
   masks: MaskDirective[];
   matched: MatchedFacts;
@@ -330,6 +332,7 @@ interface StatementOutcome {
   reason?: string;
   approvers?: string;
   timeoutSeconds?: number;
+  channel?: string;
   masks: MaskDirective[];
   detail: Omit<MatchedFacts, 'statementIndex' | 'statements'>;
 }
@@ -384,9 +387,9 @@ function decideOne(
 
 function outcomeOf(
   ruleId: string,
-  source: { reason?: string; approvers?: string; timeoutSeconds?: number },
+  source: { reason?: string; approvers?: string; timeoutSeconds?: number; channel?: string },
   action: Exclude<PolicyAction, 'mask'>,
-): Pick<StatementOutcome, 'action' | 'ruleId' | 'reason' | 'approvers' | 'timeoutSeconds'> {
+): Pick<StatementOutcome, 'action' | 'ruleId' | 'reason' | 'approvers' | 'timeoutSeconds' | 'channel'> {
   const label = ruleId === 'default' ? 'the default policy' : `policy rule "${ruleId}"`;
   switch (action) {
     case 'allow':
@@ -401,6 +404,7 @@ function outcomeOf(
         reason: source.reason ?? `approval by ${approvers} is required by ${label}`,
         approvers,
         timeoutSeconds: source.timeoutSeconds ?? DEFAULT_APPROVAL_TIMEOUT_SECONDS,
+        ...(source.channel !== undefined && { channel: source.channel }),
       };
     }
   }

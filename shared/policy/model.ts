@@ -85,6 +85,7 @@ export interface MaskSpec {
   unmaskable?: 'deny' | 'require_approval';
   approvers?: string;
   timeoutSeconds?: number;
+  channel?: string;
 }
 
 /** Content detectors over every text value of the results (shared/masking/detectors.ts). */
@@ -106,6 +107,8 @@ export interface PolicyRule {
   approvers?: string;
   /** require_approval: how long the statement is held */
   timeoutSeconds?: number;
+  /** require_approval: the Slack channel that asks (ID or name; PGWARDEN_SLACK_CHANNEL when absent) */
+  channel?: string;
   /**
    * mask: what to mask and how. Masking is by column identity on the wire, so a mask rule applies to
    * every statement of the sessions its principals / groups / roles / databases match (as long as no
@@ -120,6 +123,7 @@ export interface PolicyDefault {
   reason?: string;
   approvers?: string;
   timeoutSeconds?: number;
+  channel?: string;
 }
 
 export interface Policy {

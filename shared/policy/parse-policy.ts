@@ -7,6 +7,7 @@
 import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import { PgWardenError } from '../errors.ts';
 import { DEFAULT_DETECTOR_METHOD, DETECTOR_NAMES, type DetectorName } from '../masking/model.ts';
+import { isSlackChannel } from '../slack-channel.ts';
 import { DDL_OBJECTS, STATEMENT_KINDS } from '../sql/facts.ts';
 import {
   type DetectorPolicy,
@@ -92,8 +93,18 @@ type Locate = (path: Segment[], key: boolean) => { line?: number; column?: numbe
 type Obj = Record<string, unknown>;
 
 const TOP_KEYS = ['version', 'description', 'default', 'rules', 'detectors'];
-const DEFAULT_KEYS = ['action', 'reason', 'approvers', 'timeoutSeconds'];
-const RULE_KEYS = ['id', 'description', 'match', 'action', 'reason', 'approvers', 'timeoutSeconds', 'mask'];
+const DEFAULT_KEYS = ['action', 'reason', 'approvers', 'timeoutSeconds', 'channel'];
+const RULE_KEYS = [
+  'id',
+  'description',
+  'match',
+  'action',
+  'reason',
+  'approvers',
+  'timeoutSeconds',
+  'channel',
+  'mask',
+];
 const MATCH_KEYS = [
   'principals',
   'groups',
@@ -107,7 +118,15 @@ const MATCH_KEYS = [
   'functions',
   'facts',
 ] as const;
-const MASK_KEYS = ['columns', 'method', 'allowInPredicates', 'unmaskable', 'approvers', 'timeoutSeconds'];
+const MASK_KEYS = [
+  'columns',
+  'method',
+  'allowInPredicates',
+  'unmaskable',
+  'approvers',
+  'timeoutSeconds',
+  'channel',
+];
 const DETECTOR_KEYS = ['enabled', 'method'];
 const RULE_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$/;
 const MAX_TIMEOUT_SECONDS = 86_400;
@@ -184,6 +203,14 @@ class Validator {
       else if (check(item, itemPath)) out.push(item);
     });
     return out.length === items.length ? out : undefined;
+  }
+
+  channel(value: unknown, path: Segment[]): string | undefined {
+    if (typeof value === 'string' && isSlackChannel(value)) return value;
+    return this.fail(
+      path,
+      'must be a Slack channel ID (C0123ABCD) or name (#db-approvals: lowercase letters, digits, - and _)',
+    );
   }
 
   timeout(value: unknown, path: Segment[]): number | undefined {
@@ -300,7 +327,13 @@ function validateOutcome(
   body: Obj,
   path: Segment[],
   action: string,
-  out: { reason?: string; approvers?: string; timeoutSeconds?: number; mask?: PolicyRule['mask'] },
+  out: {
+    reason?: string;
+    approvers?: string;
+    timeoutSeconds?: number;
+    channel?: string;
+    mask?: PolicyRule['mask'];
+  },
 ): void {
   const isDefault = path.length === 1 && path[0] === 'default';
   if ('reason' in body) out.reason = v.string(body.reason, [...path, 'reason'], 'reason');
@@ -313,12 +346,16 @@ function validateOutcome(
     if (!approval) v.fail([...path, 'timeoutSeconds'], 'only a require_approval action takes timeoutSeconds');
     else out.timeoutSeconds = v.timeout(body.timeoutSeconds, [...path, 'timeoutSeconds']);
   }
+  if ('channel' in body) {
+    if (!approval) v.fail([...path, 'channel'], 'only a require_approval action takes channel');
+    else out.channel = v.channel(body.channel, [...path, 'channel']);
+  }
   if ('mask' in body && !isDefault) {
     if (action !== 'mask') v.fail([...path, 'mask'], 'only a mask action takes mask');
     else out.mask = validateMask(v, body.mask, [...path, 'mask']);
   } else if (action === 'mask' && !isDefault)
     v.fail(path, 'missing field "mask" ({ columns: [...], method: ... })');
-  for (const key of ['reason', 'approvers', 'timeoutSeconds', 'mask'] as const)
+  for (const key of ['reason', 'approvers', 'timeoutSeconds', 'channel', 'mask'] as const)
     if (out[key] === undefined) delete out[key];
 }
 
@@ -343,8 +380,9 @@ function validateMaskOptions(
   v: Validator,
   body: Obj,
   path: Segment[],
-): Pick<MaskSpec, 'allowInPredicates' | 'unmaskable' | 'approvers' | 'timeoutSeconds'> {
-  const out: Pick<MaskSpec, 'allowInPredicates' | 'unmaskable' | 'approvers' | 'timeoutSeconds'> = {};
+): Pick<MaskSpec, 'allowInPredicates' | 'unmaskable' | 'approvers' | 'timeoutSeconds' | 'channel'> {
+  const out: Pick<MaskSpec, 'allowInPredicates' | 'unmaskable' | 'approvers' | 'timeoutSeconds' | 'channel'> =
+    {};
   if ('allowInPredicates' in body) {
     if (typeof body.allowInPredicates === 'boolean') out.allowInPredicates = body.allowInPredicates;
     else v.fail([...path, 'allowInPredicates'], 'must be true or false');
@@ -368,7 +406,12 @@ function validateMaskOptions(
       v.fail([...path, 'timeoutSeconds'], 'only unmaskable: require_approval takes timeoutSeconds');
     else out.timeoutSeconds = v.timeout(body.timeoutSeconds, [...path, 'timeoutSeconds']);
   }
-  for (const key of ['approvers', 'timeoutSeconds'] as const) if (out[key] === undefined) delete out[key];
+  if ('channel' in body) {
+    if (!approval) v.fail([...path, 'channel'], 'only unmaskable: require_approval takes channel');
+    else out.channel = v.channel(body.channel, [...path, 'channel']);
+  }
+  for (const key of ['approvers', 'timeoutSeconds', 'channel'] as const)
+    if (out[key] === undefined) delete out[key];
   return out;
 }
 

@@ -20,6 +20,7 @@ export function approvalRequest(
     fingerprint?: string;
     approvers?: string;
     timeoutSeconds?: number;
+    channel?: string;
   } = {},
 ): CreateApprovalRequest {
   return {
@@ -44,6 +45,7 @@ export function approvalRequest(
       approval: {
         approvers: overrides.approvers ?? 'reviewers',
         timeoutSeconds: overrides.timeoutSeconds ?? 30,
+        ...(overrides.channel === undefined ? {} : { channel: overrides.channel }),
       },
       fingerprint: overrides.fingerprint ?? 'fp-delete-orders',
     },

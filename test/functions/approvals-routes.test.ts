@@ -72,6 +72,15 @@ describe('the proxy routes', () => {
       'a zero hold',
       { decision: { ...approvalRequest().decision, approval: { approvers: 'r', timeoutSeconds: 0 } } },
     ],
+    [
+      'a Slack channel that is not one',
+      {
+        decision: {
+          ...approvalRequest().decision,
+          approval: { approvers: 'r', timeoutSeconds: 30, channel: '<!channel> everyone' },
+        },
+      },
+    ],
   ])('refuse %s with 400', async (_label, patch) => {
     const { status, body } = await call('POST', '/v1/approvals', {
       token: SERVICE_TOKEN,

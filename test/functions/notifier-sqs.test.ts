@@ -156,6 +156,20 @@ describe('the notifier', () => {
     expect(await countNotified(approval.id)).toBe(1);
   });
 
+  it("posts to the rule's own channel when the rule names one, and keeps it on the stored approval", async () => {
+    counter += 1;
+    const approval = await service.request(
+      approvalRequest({ text: `drop table payments_${counter}`, channel: 'C0PAYMENTS01' }),
+    );
+    expect((await store.get(approval.id))?.channel).toBe('C0PAYMENTS01');
+    expect(await notifier(await receiveEvent(1))).toEqual({ batchItemFailures: [] });
+    const post = slack
+      .callsTo('chat.postMessage')
+      .find((call) => JSON.stringify(call.args).includes(`payments_${counter}`));
+    expect(post?.args['channel']).toBe('C0PAYMENTS01');
+    expect((await store.get(approval.id))?.slack?.channel).toBe('C0PAYMENTS01');
+  });
+
   it('updates that message with the decision', async () => {
     const approval = await ask();
     await notifier(await receiveEvent(1));

@@ -52,6 +52,26 @@ describe('what a decision carries', () => {
     expect(decider.decide(request('select 1')).approval).toBeUndefined();
   });
 
+  it('the Slack channel a require_approval rule names, and none when it names none', () => {
+    const policy = parsePolicy(`
+version: channels
+default: { action: allow }
+rules:
+  - { id: ddl, match: { kinds: [ddl, drop] }, action: require_approval, approvers: dba, channel: "#dba-approvals" }
+  - { id: wipe, match: { facts: [no_where] }, action: require_approval, approvers: dba }
+`);
+    const decider = new StatementDecider(policy);
+    expect(decider.decide(request('drop table orders')).approval).toEqual({
+      approvers: 'dba',
+      timeoutSeconds: 300,
+      channel: '#dba-approvals',
+    });
+    expect(decider.decide(request('delete from orders')).approval).toEqual({
+      approvers: 'dba',
+      timeoutSeconds: 300,
+    });
+  });
+
   it('the approvers of a require_approval default action', () => {
     const policy = parsePolicy(`
 version: hold-all

@@ -18,6 +18,7 @@ import { PgWardenError } from '../../../shared/errors.ts';
 import { type Principal, principalFromClaims } from '../../../shared/identity.ts';
 import type { Logger } from '../../../shared/logger.ts';
 import type { TokenVerifier } from '../../../shared/ports.ts';
+import { isSlackChannel } from '../../../shared/slack-channel.ts';
 import { jsonBody } from '../app.ts';
 import type { ApprovalsService } from '../approvals-service.ts';
 import { requireServiceToken, requireUser, userOf } from '../auth.ts';
@@ -212,7 +213,7 @@ function decision(value: unknown): Decision {
   let hold: Decision['approval'];
   if (approval !== undefined) {
     if (!isObject(approval)) throw bad('approval', 'an object');
-    const { approvers, timeoutSeconds } = approval;
+    const { approvers, timeoutSeconds, channel } = approval;
     if (typeof approvers !== 'string' || approvers === '')
       throw bad('approval.approvers', 'a non-empty string');
     if (
@@ -222,7 +223,9 @@ function decision(value: unknown): Decision {
       timeoutSeconds > 86_400
     )
       throw bad('approval.timeoutSeconds', 'an integer from 1 to 86400');
-    hold = { approvers, timeoutSeconds };
+    if (channel !== undefined && (typeof channel !== 'string' || !isSlackChannel(channel)))
+      throw bad('approval.channel', 'a Slack channel ID or name');
+    hold = { approvers, timeoutSeconds, ...(channel === undefined ? {} : { channel }) };
   }
   return {
     action,

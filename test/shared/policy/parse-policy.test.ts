@@ -183,6 +183,55 @@ describe('parsePolicy: errors name the line, the column and the field', () => {
     ]);
   });
 
+  it('takes a Slack channel for approvals only, as an ID or a channel name', () => {
+    const ok = parsePolicy(
+      [
+        'version: "1"',
+        'default: { action: require_approval, approvers: dba, channel: C0123ABCDE }',
+        'rules:',
+        '  - id: payments-ddl',
+        '    match: { kinds: [ddl] }',
+        '    action: require_approval',
+        '    approvers: payments-leads',
+        '    channel: "#payments-db-approvals"',
+        '  - id: cards',
+        '    match: {}',
+        '    action: mask',
+        '    mask: { columns: [card], method: redact, unmaskable: require_approval, approvers: r, channel: sec_ops }',
+      ].join('\n'),
+    );
+    expect(ok.default.channel).toBe('C0123ABCDE');
+    expect(ok.rules[0]?.channel).toBe('#payments-db-approvals');
+    expect(ok.rules[1]?.mask?.channel).toBe('sec_ops');
+    const text = [
+      'version: "1"',
+      'default: { action: deny, channel: C0123ABCDE }',
+      'rules:',
+      '  - id: r',
+      '    match: {}',
+      '    action: require_approval',
+      '    approvers: x',
+      '    channel: "#Payments Approvals"',
+      '  - id: s',
+      '    match: {}',
+      '    action: require_approval',
+      '    approvers: x',
+      '    channel: 42',
+      '  - id: m',
+      '    match: {}',
+      '    action: mask',
+      '    mask: { columns: [a], method: hash, channel: ops }',
+    ].join('\n');
+    const slack =
+      'must be a Slack channel ID (C0123ABCD) or name (#db-approvals: lowercase letters, digits, - and _)';
+    expect(brief(text)).toEqual([
+      '2:35 default.channel: only a require_approval action takes channel',
+      `8:14 rules[0].channel: ${slack}`,
+      `13:14 rules[1].channel: ${slack}`,
+      '17:50 rules[2].mask.channel: only unmaskable: require_approval takes channel',
+    ]);
+  });
+
   it('rejects empty lists, empty match, a reserved id and bad names', () => {
     const text = [
       'version: "1"',
