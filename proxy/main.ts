@@ -77,7 +77,7 @@ function localDecisions(remote: ControlPlane): ControlPlane {
 /** Statements that need approval are held while the API asks a reviewer (Slack or the CLI). */
 const approvalsApi = createHttpApprovalsClient({ baseUrl: config.apiUrl, serviceToken: config.serviceToken });
 const approvedRuns = new ApprovedRunReporter(approvalsApi, logger);
-const proxy = await startProxy({
+const starting = startProxy({
   maskingKey: Buffer.from(config.maskingKey, 'utf8'),
   host: config.host,
   port: config.port,
@@ -104,19 +104,26 @@ const proxy = await startProxy({
   audit: config.audit,
 });
 
+// Installed before the listener reports ready: a SIGTERM right after "proxy listening" (ECS scaling
+// in, a quick restart) must drain, not kill the process with the spool half written.
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {
     if (stopping) return;
     stopping = true;
     policyRefresh?.stop();
-    logger.info('draining', { signal, sessions: proxy.sessions, graceSeconds: config.drainSeconds });
-    proxy.close(config.drainSeconds * 1000).then(
-      () => process.exit(0),
-      (error) => {
-        logger.error('shutdown failed', { error: String(error) });
-        process.exit(1);
-      },
-    );
+    starting
+      .then((proxy) => {
+        logger.info('draining', { signal, sessions: proxy.sessions, graceSeconds: config.drainSeconds });
+        return proxy.close(config.drainSeconds * 1000);
+      })
+      .then(
+        () => process.exit(0),
+        (error) => {
+          logger.error('shutdown failed', { error: String(error) });
+          process.exit(1);
+        },
+      );
   });
 }
+await starting;
