@@ -141,8 +141,50 @@ export class StatementRun {
     };
   }
 
+  /**
+   * One object literal on purpose: built as `{ ...head, ...tail }` the 32-field object took 19 µs
+   * (V8 falls back to a dictionary) instead of under 1 µs. statement-run.test.ts checks that it
+   * and the serialized records say the same.
+   */
   private event(who: RunIdentity, outcome: StatementOutcome, durationMs: number): StatementEvent {
-    return { ...this.head(who), ...this.tail(outcome, durationMs) };
+    const { session } = who;
+    const decision = this.decision;
+    const params = this.params;
+    const pending = outcome === 'pending';
+    return {
+      type: 'statement',
+      eventId: this.eventId,
+      sessionId: session.sessionId,
+      seq: this.seq,
+      principal: session.principal.name,
+      actor: session.principal.actor,
+      database: session.database,
+      applicationName: session.applicationName,
+      upstreamUser: who.upstreamUser,
+      text: this.text,
+      protocol: this.protocol,
+      preparedName: this.preparedName,
+      portalName: this.portalName,
+      params: params?.values,
+      paramsMode: params?.mode,
+      paramFormats: params?.formats,
+      decision: decision.action,
+      ruleId: decision.ruleId,
+      policyVersion: decision.policyVersion || undefined,
+      fingerprint: decision.fingerprint,
+      kinds: decision.kinds,
+      startedAt: this.startedAtIso(),
+      outcome,
+      durationMs,
+      commandTag: pending ? undefined : this.commandTag,
+      rows: pending ? undefined : this.rows,
+      sqlstate: pending ? undefined : this.sqlstate,
+      errorMessage: pending ? undefined : this.errorMessage,
+      bytesToClient: pending ? undefined : this.bytesToClient,
+      cancelled: this.cancelled || undefined,
+      masked: pending ? undefined : this.masked,
+      detected: pending ? undefined : this.detected,
+    };
   }
 
   /** What the intent and the completed record share: known before the statement is forwarded. */
