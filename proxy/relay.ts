@@ -1170,11 +1170,18 @@ export class Relay {
     else audit.record(run.toEvent(this.identity));
   }
 
-  /** A CancelRequest for this session arrived: the statements in flight count as cancelled. */
-  cancelRequested(): void {
+  /**
+   * A CancelRequest for this session arrived: the statements in flight count as cancelled. Returns
+   * whether the server has anything of this session to cancel: not when the only statement was
+   * held for approval and never forwarded. Cancelling upstream then would stop whatever the client
+   * sends next, once the cancel's own connection reaches the server.
+   */
+  cancelRequested(): boolean {
     this.cancels++;
+    const holding = this.holding;
     // a statement held for approval stops waiting and fails with 57014, like a cancelled query
-    this.holding?.abort('cancelled');
+    holding?.abort('cancelled');
+    return !(holding && this.expected.length === 0);
   }
 
   private notExecuted(run: StatementRun): void {

@@ -202,10 +202,10 @@ async function authenticateAndRelay(
     throw error;
   }
 
-  let cancelled: (() => void) | undefined;
+  /** the relay's cancel: whether the server has something of this session to cancel */
+  let cancelled: (() => boolean) | undefined;
   const key = ctx.cancels.register(() => {
-    cancelled?.();
-    sendUpstreamCancel(ctx.options.upstream, upstream.backendKey);
+    if (cancelled?.() ?? true) sendUpstreamCancel(ctx.options.upstream, upstream.backendKey);
   });
   socket.write(
     Buffer.concat([

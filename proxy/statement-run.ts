@@ -142,49 +142,11 @@ export class StatementRun {
   }
 
   /**
-   * One object literal on purpose: built as `{ ...head, ...tail }` the 32-field object took 19 µs
-   * (V8 falls back to a dictionary) instead of under 1 µs. statement-run.test.ts checks that it
-   * and the serialized records say the same.
+   * The head with the tail's fields added in place: spreading both into a new literal
+   * (`{ ...head, ...tail }`) made V8 fall back to a dictionary, 19 µs per event instead of 0.3.
    */
   private event(who: RunIdentity, outcome: StatementOutcome, durationMs: number): StatementEvent {
-    const { session } = who;
-    const decision = this.decision;
-    const params = this.params;
-    const pending = outcome === 'pending';
-    return {
-      type: 'statement',
-      eventId: this.eventId,
-      sessionId: session.sessionId,
-      seq: this.seq,
-      principal: session.principal.name,
-      actor: session.principal.actor,
-      database: session.database,
-      applicationName: session.applicationName,
-      upstreamUser: who.upstreamUser,
-      text: this.text,
-      protocol: this.protocol,
-      preparedName: this.preparedName,
-      portalName: this.portalName,
-      params: params?.values,
-      paramsMode: params?.mode,
-      paramFormats: params?.formats,
-      decision: decision.action,
-      ruleId: decision.ruleId,
-      policyVersion: decision.policyVersion || undefined,
-      fingerprint: decision.fingerprint,
-      kinds: decision.kinds,
-      startedAt: this.startedAtIso(),
-      outcome,
-      durationMs,
-      commandTag: pending ? undefined : this.commandTag,
-      rows: pending ? undefined : this.rows,
-      sqlstate: pending ? undefined : this.sqlstate,
-      errorMessage: pending ? undefined : this.errorMessage,
-      bytesToClient: pending ? undefined : this.bytesToClient,
-      cancelled: this.cancelled || undefined,
-      masked: pending ? undefined : this.masked,
-      detected: pending ? undefined : this.detected,
-    };
+    return Object.assign(this.head(who), this.tail(outcome, durationMs));
   }
 
   /** What the intent and the completed record share: known before the statement is forwarded. */
