@@ -14,8 +14,8 @@
  * Layout: `<n>.seg` (12-digit n, JSON lines) and `<n>.ack` (decimal byte offset up to which the API
  * has stored the lines). The segment being written is zero-filled ahead of its records (prepared
  * in the background as `next-segment.tmp`), so its records end at the first NUL byte; a segment
- * is cut to its records when it is sealed or recovered. A lost or stale ack only means lines are sent again, which ingest tolerates
- * (records are keyed). A process that dies mid-write can leave a partial last line: it is cut off at
+ * is cut to its records when it is sealed or recovered. A lost or stale ack only means lines are
+ * sent again, which ingest tolerates (records are keyed). A process that dies mid-write can leave a partial last line: it is cut off at
  * the next start, and its statement was not forwarded because its intent never completed.
  */
 import {

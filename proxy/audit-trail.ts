@@ -8,7 +8,7 @@
  * In both modes no statement reaches PostgreSQL without its record stored or durably spooled.
  */
 import type { ControlPlane } from '../shared/control-plane.ts';
-import type { AuditEvent, StatementEvent } from '../shared/events.ts';
+import type { AuditEvent } from '../shared/events.ts';
 import type { Logger } from '../shared/logger.ts';
 import { ingestRecords, type SpoolRecord, spoolRecord } from './audit-record.ts';
 import { AuditShipper } from './audit-shipper.ts';
@@ -106,10 +106,6 @@ export class AuditTrail implements AuditSink {
 
   record(event: AuditEvent): void {
     this.spool.append(spoolRecord(event));
-  }
-
-  begin(intent: StatementEvent): void | Promise<void> {
-    return this.statements.begin(spoolRecord(intent));
   }
 
   /** Statement records, serialized once by the relay (see AuditSink.statements). */

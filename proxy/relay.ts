@@ -15,7 +15,7 @@ import type net from 'node:net';
 import type tls from 'node:tls';
 import { serialize } from 'pg-protocol';
 import type { ControlPlane, Decision, DecisionRequest, SessionContext } from '../shared/control-plane.ts';
-import type { AuditEvent, SessionEndReason, StatementEvent } from '../shared/events.ts';
+import type { AuditEvent, SessionEndReason } from '../shared/events.ts';
 import type { Logger } from '../shared/logger.ts';
 import { endsWithAdminTermination } from './audit-end-reason.ts';
 import { type AuditParamsMode, type CapturedParams, captureBindParams } from './audit-params.ts';
@@ -53,14 +53,11 @@ interface PreparedStatement {
 export interface AuditSink {
   record(event: AuditEvent): void;
   /**
-   * A statement's record of intent, before the statement is forwarded (proxy/audit-trail.ts).
-   * Returns a promise when the relay must wait (durable spool write, strict store) and throws or
-   * rejects when the record cannot be kept: the statement is then refused, never run unrecorded.
-   */
-  begin?(intent: StatementEvent): void | Promise<void>;
-  /**
-   * Sinks that keep serialized records (the spool) take statement records this way instead of
-   * begin() and record(): each statement's fixed fields are then serialized once, not per copy.
+   * Sinks that keep statement records durably (the spool, proxy/audit-trail.ts) take them
+   * serialized, each statement's fixed fields once. begin(): the record of intent, before the
+   * statement is forwarded; it returns a promise when the relay must wait (durable spool write,
+   * strict store) and throws or rejects when the record cannot be kept: the statement is then
+   * refused, never run unrecorded. Without `statements`, completed records go to record().
    */
   statements?: {
     begin(intent: SpoolRecord): void | Promise<void>;
@@ -478,15 +475,13 @@ export class Relay {
     this.startRun(run);
     const audit = this.o.audit;
     const serialized = audit.statements;
-    if (!serialized && !audit.begin) {
+    if (!serialized) {
       go();
       return undefined;
     }
     let answer: void | Promise<void>;
     try {
-      answer = serialized
-        ? serialized.begin(run.intentRecord(this.identity))
-        : audit.begin!(run.intent(this.identity));
+      answer = serialized.begin(run.intentRecord(this.identity));
     } catch (error) {
       this.auditRefused(run, error, refuse);
       return undefined;
