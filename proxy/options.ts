@@ -16,12 +16,28 @@ export type CredentialProvider = (role: string) => UpstreamCredential | Promise<
 
 export type UpstreamSslMode = 'disable' | 'prefer' | 'require' | 'verify-full';
 
+/**
+ * How the database may authenticate the gateway, named as libpq's `require_auth`: `scram-sha-256`
+ * (the default and the only one in which the server proves it knows the password), `md5` and
+ * `password` (cleartext) only when the operator lists them (they hand an impostor something to
+ * replay or the password itself), `none` for a server that asks for nothing (trust).
+ */
+export type UpstreamAuthMethod = 'scram-sha-256' | 'md5' | 'password' | 'none';
+export const UPSTREAM_AUTH_METHODS: readonly UpstreamAuthMethod[] = [
+  'scram-sha-256',
+  'md5',
+  'password',
+  'none',
+];
+
 export interface UpstreamTarget {
   host: string;
   port: number;
   ssl: UpstreamSslMode;
   /** PEM CA bundle for verify-full */
   ca?: string;
+  /** the authentication methods the gateway goes along with; default: scram-sha-256 only */
+  auth?: readonly UpstreamAuthMethod[];
 }
 
 export interface ProxyLimits {
@@ -29,14 +45,23 @@ export interface ProxyLimits {
   maxMessageBytes: number;
   /** startup packet limit (PostgreSQL uses 10 000) */
   maxStartupBytes: number;
-  /** time a new connection has to finish TLS and authentication */
+  /**
+   * time a new connection has to become a session: TLS, startup packet, password, the token check
+   * and the upstream login together; past it the connection is closed
+   */
   authTimeoutMs: number;
+  /** sessions one principal (issuer, subject) may hold at once; more are refused with 53300 */
+  maxConnectionsPerPrincipal: number;
+  /** connections one source address may hold at once, sessions and not yet authenticated alike */
+  maxConnectionsPerAddress: number;
 }
 
 export const defaultLimits: ProxyLimits = {
   maxMessageBytes: 64 * 1024 * 1024,
   maxStartupBytes: 10_000,
   authTimeoutMs: 30_000,
+  maxConnectionsPerPrincipal: 20,
+  maxConnectionsPerAddress: 100,
 };
 
 export interface ProxyOptions {

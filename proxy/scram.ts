@@ -4,11 +4,20 @@
  * Salted passwords are cached per (password, salt, iterations): PBKDF2 costs milliseconds and
  * every new client session would otherwise pay it again for the same role.
  */
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { promisify } from 'node:util';
 
+const pbkdf2Async = promisify(pbkdf2);
 const saltedCache = new Map<string, Buffer>();
 
-function saltedPassword(password: string, salt: Buffer, iterations: number): Buffer {
+/**
+ * The server chooses the iteration count. PostgreSQL's default is 4,096; a server asking for
+ * more than this would make each login cost the proxy seconds of CPU: refused.
+ */
+export const MAX_SCRAM_ITERATIONS = 1_000_000;
+
+/** PBKDF2 runs on the thread pool: a login never stalls the sessions already running. */
+async function saltedPassword(password: string, salt: Buffer, iterations: number): Promise<Buffer> {
   const key = createHash('sha256')
     .update(password)
     .update('\0')
@@ -17,7 +26,7 @@ function saltedPassword(password: string, salt: Buffer, iterations: number): Buf
     .digest('hex');
   let salted = saltedCache.get(key);
   if (!salted) {
-    salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
+    salted = await pbkdf2Async(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
     if (saltedCache.size > 256) saltedCache.clear();
     saltedCache.set(key, salted);
   }
@@ -47,7 +56,7 @@ export class ScramClient {
   }
 
   /** Answers the server-first message; throws if it is malformed or does not extend our nonce. */
-  clientFinalMessage(serverFirst: string): string {
+  async clientFinalMessage(serverFirst: string): Promise<string> {
     const attrs = parseAttributes(serverFirst);
     const nonce = attrs.get('r');
     const salt = attrs.get('s');
@@ -55,10 +64,13 @@ export class ScramClient {
     if (!nonce || !salt || !Number.isInteger(iterations) || iterations < 1) {
       throw new Error('malformed SCRAM server-first message');
     }
+    if (iterations > MAX_SCRAM_ITERATIONS) {
+      throw new Error(`SCRAM iteration count ${iterations} is above ${MAX_SCRAM_ITERATIONS}`);
+    }
     if (!nonce.startsWith(this.clientNonce) || nonce.length === this.clientNonce.length) {
       throw new Error('SCRAM server nonce does not extend the client nonce');
     }
-    const salted = saltedPassword(this.password, Buffer.from(salt, 'base64'), iterations);
+    const salted = await saltedPassword(this.password, Buffer.from(salt, 'base64'), iterations);
     const clientKey = hmac(salted, 'Client Key');
     const storedKey = createHash('sha256').update(clientKey).digest();
     const withoutProof = `c=biws,r=${nonce}`;

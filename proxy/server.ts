@@ -10,6 +10,7 @@ import { silentLogger } from '../shared/logger.ts';
 import { AuditBuffer } from './audit-buffer.ts';
 import { AuditTrail } from './audit-trail.ts';
 import { CancelRegistry } from './cancel-registry.ts';
+import { addressKey, ConnectionCounts } from './connection-limits.ts';
 import { Catalogs } from './masking/catalogs.ts';
 import { defaultLimits, type ProxyOptions } from './options.ts';
 import type { AuditSink, Relay } from './relay.ts';
@@ -65,14 +66,31 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     relays,
     catalogs: new Catalogs(options.upstream, options.credentials, limits.authTimeoutMs),
     maskingKey: options.maskingKey ?? randomBytes(32),
+    principals: new ConnectionCounts(),
   };
+  const addresses = new ConnectionCounts();
+  /** connections past an address's limit, kept only until they are told why (bounded too) */
+  const refusing = new ConnectionCounts();
 
   const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
     // A broken connection only ever ends itself.
     socket.on('error', () => {});
-    setUpSession(socket, ctx).catch((error) => {
+    const address = addressKey(socket.remoteAddress ?? '');
+    const limit = limits.maxConnectionsPerAddress;
+    const admitted = addresses.tryAcquire(address, limit);
+    // Past the limit the connection is still read up to its startup packet, so the client can be
+    // told why (a reply to SSLRequest cannot carry a message); as many again at most, then cut.
+    const release = admitted ?? refusing.tryAcquire(address, limit);
+    if (!release) {
+      socket.destroy();
+      return;
+    }
+    sockets.add(socket);
+    socket.once('close', () => {
+      sockets.delete(socket);
+      release();
+    });
+    setUpSession(socket, ctx, { overAddressLimit: admitted === undefined }).catch((error) => {
       logger.error('session setup crashed', { error: String(error) });
       socket.destroy();
     });

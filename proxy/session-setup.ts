@@ -9,7 +9,9 @@ import tls from 'node:tls';
 import type { SessionContext } from '../shared/control-plane.ts';
 import { PgWardenError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import { type CheckedStartup, checkStartupParameters } from '../shared/startup-parameters.ts';
 import type { CancelRegistry } from './cancel-registry.ts';
+import { type ConnectionCounts, principalKey } from './connection-limits.ts';
 import type { Catalogs } from './masking/catalogs.ts';
 import { SessionMasking } from './masking/session-masking.ts';
 import type { ProxyLimits, ProxyOptions } from './options.ts';
@@ -26,6 +28,7 @@ import {
   readyForQuery,
 } from './wire/backend-writer.ts';
 import { parsePassword } from './wire/frontend-fields.ts';
+import { ProtocolViolation } from './wire/protocol-violation.ts';
 import { readStartupPacket, type StartupPacket } from './wire/startup.ts';
 import { fatalFor } from './wire-errors.ts';
 
@@ -42,10 +45,18 @@ export interface SetupContext {
   /** result column identities for masking, per upstream database */
   catalogs: Catalogs;
   maskingKey: Uint8Array;
+  /** sessions held per principal (issuer, subject) */
+  principals: ConnectionCounts;
 }
 
-/** Startup parameters that the gateway sets itself or refuses, never passed upstream. */
-const RESERVED_PARAMETERS = new Set(['user', 'database', 'replication']);
+/** What the listener decided about this connection before its first byte. */
+export interface Admission {
+  /** the source address already holds its share: refuse once the client can read why */
+  overAddressLimit: boolean;
+}
+
+/** Pre-authentication bytes kept at most; every message read before the session is far smaller. */
+const MAX_SETUP_BUFFER = 128 * 1024;
 
 class SetupRefusal extends Error {
   constructor(readonly fields: NoticeFields) {
@@ -53,41 +64,45 @@ class SetupRefusal extends Error {
   }
 }
 
-export async function setUpSession(raw: net.Socket, ctx: SetupContext): Promise<void> {
+type Startup = Extract<StartupPacket, { kind: 'startup' }>;
+
+export async function setUpSession(raw: net.Socket, ctx: SetupContext, admission: Admission): Promise<void> {
   raw.setNoDelay(true);
-  const timer = setTimeout(() => raw.destroy(), ctx.limits.authTimeoutMs);
+  // One deadline for everything before the session: TLS, a slow startup packet, a password that
+  // never comes, the token check and the upstream login (see authenticateAndRelay).
+  const deadline = Date.now() + ctx.limits.authTimeoutMs;
   let socket: net.Socket = raw;
-  let reader = new SetupReader(raw);
+  const timer = setTimeout(() => {
+    socket.destroy();
+    raw.destroy();
+  }, ctx.limits.authTimeoutMs);
   try {
-    let packet = await reader.read((d) => startupOf(d, ctx.limits));
-    let encrypted = false;
-    while (packet.kind === 'ssl' || packet.kind === 'gssenc') {
-      if (packet.kind === 'ssl' && ctx.secureContext && !encrypted) {
-        // Anything sent after SSLRequest but before the handshake could be injected by an
-        // attacker in the middle (CVE-2021-23214): refuse it.
-        if (reader.detach().length > 0) throw new SetupRefusal(violation('data after SSLRequest'));
-        raw.write('S');
-        socket = await upgradeToTls(raw, ctx.secureContext);
-        encrypted = true;
-        reader = new SetupReader(socket);
-      } else {
-        socket.write('N');
-      }
-      packet = await reader.read((d) => startupOf(d, ctx.limits));
-    }
+    const negotiated = await negotiateEncryption(raw, ctx);
+    socket = negotiated.socket;
+    const { packet, reader } = negotiated;
     if (packet.kind === 'cancel') {
       ctx.cancels.cancel(packet.processId, packet.secret);
       socket.end();
       return;
     }
-    if (!encrypted && !ctx.options.allowPlaintext) {
+    if (admission.overAddressLimit) {
+      ctx.logger.warn('connection refused: too many from one address', { address: raw.remoteAddress });
+      throw new SetupRefusal({
+        severity: 'FATAL',
+        code: '53300',
+        message: `pgwarden: too many connections from ${raw.remoteAddress}: at most ${ctx.limits.maxConnectionsPerAddress} may be open from one address`,
+      });
+    }
+    if (!negotiated.encrypted && !ctx.options.allowPlaintext) {
       throw new SetupRefusal({
         severity: 'FATAL',
         code: '28000',
         message: 'pgwarden requires an encrypted connection: connect with sslmode=require',
       });
     }
-    await authenticateAndRelay(socket, reader, packet, ctx);
+    const checked = checkStartupParameters(packet.parameters);
+    if (!checked.ok) throw new SetupRefusal({ severity: 'FATAL', ...checked.refusal });
+    await authenticateAndRelay(socket, reader, packet.minor, checked.startup, ctx, deadline);
   } catch (error) {
     const fields = error instanceof SetupRefusal ? error.fields : fatalFor(error);
     if (!(error instanceof SetupRefusal) && !(error instanceof PgWardenError)) {
@@ -99,12 +114,50 @@ export async function setUpSession(raw: net.Socket, ctx: SetupContext): Promise<
   }
 }
 
+/**
+ * SSLRequest and GSSENCRequest, each at most once and only before TLS (as the server allows),
+ * up to the startup packet or a CancelRequest.
+ */
+async function negotiateEncryption(
+  raw: net.Socket,
+  ctx: SetupContext,
+): Promise<{
+  socket: net.Socket;
+  reader: SetupReader;
+  packet: Startup | Extract<StartupPacket, { kind: 'cancel' }>;
+  encrypted: boolean;
+}> {
+  let socket = raw;
+  let reader = new SetupReader(raw, MAX_SETUP_BUFFER);
+  let encrypted = false;
+  const asked = new Set<string>();
+  for (;;) {
+    const packet = await reader.read((d) => startupOf(d, ctx.limits));
+    if (packet.kind !== 'ssl' && packet.kind !== 'gssenc') return { socket, reader, packet, encrypted };
+    if (encrypted || asked.has(packet.kind))
+      throw new SetupRefusal(violation(`repeated ${packet.kind} request`));
+    asked.add(packet.kind);
+    if (packet.kind === 'ssl' && ctx.secureContext) {
+      // Anything sent after SSLRequest but before the handshake could be injected by an
+      // attacker in the middle (CVE-2021-23214): refuse it.
+      if (reader.detach().length > 0) throw new SetupRefusal(violation('data after SSLRequest'));
+      raw.write('S');
+      socket = await upgradeToTls(raw, ctx.secureContext);
+      encrypted = true;
+      reader = new SetupReader(socket, MAX_SETUP_BUFFER);
+    } else {
+      socket.write('N');
+    }
+  }
+}
+
 function startupOf(data: Buffer, limits: ProxyLimits): { value: StartupPacket; size: number } | null {
   try {
     const read = readStartupPacket(data, limits.maxStartupBytes);
     return read && { value: read.packet, size: read.size };
   } catch (error) {
-    throw new SetupRefusal(violation((error as Error).message));
+    const sqlstate = error instanceof ProtocolViolation ? error.sqlstate : '08P01';
+    throw new SetupRefusal({ ...violation((error as Error).message), code: sqlstate });
   }
 }
 
@@ -126,11 +179,16 @@ function violation(message: string): NoticeFields {
 function upgradeToTls(socket: net.Socket, secureContext: tls.SecureContext): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
     const secure = new tls.TLSSocket(socket, { isServer: true, secureContext });
+    const closed = () =>
+      reject(new PgWardenError('AUTH_TOKEN_MISSING', 'the client left during the TLS handshake'));
     secure.once('secure', () => {
       secure.removeListener('error', reject);
+      secure.removeListener('close', closed);
       resolve(secure);
     });
     secure.once('error', reject);
+    // the deadline destroys the TCP socket: a handshake that never finishes must not hang here
+    secure.once('close', closed);
     socket.resume();
   });
 }
@@ -138,23 +196,15 @@ function upgradeToTls(socket: net.Socket, secureContext: tls.SecureContext): Pro
 async function authenticateAndRelay(
   socket: net.Socket,
   reader: SetupReader,
-  packet: Extract<StartupPacket, { kind: 'startup' }>,
+  minorVersion: number,
+  startup: CheckedStartup,
   ctx: SetupContext,
+  deadline: number,
 ): Promise<void> {
-  const params = packet.parameters;
-  const user = params.get('user');
-  if (!user) throw new SetupRefusal({ severity: 'FATAL', code: '28000', message: 'no user name specified' });
-  if (params.has('replication') && params.get('replication') !== 'false') {
-    throw new SetupRefusal({
-      severity: 'FATAL',
-      code: '0A000',
-      message: 'pgwarden does not allow replication connections',
-    });
-  }
-  const database = params.get('database') || user;
-  const applicationName = params.get('application_name') ?? '';
-  const unsupported = [...params.keys()].filter((k) => k.startsWith('_pq_.'));
-  if (packet.minor > 0 || unsupported.length > 0) socket.write(negotiateProtocolVersion(0, unsupported));
+  const { user, database } = startup;
+  const applicationName = startup.settings.get('application_name') ?? '';
+  const unsupported = startup.protocolExtensions;
+  if (minorVersion > 0 || unsupported.length > 0) socket.write(negotiateProtocolVersion(0, unsupported));
 
   socket.write(authenticationCleartextPassword());
   const token = await reader.read(passwordOf);
@@ -179,27 +229,53 @@ async function authenticateAndRelay(
     database,
     applicationName,
   };
-
   const openedAt = Date.now();
+
+  // Counted before any upstream connection exists, so a principal's sessions cannot take them all.
+  const releasePrincipal = ctx.principals.tryAcquire(
+    principalKey(opened.principal),
+    ctx.limits.maxConnectionsPerPrincipal,
+  );
+  if (!releasePrincipal) {
+    ctx.logger.warn('connection refused: too many for one principal', { principal: session.principal.name });
+    recordClosed(ctx, session, openedAt, 0, 'connection_limit', undefined);
+    throw new SetupRefusal({
+      severity: 'FATAL',
+      code: '53300',
+      message: `pgwarden: too many connections for ${session.principal.name}: at most ${ctx.limits.maxConnectionsPerPrincipal} sessions may be open at once; close one and try again`,
+    });
+  }
+
   let upstream: UpstreamConnection;
   let upstreamUser: string | undefined;
   try {
+    // The deadline may have passed while the token was checked: then the socket is gone.
+    if (socket.destroyed) throw new ClientGone();
     const credential = await ctx.options.credentials(opened.role);
     upstreamUser = credential.user;
-    const passthrough = new Map(
-      [...params].filter(([k]) => !RESERVED_PARAMETERS.has(k) && !k.startsWith('_pq_.')),
-    );
     upstream = await connectUpstream({
       target: ctx.options.upstream,
       credential,
       database,
-      parameters: passthrough,
-      timeoutMs: ctx.limits.authTimeoutMs,
+      parameters: startup.settings,
+      timeoutMs: Math.max(1, deadline - Date.now()),
     });
   } catch (error) {
+    releasePrincipal();
+    if (error instanceof ClientGone) {
+      recordClosed(ctx, session, openedAt, 0, 'network_loss', upstreamUser);
+      return;
+    }
     ctx.logger.warn('upstream login failed', { sessionId: session.sessionId, error: String(error) });
     recordClosed(ctx, session, openedAt, 0, 'upstream_unavailable', upstreamUser);
     throw error;
+  }
+  if (socket.destroyed) {
+    // the client left (or its deadline passed) during the upstream login: nobody to relay for
+    releasePrincipal();
+    upstream.socket.destroy();
+    recordClosed(ctx, session, openedAt, 0, 'network_loss', upstreamUser);
+    return;
   }
 
   /** the relay's cancel: whether the server has something of this session to cancel */
@@ -231,6 +307,7 @@ async function authenticateAndRelay(
     masking: new SessionMasking(ctx.catalogs.forDatabase(database, opened.role), ctx.maskingKey),
     onEnd: (reason, statements) => {
       key.release();
+      releasePrincipal();
       ctx.relays.delete(relay);
       recordClosed(ctx, session, openedAt, statements, reason, upstreamUser);
     },
@@ -239,6 +316,9 @@ async function authenticateAndRelay(
   ctx.relays.add(relay);
   relay.start(reader.detach(), upstream.leftover);
 }
+
+/** The client's socket closed before the session could start. */
+class ClientGone extends Error {}
 
 function recordClosed(
   ctx: SetupContext,

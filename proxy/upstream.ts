@@ -1,14 +1,17 @@
 /**
  * Opens an authenticated connection to the upstream PostgreSQL with the gateway's credentials:
- * optional TLS, startup, SCRAM-SHA-256 (or md5/cleartext for older servers), then collects the
- * ParameterStatus messages and BackendKeyData up to the first ReadyForQuery.
+ * optional TLS, startup with the pinned settings, SCRAM-SHA-256 whose server signature must be
+ * verified before AuthenticationOk is believed (md5, cleartext or no authentication only when the
+ * operator allowed them), then collects the ParameterStatus messages and BackendKeyData up to the
+ * first ReadyForQuery, and checks that the server confirmed every pin.
  */
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { serialize } from 'pg-protocol';
 import { PgWardenError } from '../shared/errors.ts';
-import type { UpstreamCredential, UpstreamTarget } from './options.ts';
+import { PINNED_SETTINGS, pinBroken } from '../shared/session-settings.ts';
+import type { UpstreamAuthMethod, UpstreamCredential, UpstreamTarget } from './options.ts';
 import { ScramClient } from './scram.ts';
 import { parseBackendKeyData, parseErrorFields, parseParameterStatus } from './wire/backend-fields.ts';
 import { type Frame, FrameReader } from './wire/frame-reader.ts';
@@ -28,7 +31,7 @@ export interface UpstreamStartup {
   target: UpstreamTarget;
   credential: UpstreamCredential;
   database: string;
-  /** startup parameters passed through from the client (application_name, options, …) */
+  /** the client's settings, already checked (shared/startup-parameters.ts); pins are added here */
   parameters: Map<string, string>;
   timeoutMs: number;
 }
@@ -125,14 +128,42 @@ function readOneByte(socket: net.Socket, request: Buffer): Promise<string> {
   });
 }
 
+/**
+ * The startup parameters sent upstream: the client's checked settings, then the gateway's login,
+ * then the pinned settings last, so nothing before them can override a pin.
+ */
+export function upstreamStartupParameters(startup: UpstreamStartup): Map<string, string> {
+  const params = new Map<string, string>();
+  for (const [name, value] of startup.parameters) {
+    const key = name.toLowerCase();
+    if (RESERVED_KEYS.has(key) || key.startsWith('_pq_.') || Object.hasOwn(PINNED_SETTINGS, key)) continue;
+    params.set(name, value);
+  }
+  params.set('user', startup.credential.user);
+  params.set('database', startup.database);
+  for (const [name, value] of Object.entries(PINNED_SETTINGS)) params.set(name, value);
+  return params;
+}
+
+/** Keys the server reads as something other than a setting: only the gateway writes them. */
+const RESERVED_KEYS = new Set(['user', 'database', 'options', 'replication']);
+
+/** Where the login is: which authentication messages may come next. */
+type LoginState =
+  | 'awaiting-request'
+  | 'password-sent'
+  | 'sasl-started'
+  | 'sasl-proving'
+  | 'sasl-continued'
+  | 'sasl-verified'
+  | 'authenticated';
+
 function authenticate(
   socket: net.Socket | tls.TLSSocket,
   startup: UpstreamStartup,
 ): Promise<UpstreamConnection> {
   const { credential } = startup;
-  const params = new Map(startup.parameters);
-  params.set('user', credential.user);
-  params.set('database', startup.database);
+  const allowed = new Set<UpstreamAuthMethod>(startup.target.auth ?? ['scram-sha-256']);
 
   return new Promise((resolve, reject) => {
     const reader = new FrameReader(1024 * 1024);
@@ -140,6 +171,7 @@ function authenticate(
     const parameters = new Map<string, string>();
     let backendKey: UpstreamConnection['backendKey'] | undefined;
     let scram: ScramClient | undefined;
+    let state: LoginState = 'awaiting-request';
 
     const fail = (error: unknown) => {
       cleanup();
@@ -158,36 +190,41 @@ function authenticate(
     };
     const onClose = () =>
       fail(new PgWardenError('UPSTREAM_UNAVAILABLE', 'the database closed the connection during login'));
+    const refuse = (message: string) => new PgWardenError('UPSTREAM_AUTH_FAILED', message);
 
     const handle = (frame: Frame): boolean => {
+      if (frame.type === 0x52 /* R */) {
+        handleAuthentication(frame.body);
+        return false;
+      }
+      if (frame.type === 0x4e /* N */) return false;
+      if (frame.type === 0x45 /* E */) {
+        const fields = parseErrorFields(frame.body);
+        const code = fields.code?.startsWith('28') ? 'UPSTREAM_AUTH_FAILED' : 'UPSTREAM_UNAVAILABLE';
+        throw new PgWardenError(
+          code,
+          `the database refused the login: ${fields.message ?? 'unknown error'} (${fields.code})`,
+        );
+      }
+      // Nothing of the session is believed before the server has authenticated.
+      if (state !== 'authenticated') {
+        throw refuse(`the database sent ${String.fromCharCode(frame.type)} before authenticating`);
+      }
       switch (frame.type) {
-        case 0x52 /* R */:
-          handleAuthentication(frame.body);
-          return false;
         case 0x53 /* S */:
-          parameterStatusFrames.push(Buffer.from(frame.raw));
           {
+            parameterStatusFrames.push(Buffer.from(frame.raw));
             const p = parseParameterStatus(frame.body);
             parameters.set(p.name, p.value);
+            return false;
           }
-          return false;
         case 0x4b /* K */:
           backendKey = parseBackendKeyData(frame.body);
           return false;
-        case 0x4e /* N */:
-          return false;
-        case 0x45 /* E */:
-          {
-            const fields = parseErrorFields(frame.body);
-            const code = fields.code?.startsWith('28') ? 'UPSTREAM_AUTH_FAILED' : 'UPSTREAM_UNAVAILABLE';
-            throw new PgWardenError(
-              code,
-              `the database refused the login: ${fields.message ?? 'unknown error'} (${fields.code})`,
-            );
-          }
         case 0x5a /* Z */:
           if (!backendKey)
             throw new PgWardenError('UPSTREAM_UNAVAILABLE', 'the database sent no BackendKeyData');
+          checkPins(parameters);
           return true;
         default:
           throw new PgWardenError(
@@ -197,47 +234,78 @@ function authenticate(
       }
     };
 
+    const expect = (expected: LoginState, what: string) => {
+      if (state !== expected) throw refuse(`the database sent ${what} out of order`);
+    };
+    const permit = (method: UpstreamAuthMethod, what: string) => {
+      expect('awaiting-request', what);
+      if (!allowed.has(method)) {
+        throw refuse(
+          `the database asked for ${what}; the gateway goes along with ${[...allowed].join(', ')} only (PGWARDEN_UPSTREAM_REQUIRE_AUTH)`,
+        );
+      }
+    };
+
     const handleAuthentication = (body: Buffer) => {
       const kind = body.readInt32BE(0);
       switch (kind) {
-        case 0: // AuthenticationOk
+        case 0: // AuthenticationOk: believed only once the server has proved itself, or was allowed not to
+          if (state === 'awaiting-request' && !allowed.has('none'))
+            throw refuse(
+              'the database let the gateway in without authentication (trust), which is not allowed',
+            );
+          if (state === 'sasl-started' || state === 'sasl-proving' || state === 'sasl-continued')
+            throw refuse('the database ended SCRAM without proving it knows the password');
+          if (state === 'authenticated') throw refuse('the database sent AuthenticationOk twice');
+          state = 'authenticated';
           return;
-        case 3: // cleartext (only sensible over TLS; the operator chose this server)
+        case 3: // cleartext: the password itself, to whoever this server is
+          permit('password', 'a cleartext password');
           socket.write(serialize.password(credential.password));
+          state = 'password-sent';
           return;
         case 5: {
+          permit('md5', 'an MD5 password');
           const salt = body.subarray(4, 8);
           const inner = createHash('md5')
             .update(credential.password + credential.user)
             .digest('hex');
           const outer = createHash('md5').update(inner).update(salt).digest('hex');
           socket.write(serialize.password(`md5${outer}`));
+          state = 'password-sent';
           return;
         }
         case 10: {
+          permit('scram-sha-256', 'SASL authentication');
           const mechanisms = body.toString('utf8', 4).split('\0');
           if (!mechanisms.includes('SCRAM-SHA-256')) {
-            throw new PgWardenError(
-              'UPSTREAM_AUTH_FAILED',
-              `unsupported SASL mechanisms: ${mechanisms.join(' ')}`,
-            );
+            throw refuse(`unsupported SASL mechanisms: ${mechanisms.join(' ')}`);
           }
           scram = new ScramClient(credential.password);
           socket.write(serialize.sendSASLInitialResponseMessage(scram.mechanism, scram.clientFirstMessage()));
+          state = 'sasl-started';
           return;
         }
         case 11:
-          if (!scram) throw new PgWardenError('UPSTREAM_AUTH_FAILED', 'SASL continue without SASL start');
-          socket.write(
-            serialize.sendSCRAMClientFinalMessage(scram.clientFinalMessage(body.toString('utf8', 4))),
+          expect('sasl-started', 'SASLContinue');
+          // Until the proof is computed (off the event loop) any authentication message is out of order.
+          state = 'sasl-proving';
+          scram!.clientFinalMessage(body.toString('utf8', 4)).then(
+            (message) => {
+              if (state !== 'sasl-proving') return;
+              socket.write(serialize.sendSCRAMClientFinalMessage(message));
+              state = 'sasl-continued';
+            },
+            (error: unknown) => fail(refuse(String(error))),
           );
           return;
         case 12:
-          if (!scram) throw new PgWardenError('UPSTREAM_AUTH_FAILED', 'SASL final without SASL start');
-          scram.verifyServerFinal(body.toString('utf8', 4));
+          expect('sasl-continued', 'SASLFinal');
+          scram!.verifyServerFinal(body.toString('utf8', 4));
+          state = 'sasl-verified';
           return;
         default:
-          throw new PgWardenError('UPSTREAM_AUTH_FAILED', `unsupported authentication method ${kind}`);
+          throw refuse(`unsupported authentication method ${kind}`);
       }
     };
 
@@ -258,15 +326,22 @@ function authenticate(
           }
         }
       } catch (error) {
-        fail(
-          error instanceof PgWardenError ? error : new PgWardenError('UPSTREAM_AUTH_FAILED', String(error)),
-        );
+        fail(error instanceof PgWardenError ? error : refuse(String(error)));
       }
     };
 
     socket.on('data', onData);
     socket.once('error', fail);
     socket.once('close', onClose);
-    socket.write(startupMessage(params));
+    socket.write(startupMessage(upstreamStartupParameters(startup)));
   });
+}
+
+/** The server must confirm each pinned setting as the gateway set it (ParameterStatus). */
+function checkPins(parameters: ReadonlyMap<string, string>): void {
+  for (const name of Object.keys(PINNED_SETTINGS)) {
+    const value = parameters.get(name);
+    const broken = value === undefined ? `the database did not report ${name}` : pinBroken(name, value);
+    if (broken) throw new PgWardenError('UPSTREAM_UNAVAILABLE', broken);
+  }
 }

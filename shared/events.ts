@@ -33,6 +33,8 @@ export const SESSION_END_REASONS = [
   'shutdown',
   /** the server ended the backend (FATAL 57P01, e.g. pg_terminate_backend or a fast shutdown) */
   'admin_kill',
+  /** refused at open: the principal already held as many sessions as the proxy allows */
+  'connection_limit',
 ] as const;
 
 export type SessionEndReason = (typeof SESSION_END_REASONS)[number];

@@ -42,6 +42,13 @@ function decode(code: number, body: Buffer): StartupPacket {
   return { kind: 'startup', major, minor, parameters: decodeParameters(body) };
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Name/value pairs up to the empty name that ends the list, which must be the packet's last byte
+ * (as the server requires). A name given twice is refused: the server would keep the last, and a
+ * client that sends two is either broken or probing which one a gateway checks.
+ */
 function decodeParameters(body: Buffer): Map<string, string> {
   const parameters = new Map<string, string>();
   let i = 0;
@@ -50,8 +57,19 @@ function decodeParameters(body: Buffer): Map<string, string> {
     if (nameEnd < 0) throw new ProtocolViolation('startup parameter name is not terminated');
     const valueEnd = body.indexOf(0, nameEnd + 1);
     if (valueEnd < 0) throw new ProtocolViolation('startup parameter value is not terminated');
-    parameters.set(body.toString('utf8', i, nameEnd), body.toString('utf8', nameEnd + 1, valueEnd));
+    const name = text(body, i, nameEnd);
+    if (parameters.has(name)) throw new ProtocolViolation(`startup parameter "${name}" is given twice`);
+    parameters.set(name, text(body, nameEnd + 1, valueEnd));
     i = valueEnd + 1;
   }
+  if (i !== body.length - 1) throw new ProtocolViolation('expected the terminator as the last byte');
   return parameters;
+}
+
+function text(body: Buffer, start: number, end: number): string {
+  try {
+    return utf8.decode(body.subarray(start, end));
+  } catch {
+    throw new ProtocolViolation('startup parameters must be UTF-8', '22021');
+  }
 }
