@@ -100,6 +100,7 @@ const starting = startProxy({
     logger,
   }),
   proxyId: config.proxyId,
+  limits: config.limits,
   logger,
   audit: config.audit,
 });

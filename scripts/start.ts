@@ -111,7 +111,12 @@ async function start(config: LocalConfig): Promise<void> {
   let database = 'app';
   if (config.externalUpstream) {
     const external = config.externalUpstream;
-    upstream = { host: external.host, port: external.port, ssl: external.ssl };
+    upstream = {
+      host: external.host,
+      port: external.port,
+      ssl: external.ssl,
+      ...(external.auth === undefined ? {} : { auth: external.auth }),
+    };
     passwords = { [external.user]: external.password };
     database = external.database;
     logger.info('using the upstream from PGWARDEN_UPSTREAM', { host: external.host, port: external.port });

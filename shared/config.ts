@@ -159,6 +159,14 @@ export interface ProxyConfig {
     port: number;
     ssl: 'disable' | 'prefer' | 'require' | 'verify-full';
     ca?: string;
+    /** PGWARDEN_UPSTREAM_REQUIRE_AUTH: how the database may authenticate the gateway */
+    auth: UpstreamAuthMethodName[];
+  };
+  /** PGWARDEN_AUTH_TIMEOUT_SECONDS and PGWARDEN_MAX_CONNECTIONS_PER_* (see proxy/options.ts ProxyLimits) */
+  limits: {
+    authTimeoutMs: number;
+    maxConnectionsPerPrincipal: number;
+    maxConnectionsPerAddress: number;
   };
   /** role → database login held by the gateway */
   credentials: Record<string, { user: string; password: string }>;
@@ -219,6 +227,46 @@ export function auditTrailConfigFromEnv(
 }
 
 const SSL_MODES = ['disable', 'prefer', 'require', 'verify-full'] as const;
+
+/**
+ * Named as libpq's `require_auth`. Only SCRAM makes the server prove it knows the password; md5
+ * and password (cleartext) hand whoever answers something to replay or the password itself, and
+ * none accepts a server that asks for nothing: each only when the operator lists it.
+ */
+const UPSTREAM_AUTH_METHODS = ['scram-sha-256', 'md5', 'password', 'none'] as const;
+export type UpstreamAuthMethodName = (typeof UPSTREAM_AUTH_METHODS)[number];
+
+/**
+ * PGWARDEN_UPSTREAM_REQUIRE_AUTH: a comma-separated list of the methods above, default
+ * scram-sha-256. Problems are appended to `problems`.
+ */
+export function upstreamAuthFromEnv(env: Env, problems: string[]): UpstreamAuthMethodName[] {
+  const methods = list(env['PGWARDEN_UPSTREAM_REQUIRE_AUTH']) ?? ['scram-sha-256'];
+  const unknown = methods.filter((m) => !(UPSTREAM_AUTH_METHODS as readonly string[]).includes(m));
+  if (unknown.length > 0 || methods.length === 0) {
+    problems.push(
+      `PGWARDEN_UPSTREAM_REQUIRE_AUTH may list ${UPSTREAM_AUTH_METHODS.join(', ')} (got ${unknown.join(', ') || 'nothing'})`,
+    );
+  }
+  return methods as UpstreamAuthMethodName[];
+}
+
+/** The proxy's connection limits; problems are appended to `problems`. */
+export function proxyLimitsFromEnv(env: Env, problems: string[]): ProxyConfig['limits'] {
+  const count = (name: string, fallback: number, max: number): number => {
+    const text = env[name]?.trim();
+    if (!text) return fallback;
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 1 || n > max)
+      problems.push(`${name} must be a whole number from 1 to ${max}`);
+    return n;
+  };
+  return {
+    authTimeoutMs: count('PGWARDEN_AUTH_TIMEOUT_SECONDS', 30, 600) * 1000,
+    maxConnectionsPerPrincipal: count('PGWARDEN_MAX_CONNECTIONS_PER_PRINCIPAL', 20, 100_000),
+    maxConnectionsPerAddress: count('PGWARDEN_MAX_CONNECTIONS_PER_ADDRESS', 100, 100_000),
+  };
+}
 
 /**
  * PEM values come from the environment itself (ECS injects Secrets Manager secrets as variables),
@@ -284,7 +332,9 @@ export function proxyConfigFromEnv(env: Env): ProxyConfig {
       port: port('PGWARDEN_UPSTREAM_PORT', 5432),
       ssl,
       ...(env['PGWARDEN_UPSTREAM_CA']?.trim() ? { ca: env['PGWARDEN_UPSTREAM_CA'].trim() } : {}),
+      auth: upstreamAuthFromEnv(env, problems),
     },
+    limits: proxyLimitsFromEnv(env, problems),
     credentials,
     apiUrl,
     serviceToken,

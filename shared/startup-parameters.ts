@@ -179,7 +179,10 @@ function asciiLowerCase(name: string): string {
 }
 
 function refuseUnlessAllowed(name: string, value: string): void {
-  if (name === 'client_encoding') return refuseClientEncoding(value);
+  if (name === 'client_encoding') {
+    refuseClientEncoding(value);
+    return;
+  }
   if (Object.hasOwn(PINNED_SETTINGS, name) && matchesPin(name, value)) return;
   if (STARTUP_ALLOWED_SETTINGS.has(name)) return;
   const why = Object.hasOwn(GATEWAY_OWNED_SETTINGS, name)

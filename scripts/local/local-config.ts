@@ -4,7 +4,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { UpstreamSslMode } from '../../proxy/options.ts';
+import { UPSTREAM_AUTH_METHODS, type UpstreamAuthMethod, type UpstreamSslMode } from '../../proxy/options.ts';
 import {
   type AccessGroupsConfig,
   type AuditTrailConfig,
@@ -24,6 +24,8 @@ export interface ExternalUpstream {
   user: string;
   password: string;
   ssl: UpstreamSslMode;
+  /** `require_auth` in the URL, as libpq reads it (default scram-sha-256) */
+  auth?: UpstreamAuthMethod[];
 }
 
 export interface LocalConfig {
@@ -182,7 +184,20 @@ export function parseUpstreamUrl(text: string): ExternalUpstream {
     throw new Error(`sslmode must be one of ${modes.join(', ')} (got "${sslmode}")`);
   }
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  return { host, port, database, user, password, ssl: sslmode as UpstreamSslMode };
+  const auth = url.searchParams.get('require_auth')?.split(',');
+  const unknown = auth?.filter((m) => !(UPSTREAM_AUTH_METHODS as readonly string[]).includes(m)) ?? [];
+  if (unknown.length > 0) {
+    throw new Error(`require_auth may list ${UPSTREAM_AUTH_METHODS.join(', ')} (got "${unknown.join(',')}")`);
+  }
+  return {
+    host,
+    port,
+    database,
+    user,
+    password,
+    ssl: sslmode as UpstreamSslMode,
+    ...(auth === undefined ? {} : { auth: auth as UpstreamAuthMethod[] }),
+  };
 }
 
 /** The bearer token the proxy would present to the API over HTTP; generated once per data dir. */
