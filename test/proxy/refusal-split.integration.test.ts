@@ -23,7 +23,8 @@ beforeAll(async () => {
     host: '127.0.0.1',
     port: 0,
     allowPlaintext: true,
-    upstream: { host: '127.0.0.1', port: upstream.port, ssl: 'disable' },
+    // the stand-in asks for no password: allowed here explicitly, as an operator would have to
+    upstream: { host: '127.0.0.1', port: upstream.port, ssl: 'disable', auth: ['none'] },
     credentials: () => ({ user: 'u', password: 'p' }),
     controlPlane,
     proxyId: 'split-test',
