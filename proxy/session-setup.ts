@@ -71,15 +71,15 @@ export async function setUpSession(raw: net.Socket, ctx: SetupContext, admission
   // One deadline for everything before the session: TLS, a slow startup packet, a password that
   // never comes, the token check and the upstream login (see authenticateAndRelay).
   const deadline = Date.now() + ctx.limits.authTimeoutMs;
-  let socket: net.Socket = raw;
+  /** the client's socket as it is now: TLS once negotiated */
+  const client = { socket: raw };
   const timer = setTimeout(() => {
-    socket.destroy();
+    client.socket.destroy();
     raw.destroy();
   }, ctx.limits.authTimeoutMs);
   try {
-    const negotiated = await negotiateEncryption(raw, ctx);
-    socket = negotiated.socket;
-    const { packet, reader } = negotiated;
+    const negotiated = await negotiateEncryption(client, ctx);
+    const { packet, reader, socket } = negotiated;
     if (packet.kind === 'cancel') {
       ctx.cancels.cancel(packet.processId, packet.secret);
       socket.end();
@@ -108,7 +108,7 @@ export async function setUpSession(raw: net.Socket, ctx: SetupContext, admission
     if (!(error instanceof SetupRefusal) && !(error instanceof PgWardenError)) {
       ctx.logger.warn('connection setup failed', { error: String(error) });
     }
-    if (!socket.destroyed) socket.end(errorResponse(fields));
+    if (!client.socket.destroyed) client.socket.end(errorResponse(fields));
   } finally {
     clearTimeout(timer);
   }
@@ -119,7 +119,7 @@ export async function setUpSession(raw: net.Socket, ctx: SetupContext, admission
  * up to the startup packet or a CancelRequest.
  */
 async function negotiateEncryption(
-  raw: net.Socket,
+  client: { socket: net.Socket },
   ctx: SetupContext,
 ): Promise<{
   socket: net.Socket;
@@ -127,6 +127,7 @@ async function negotiateEncryption(
   packet: Startup | Extract<StartupPacket, { kind: 'cancel' }>;
   encrypted: boolean;
 }> {
+  const raw = client.socket;
   let socket = raw;
   let reader = new SetupReader(raw, MAX_SETUP_BUFFER);
   let encrypted = false;
@@ -143,6 +144,8 @@ async function negotiateEncryption(
       if (reader.detach().length > 0) throw new SetupRefusal(violation('data after SSLRequest'));
       raw.write('S');
       socket = await upgradeToTls(raw, ctx.secureContext);
+      // from here on, errors go to the client inside TLS
+      client.socket = socket;
       encrypted = true;
       reader = new SetupReader(socket, MAX_SETUP_BUFFER);
     } else {
