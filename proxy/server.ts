@@ -21,6 +21,8 @@ export interface RunningProxy {
   port: number;
   /** live sessions */
   readonly sessions: number;
+  /** open client connections, sessions and not yet authenticated alike */
+  readonly connections: number;
   /** audit events not yet accepted by the control plane */
   readonly pendingAuditEvents: number;
   /** the durable audit trail, when a spool directory was given */
@@ -117,6 +119,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     port: address.port,
     get sessions() {
       return relays.size;
+    },
+    get connections() {
+      return sockets.size;
     },
     get pendingAuditEvents() {
       return trail ? trail.pending : buffer!.pending;
