@@ -6,8 +6,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { UpstreamAuthMethod } from '../../proxy/options.ts';
+import { startProxy } from '../../proxy/server.ts';
 import { connectUpstream } from '../../proxy/upstream.ts';
 import { type FakeUpstream, startFakeUpstream, type UpstreamTrick } from '../fakes/fake-upstream.ts';
+import { InMemoryControlPlane } from '../fakes/proxy-control-plane.ts';
+import { errorMessage, RawClient, summarize } from '../fixtures/raw-client.ts';
 
 const PASSWORD = 'secret';
 let fake: FakeUpstream | undefined;
@@ -122,5 +125,41 @@ describe('upstream login: what works', () => {
 
   it('allowing md5 does not let a trust server in', async () => {
     await expect(login('trust', ['md5', 'password'])).rejects.toThrow(/without authentication/);
+  });
+});
+
+describe('through the proxy', () => {
+  it('a client whose database asks for a cleartext password gets 08006, and the impostor gets nothing', async () => {
+    fake = await startFakeUpstream('cleartext', PASSWORD);
+    const controlPlane = new InMemoryControlPlane();
+    const proxy = await startProxy({
+      host: '127.0.0.1',
+      port: 0,
+      allowPlaintext: true,
+      upstream: { host: '127.0.0.1', port: fake.port, ssl: 'disable' },
+      credentials: () => ({ user: 'app_rw', password: PASSWORD }),
+      controlPlane,
+      proxyId: 'impostor-test',
+    });
+    try {
+      const { startupReplies } = await RawClient.connect({
+        host: '127.0.0.1',
+        port: proxy.port,
+        user: 'alice@example.com',
+        database: 'app',
+        password: 'good-token',
+        plaintext: true,
+      });
+      const last = startupReplies.at(-1)!;
+      expect(summarize([last])).toEqual(['E:08006']);
+      // the client learns nothing of how the gateway logs in
+      expect(errorMessage(last)).toBe(
+        'pgwarden could not connect to the database; try again or ask an admin',
+      );
+      expect(fake.received).toHaveLength(1);
+      expect(passwordsSent()).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
   });
 });
