@@ -90,3 +90,47 @@ describe('parseCredentials', () => {
     expect(() => parseCredentials('{}')).toThrow(/names no role/);
   });
 });
+
+describe('proxyConfigFromEnv: the session edge', () => {
+  it('defaults: SCRAM only upstream, 20 sessions per principal, 100 connections per address, 30 s to log in', () => {
+    const config = proxyConfigFromEnv(valid);
+    expect(config.upstream.auth).toEqual(['scram-sha-256']);
+    expect(config.limits).toEqual({
+      authTimeoutMs: 30_000,
+      maxConnectionsPerPrincipal: 20,
+      maxConnectionsPerAddress: 100,
+    });
+  });
+
+  it('reads the operator’s choices', () => {
+    const config = proxyConfigFromEnv({
+      ...valid,
+      PGWARDEN_UPSTREAM_REQUIRE_AUTH: 'scram-sha-256, md5',
+      PGWARDEN_MAX_CONNECTIONS_PER_PRINCIPAL: '5',
+      PGWARDEN_MAX_CONNECTIONS_PER_ADDRESS: '50',
+      PGWARDEN_AUTH_TIMEOUT_SECONDS: '10',
+    });
+    expect(config.upstream.auth).toEqual(['scram-sha-256', 'md5']);
+    expect(config.limits).toEqual({
+      authTimeoutMs: 10_000,
+      maxConnectionsPerPrincipal: 5,
+      maxConnectionsPerAddress: 50,
+    });
+  });
+
+  it('refuses unknown methods and limits that are not whole positive numbers', () => {
+    const message = problems({
+      ...valid,
+      PGWARDEN_UPSTREAM_REQUIRE_AUTH: 'scram,trust',
+      PGWARDEN_MAX_CONNECTIONS_PER_PRINCIPAL: '0',
+      PGWARDEN_MAX_CONNECTIONS_PER_ADDRESS: 'lots',
+      PGWARDEN_AUTH_TIMEOUT_SECONDS: '2.5',
+    });
+    expect(message).toContain(
+      'PGWARDEN_UPSTREAM_REQUIRE_AUTH may list scram-sha-256, md5, password, none (got scram, trust)',
+    );
+    expect(message).toContain('PGWARDEN_MAX_CONNECTIONS_PER_PRINCIPAL');
+    expect(message).toContain('PGWARDEN_MAX_CONNECTIONS_PER_ADDRESS');
+    expect(message).toContain('PGWARDEN_AUTH_TIMEOUT_SECONDS');
+  });
+});

@@ -81,6 +81,12 @@ describe('loadLocalConfig', () => {
     expect(parseUpstreamUrl('postgresql://u:p@127.0.0.1/app')).toMatchObject({ port: 5432, ssl: 'prefer' });
     expect(() => parseUpstreamUrl('postgres://u@h/db')).toThrow(/password/);
     expect(() => parseUpstreamUrl('postgres://u:p@h/db?sslmode=verify-ca')).toThrow(/sslmode/);
+    expect(parseUpstreamUrl('postgres://u:p@h/db').auth).toBeUndefined();
+    expect(parseUpstreamUrl('postgres://u:p@h/db?require_auth=md5,scram-sha-256').auth).toEqual([
+      'md5',
+      'scram-sha-256',
+    ]);
+    expect(() => parseUpstreamUrl('postgres://u:p@h/db?require_auth=trust')).toThrow(/require_auth/);
   });
 });
 
