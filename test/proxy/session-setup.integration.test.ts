@@ -368,6 +368,27 @@ describe('the startup packet itself', () => {
     expect(summarize(replies)).toEqual([`E:${sqlstate}`]);
   });
 
+  it('a second GSSENCRequest is refused as the server refuses it', async () => {
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port: h.proxy.port }, () => resolve(s));
+      s.once('error', reject);
+    });
+    const gss = Buffer.alloc(8);
+    gss.writeInt32BE(8, 0);
+    gss.writeInt32BE(80877104, 4);
+    let data = Buffer.alloc(0);
+    socket.on('data', (d: Buffer) => {
+      data = Buffer.concat([data, d]);
+    });
+    const closed = new Promise((r) => socket.once('close', r));
+    socket.write(gss);
+    await new Promise((r) => socket.once('data', r));
+    socket.write(gss);
+    await closed;
+    expect(data.toString('latin1', 0, 2)).toBe('NE');
+    expect(data.toString('latin1')).toContain('08P01');
+  });
+
   it('a request for protocol 3.2 is answered with NegotiateProtocolVersion 3.0 and works', async () => {
     const replies = await rawStartup(
       Buffer.concat([startup('user\0alice@example.com\0database\0app\0\0', (3 << 16) | 2)]),
