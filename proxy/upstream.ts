@@ -142,8 +142,17 @@ export function upstreamStartupParameters(startup: UpstreamStartup): Map<string,
   params.set('user', startup.credential.user);
   params.set('database', startup.database);
   for (const [name, value] of Object.entries(PINNED_SETTINGS)) params.set(name, value);
+  for (const [name, value] of Object.entries(IDENTITY_PINS)) params.set(name, value);
   return params;
 }
+
+/**
+ * Who the session is must be the gateway's login and nobody else. A role default (`ALTER ROLE …
+ * SET role`, which an ordinary role may set on itself) would otherwise make every later session
+ * run as another role the login is a member of; a startup value outranks any role or database
+ * default, and `none` is the login itself.
+ */
+const IDENTITY_PINS: Readonly<Record<string, string>> = { role: 'none' };
 
 /** Keys the server reads as something other than a setting: only the gateway writes them. */
 const RESERVED_KEYS = new Set(['user', 'database', 'options', 'replication']);
@@ -224,7 +233,7 @@ function authenticate(
         case 0x5a /* Z */:
           if (!backendKey)
             throw new PgWardenError('UPSTREAM_UNAVAILABLE', 'the database sent no BackendKeyData');
-          checkPins(parameters);
+          checkPins(parameters, credential.user);
           return true;
         default:
           throw new PgWardenError(
@@ -337,11 +346,21 @@ function authenticate(
   });
 }
 
-/** The server must confirm each pinned setting as the gateway set it (ParameterStatus). */
-function checkPins(parameters: ReadonlyMap<string, string>): void {
+/**
+ * The server must confirm each pinned setting as the gateway set it, and that the session is the
+ * gateway's login (ParameterStatus; a superuser login's role defaults could say otherwise).
+ */
+function checkPins(parameters: ReadonlyMap<string, string>, user: string): void {
   for (const name of Object.keys(PINNED_SETTINGS)) {
     const value = parameters.get(name);
     const broken = value === undefined ? `the database did not report ${name}` : pinBroken(name, value);
     if (broken) throw new PgWardenError('UPSTREAM_UNAVAILABLE', broken);
+  }
+  const authorization = parameters.get('session_authorization');
+  if (authorization !== user) {
+    throw new PgWardenError(
+      'UPSTREAM_UNAVAILABLE',
+      `the database session is ${authorization ?? 'unreported'}, not the gateway's login ${user}`,
+    );
   }
 }

@@ -25,7 +25,8 @@ export type UpstreamTrick =
   | 'scram-huge-iterations'
   | 'scram-honest-then-ask-cleartext'
   | 'parameter-status-before-authentication'
-  | 'reports-sql-ascii';
+  | 'reports-sql-ascii'
+  | 'reports-another-session-user';
 
 export interface FakeUpstream {
   port: number;
@@ -55,8 +56,9 @@ const auth = (kind: number, rest: Buffer = Buffer.alloc(0)) =>
   message('R', Buffer.concat([int32(kind), rest]));
 const status = (name: string, value: string) => message('S', Buffer.concat([cstr(name), cstr(value)]));
 
-function sessionStart(encoding = 'UTF8'): Buffer {
+function sessionStart(encoding = 'UTF8', user = 'app_rw'): Buffer {
   return Buffer.concat([
+    status('session_authorization', user),
     status('client_encoding', encoding),
     status('standard_conforming_strings', 'on'),
     status('server_version', '18.0'),
@@ -185,6 +187,8 @@ function answer(trick: UpstreamTrick, scram: ScramServer, type: number, body: Bu
       return Buffer.concat([auth(12, Buffer.from(final)), auth(3)]);
     case 'reports-sql-ascii':
       return Buffer.concat([auth(12, Buffer.from(final)), auth(0), sessionStart('SQL_ASCII')]);
+    case 'reports-another-session-user':
+      return Buffer.concat([auth(12, Buffer.from(final)), auth(0), sessionStart('UTF8', 'postgres')]);
     default:
       return Buffer.concat([auth(12, Buffer.from(final)), auth(0), sessionStart()]);
   }

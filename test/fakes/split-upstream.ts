@@ -34,6 +34,7 @@ export async function startSplitUpstream(): Promise<{ port: number; close(): Pro
             // as a real server confirms the settings the gateway pins
             message('S', Buffer.concat([cstr('client_encoding'), cstr('UTF8')])),
             message('S', Buffer.concat([cstr('standard_conforming_strings'), cstr('on')])),
+            message('S', Buffer.concat([cstr('session_authorization'), cstr('u')])),
             message('K', key),
             message('Z', Buffer.from('I')),
           ]),

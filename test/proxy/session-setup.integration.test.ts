@@ -118,6 +118,26 @@ describe('pinned at connect', () => {
     }
   });
 
+  it('a role default (ALTER ROLE … SET role, which a role may set on itself) does not change who the session is', async () => {
+    await asSuperuser('grant app_ro to app_rw');
+    // an ordinary role may set its own defaults: this is what a session could leave behind
+    const self = await h.direct();
+    await self.query("alter role app_rw set role = 'app_ro'");
+    await self.end();
+    try {
+      const [direct] = await onServer<{ current_user: string }>('select current_user');
+      expect(direct!.current_user).toBe('app_ro');
+      const c = await h.viaProxy();
+      expect((await c.query('select current_user, session_user')).rows[0]).toEqual({
+        current_user: 'app_rw',
+        session_user: 'app_rw',
+      });
+      await c.end();
+    } finally {
+      await asSuperuser('alter role app_rw reset role; revoke app_ro from app_rw');
+    }
+  });
+
   it("tells the client the server's real ParameterStatus, also when it asked for SQL_ASCII", async () => {
     const { client, startupReplies } = await connect({ client_encoding: 'SQL_ASCII' });
     const statuses = Object.fromEntries(

@@ -76,6 +76,10 @@ describe('upstream login: refused tricks (default: scram-sha-256 only)', () => {
   it('a server that reports another client_encoding than the pin is refused', async () => {
     await expect(login('reports-sql-ascii')).rejects.toThrow(/client_encoding=SQL_ASCII/);
   });
+
+  it('a session that is not the gateway’s login is refused', async () => {
+    await expect(login('reports-another-session-user')).rejects.toThrow(/session is postgres/);
+  });
 });
 
 describe('upstream login: what works', () => {
@@ -102,6 +106,7 @@ describe('upstream login: what works', () => {
       ['database', 'app'],
       ['client_encoding', 'UTF8'],
       ['standard_conforming_strings', 'on'],
+      ['role', 'none'],
     ]);
     expect(connection.parameters.get('client_encoding')).toBe('UTF8');
   });
