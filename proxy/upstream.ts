@@ -1,8 +1,8 @@
 /**
  * Opens an authenticated connection to the upstream PostgreSQL with the gateway's credentials:
- * optional TLS, startup with the pinned settings, SCRAM-SHA-256 whose server signature must be
- * verified before AuthenticationOk is believed (md5, cleartext or no authentication only when the
- * operator allowed them), then collects the ParameterStatus messages and BackendKeyData up to the
+ * optional TLS, startup with the pinned settings, SCRAM-SHA-256 (bound to the TLS certificate when
+ * the server offers -PLUS) whose server signature must be verified before AuthenticationOk is
+ * believed (md5, cleartext or no authentication only when the operator allowed them), then collects the ParameterStatus messages and BackendKeyData up to the
  * first ReadyForQuery, and checks that the server confirmed every pin.
  */
 import { createHash } from 'node:crypto';
@@ -12,7 +12,7 @@ import { serialize } from 'pg-protocol';
 import { PgWardenError } from '../shared/errors.ts';
 import { PINNED_SETTINGS, pinBroken } from '../shared/session-settings.ts';
 import type { UpstreamAuthMethod, UpstreamCredential, UpstreamTarget } from './options.ts';
-import { ScramClient } from './scram.ts';
+import { type ChannelBinding, ScramClient, tlsServerEndPoint } from './scram.ts';
 import { parseBackendKeyData, parseErrorFields, parseParameterStatus } from './wire/backend-fields.ts';
 import { type Frame, FrameReader } from './wire/frame-reader.ts';
 import { startupMessage } from './wire/frontend-writer.ts';
@@ -25,6 +25,8 @@ export interface UpstreamConnection {
   backendKey: { processId: number; secret: Buffer };
   /** bytes that arrived after ReadyForQuery (normally none) */
   leftover: Buffer;
+  /** how the server authenticated the gateway: a SCRAM mechanism, md5, password or none */
+  authentication: string;
 }
 
 export interface UpstreamStartup {
@@ -181,6 +183,7 @@ function authenticate(
     let backendKey: UpstreamConnection['backendKey'] | undefined;
     let scram: ScramClient | undefined;
     let state: LoginState = 'awaiting-request';
+    let authentication = 'none';
 
     const fail = (error: unknown) => {
       cleanup();
@@ -272,6 +275,7 @@ function authenticate(
           permit('password', 'a cleartext password');
           socket.write(serialize.password(credential.password));
           state = 'password-sent';
+          authentication = 'password';
           return;
         case 5: {
           permit('md5', 'an MD5 password');
@@ -282,6 +286,7 @@ function authenticate(
           const outer = createHash('md5').update(inner).update(salt).digest('hex');
           socket.write(serialize.password(`md5${outer}`));
           state = 'password-sent';
+          authentication = 'md5';
           return;
         }
         case 10: {
@@ -290,7 +295,8 @@ function authenticate(
           if (!mechanisms.includes('SCRAM-SHA-256')) {
             throw refuse(`unsupported SASL mechanisms: ${mechanisms.join(' ')}`);
           }
-          scram = new ScramClient(credential.password);
+          scram = new ScramClient(credential.password, {}, channelBinding(socket, mechanisms));
+          authentication = scram.mechanism;
           socket.write(serialize.sendSASLInitialResponseMessage(scram.mechanism, scram.clientFirstMessage()));
           state = 'sasl-started';
           return;
@@ -330,6 +336,7 @@ function authenticate(
               parameters,
               backendKey: backendKey!,
               leftover: reader.drain(),
+              authentication,
             });
             return;
           }
@@ -363,4 +370,22 @@ function checkPins(parameters: ReadonlyMap<string, string>, user: string): void 
       `the database session is ${authorization ?? 'unreported'}, not the gateway's login ${user}`,
     );
   }
+}
+
+/**
+ * Over TLS the proof is bound to the server's certificate when the server offers -PLUS, and says
+ * "I could have" when it does not, so neither a relaying man in the middle nor one who strips
+ * -PLUS from the list gets a session (the real server refuses both).
+ */
+function channelBinding(socket: net.Socket | tls.TLSSocket, mechanisms: string[]): ChannelBinding {
+  if (!(socket instanceof tls.TLSSocket)) return { kind: 'no-tls' };
+  if (!mechanisms.includes('SCRAM-SHA-256-PLUS')) return { kind: 'server-did-not-offer' };
+  const data = tlsServerEndPoint(socket.getPeerCertificate().raw);
+  if (!data) {
+    throw new PgWardenError(
+      'UPSTREAM_AUTH_FAILED',
+      "the database's certificate has no signature hash to bind SCRAM to (tls-server-end-point)",
+    );
+  }
+  return { kind: 'bind', data };
 }
