@@ -17,7 +17,12 @@ import { SessionMasking } from './masking/session-masking.ts';
 import type { ProxyLimits, ProxyOptions } from './options.ts';
 import { type AuditSink, Relay } from './relay.ts';
 import { SetupReader } from './setup-reader.ts';
-import { connectUpstream, sendUpstreamCancel, type UpstreamConnection } from './upstream.ts';
+import {
+  connectUpstream,
+  sendUpstreamCancel,
+  type UpstreamConnection,
+  UpstreamRequestRefused,
+} from './upstream.ts';
 import {
   authenticationCleartextPassword,
   authenticationOk,
@@ -104,7 +109,16 @@ export async function setUpSession(raw: net.Socket, ctx: SetupContext, admission
     if (!checked.ok) throw new SetupRefusal({ severity: 'FATAL', ...checked.refusal });
     await authenticateAndRelay(socket, reader, packet.minor, checked.startup, ctx, deadline);
   } catch (error) {
-    const fields = error instanceof SetupRefusal ? error.fields : fatalFor(error);
+    const fields: NoticeFields =
+      error instanceof SetupRefusal
+        ? error.fields
+        : error instanceof UpstreamRequestRefused
+          ? {
+              severity: 'FATAL',
+              code: error.sqlstate,
+              message: `pgwarden: the database said: ${error.message}`,
+            }
+          : fatalFor(error);
     if (!(error instanceof SetupRefusal) && !(error instanceof PgWardenError)) {
       ctx.logger.warn('connection setup failed', { error: String(error) });
     }

@@ -159,6 +159,23 @@ const IDENTITY_PINS: Readonly<Record<string, string>> = { role: 'none' };
 /** Keys the server reads as something other than a setting: only the gateway writes them. */
 const RESERVED_KEYS = new Set(['user', 'database', 'options', 'replication']);
 
+/**
+ * Login errors the client caused or should see as the server said them: a database that does not
+ * exist, a setting value the server rejects, the server's own connection limit or start-up.
+ * Anything else (authentication above all) says only that the gateway could not connect.
+ */
+const CLIENT_CAUSED = new Set(['3D000', '22023', '42704', '53300', '57P03']);
+
+/** The server refused the session for something in the client's request; `sqlstate` is the server's. */
+export class UpstreamRequestRefused extends PgWardenError {
+  constructor(
+    readonly sqlstate: string,
+    message: string,
+  ) {
+    super('UPSTREAM_UNAVAILABLE', message);
+  }
+}
+
 /** Where the login is: which authentication messages may come next. */
 type LoginState =
   | 'awaiting-request'
@@ -212,6 +229,10 @@ function authenticate(
       if (frame.type === 0x4e /* N */) return false;
       if (frame.type === 0x45 /* E */) {
         const fields = parseErrorFields(frame.body);
+        // Only a server that proved itself is quoted to the client.
+        if (state === 'authenticated' && fields.code && CLIENT_CAUSED.has(fields.code)) {
+          throw new UpstreamRequestRefused(fields.code, fields.message ?? 'the database refused the session');
+        }
         const code = fields.code?.startsWith('28') ? 'UPSTREAM_AUTH_FAILED' : 'UPSTREAM_UNAVAILABLE';
         throw new PgWardenError(
           code,
@@ -253,7 +274,7 @@ function authenticate(
       expect('awaiting-request', what);
       if (!allowed.has(method)) {
         throw refuse(
-          `the database asked for ${what}; the gateway goes along with ${[...allowed].join(', ')} only (PGWARDEN_UPSTREAM_REQUIRE_AUTH)`,
+          `the database asked for ${what}; the gateway allows ${[...allowed].join(', ')} only (PGWARDEN_UPSTREAM_REQUIRE_AUTH, or require_auth in PGWARDEN_UPSTREAM for npm start)`,
         );
       }
     };

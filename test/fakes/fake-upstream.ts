@@ -26,7 +26,8 @@ export type UpstreamTrick =
   | 'scram-honest-then-ask-cleartext'
   | 'parameter-status-before-authentication'
   | 'reports-sql-ascii'
-  | 'reports-another-session-user';
+  | 'reports-another-session-user'
+  | 'error-before-authentication';
 
 export interface FakeUpstream {
   port: number;
@@ -149,6 +150,16 @@ function opening(trick: UpstreamTrick): Buffer {
       return Buffer.concat([auth(0), sessionStart()]);
     case 'no-authentication-at-all':
       return sessionStart();
+    case 'error-before-authentication':
+      return message(
+        'E',
+        Buffer.concat([
+          cstr('SFATAL'),
+          cstr('C22023'),
+          cstr('Mlog in again at https://evil.example'),
+          Buffer.from([0]),
+        ]),
+      );
     case 'parameter-status-before-authentication':
       return Buffer.concat([status('is_superuser', 'on'), auth(3)]);
     case 'cleartext':

@@ -246,6 +246,15 @@ describe('node-postgres startup parameters (as its own test suite sends them)', 
     await c.end();
   });
 
+  it('a value the server rejects, or a database that does not exist, is reported as the server said it', async () => {
+    const badValue = await h.viaProxy({ options: '-c DateStyle=bogus' } as never).catch((e) => e);
+    expect(badValue.code).toBe('22023');
+    expect(badValue.message).toContain('DateStyle');
+    const noDatabase = await h.viaProxy({ database: 'no_such_db' }).catch((e) => e);
+    expect(noDatabase.code).toBe('3D000');
+    expect(noDatabase.message).toContain('no_such_db');
+  });
+
   it('a refused setting reaches node-postgres as a FATAL 42501 naming it', async () => {
     const error = await h.viaProxy({ options: '-c session_authorization=postgres' } as never).catch((e) => e);
     expect(error.code).toBe('42501');

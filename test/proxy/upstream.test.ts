@@ -7,7 +7,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { UpstreamAuthMethod } from '../../proxy/options.ts';
 import { startProxy } from '../../proxy/server.ts';
-import { connectUpstream } from '../../proxy/upstream.ts';
+import { connectUpstream, UpstreamRequestRefused } from '../../proxy/upstream.ts';
+import { fatalFor } from '../../proxy/wire-errors.ts';
 import { type FakeUpstream, startFakeUpstream, type UpstreamTrick } from '../fakes/fake-upstream.ts';
 import { InMemoryControlPlane } from '../fakes/proxy-control-plane.ts';
 import { errorMessage, RawClient, summarize } from '../fixtures/raw-client.ts';
@@ -75,6 +76,12 @@ describe('upstream login: refused tricks (default: scram-sha-256 only)', () => {
 
   it('a server that reports another client_encoding than the pin is refused', async () => {
     await expect(login('reports-sql-ascii')).rejects.toThrow(/client_encoding=SQL_ASCII/);
+  });
+
+  it('an error from a server that has not authenticated is never quoted to the client', async () => {
+    const error = await login('error-before-authentication').catch((e) => e);
+    expect(error).not.toBeInstanceOf(UpstreamRequestRefused);
+    expect(fatalFor(error).message).not.toContain('evil');
   });
 
   it('a session that is not the gateway’s login is refused', async () => {
