@@ -102,6 +102,7 @@ const starting = startProxy({
   proxyId: config.proxyId,
   logger,
   audit: config.audit,
+  limits: config.statementLimits,
 });
 
 // Installed before the listener reports ready: a SIGTERM right after "proxy listening" (ECS scaling

@@ -26,8 +26,10 @@ import { type ChannelScan, scanCopyData, scanFields, scanNotification } from './
 import { countHit, type DetectorCount, type RowPlan } from './masking/mask-plan.ts';
 import { parseRowDescription, type ResultColumn } from './masking/row-description.ts';
 import type { BoundPortal, SessionMasking } from './masking/session-masking.ts';
+import { defaultLimits, type ProxyLimits } from './options.ts';
 import { OutputBatcher } from './output-batcher.ts';
 import { PreparedMemory } from './prepared-memory.ts';
+import { pinBreach } from './session-pins.ts';
 import type { HeldClient, StatementGate } from './statement-gate.ts';
 import { type RunIdentity, StatementRun } from './statement-run.ts';
 import { parseCommandComplete, parseErrorFields } from './wire/backend-fields.ts';
@@ -39,6 +41,7 @@ import {
   readyForQuery,
   type TransactionStatus,
 } from './wire/backend-writer.ts';
+import { StatementTextRefused } from './wire/client-text.ts';
 import { type Frame, FrameReader } from './wire/frame-reader.ts';
 import { parseBind, parseExecute, parseParse, parseQuery, parseTarget } from './wire/frontend-fields.ts';
 import { ProtocolViolation } from './wire/protocol-violation.ts';
@@ -85,6 +88,8 @@ export interface RelayOptions {
   upstreamUser?: string;
   /** how Bind parameters are recorded; default 'hashed' */
   auditParams?: AuditParamsMode;
+  /** statement and masked-row size bounds; default: options.ts defaultLimits */
+  limits?: Partial<Pick<ProxyLimits, 'maxStatementBytes' | 'maxMaskedRowBytes'>>;
 }
 
 // Frontend message types
@@ -101,9 +106,6 @@ const F_COPY_DATA = 0x64; // d
 const F_COPY_DONE = 0x63; // c
 const F_COPY_FAIL = 0x66; // f
 const F_FUNCTION_CALL = 0x46; // F
-
-/** the largest row (or other message) masking collects whole; a larger one closes the connection */
-const MAX_MASKED_MESSAGE_BYTES = 256 * 1024 * 1024;
 
 /** A backend message header: type byte and length (which counts itself). */
 function messageHeader(type: number, bodyLength: number): Buffer {
@@ -212,12 +214,17 @@ export class Relay {
   private readonly describing = new WeakSet<object>();
   /** the COPY TO STDOUT in progress is in text format (detectors scan its rows) */
   private copyOutText = false;
+  private readonly maxStatementBytes: number;
+  /** the largest row (or other message) masking collects whole; a larger one ends the session (54000) */
+  private readonly maxMaskedRowBytes: number;
 
   constructor(private readonly o: RelayOptions) {
     this.clientReader = new FrameReader(o.maxMessageBytes);
     this.toUpstream = new OutputBatcher(o.upstream);
     this.scanner = new BackendScanner((type, body, end) => this.onBackendMessage(type, body, end));
     this.paramsMode = o.auditParams ?? 'hashed';
+    this.maxStatementBytes = o.limits?.maxStatementBytes ?? defaultLimits.maxStatementBytes;
+    this.maxMaskedRowBytes = o.limits?.maxMaskedRowBytes ?? defaultLimits.maxMaskedRowBytes;
     this.identity = { session: o.session, upstreamUser: o.upstreamUser };
   }
 
@@ -286,14 +293,17 @@ export class Relay {
     const type = frame.type;
     switch (type) {
       case F_QUERY: {
-        const text = parseQuery(frame.body);
+        const text = this.statementText(() => parseQuery(frame.body, this.maxStatementBytes));
+        if (text === undefined) return undefined;
         return this.decideThen(
           { session: this.o.session, statement: { text, protocol: 'simple', prepared: this.prepared.view } },
           (decision) => this.query(frame, text, decision),
         );
       }
       case F_PARSE: {
-        const { name, text } = parseParse(frame.body);
+        const parsed = this.statementText(() => parseParse(frame.body, this.maxStatementBytes));
+        if (parsed === undefined) return undefined;
+        const { name, text } = parsed;
         return this.decideThen(
           {
             session: this.o.session,
@@ -377,6 +387,35 @@ export class Relay {
         return undefined;
       default:
         throw new ProtocolViolation(`unexpected message type "${String.fromCharCode(type)}" from the client`);
+    }
+  }
+
+  /** A Query's or Parse's text, or undefined when it was refused before any parser saw it. */
+  private statementText<T>(read: () => T): T | undefined {
+    try {
+      return read();
+    } catch (error) {
+      if (!(error instanceof StatementTextRefused)) throw error;
+      const decision: Decision = {
+        action: 'deny',
+        ruleId: error.ruleId,
+        reason: error.message,
+        policyVersion: '',
+      };
+      const fields: NoticeFields = {
+        severity: 'ERROR',
+        code: error.sqlstate,
+        message: `pgwarden: ${error.message}`,
+        detail: `rule: ${error.ruleId}`,
+      };
+      if (error.statementName !== undefined) {
+        this.refuseParse(error.statementName, error.preview, decision, fields);
+      } else {
+        const run = new StatementRun(error.preview, 'simple', decision);
+        this.startRun(run);
+        this.refuseQuery(run, fields);
+      }
+      return undefined;
     }
   }
 
@@ -528,10 +567,13 @@ export class Relay {
       this.forward(frame, { kind: 'parse' });
       return;
     }
+    this.refuseParse(name, text, decision, refusalFields(decision));
+  }
+
+  private refuseParse(name: string, text: string, decision: Decision, fields: NoticeFields): void {
     this.statements.delete(name);
     const run = new StatementRun(text, 'extended', decision, name);
     this.startRun(run);
-    const fields = refusalFields(decision);
     run.failed(fields.code, fields.message);
     this.finishRun(run);
     this.forwardBytes(serialize.parse({ name: '', text: REFUSED_SQL }), {
@@ -667,9 +709,13 @@ export class Relay {
     try {
       consumed = this.scanner.scan(read);
     } catch (error) {
+      // the messages before the bad one are whole: they go out, then the FATAL
+      this.forwardServerBytes(this.lastMessageEnd);
+      this.currentChunk = undefined;
       this.protocolFailure(error);
       return;
     }
+    if (this.ended) return; // a ParameterStatus broke a pin: nothing after it goes out
     // Scanning stops early when a result must wait for the catalog: the rest is read again later.
     if (consumed < read.length) this.backlog.unshift(read.subarray(consumed));
     let upTo = this.chunkBase + consumed;
@@ -795,12 +841,46 @@ export class Relay {
       case 0x48 /* H CopyOutResponse */:
         if (body) this.scanChannel(type, body, end);
         return;
+      case 0x53 /* S ParameterStatus */:
+        this.watchParameterStatus(body!, end);
+        return;
       default:
-        // CopyDone, CopyInResponse, ParameterDescription, ParameterStatus, … pass as they are.
+        // CopyDone, CopyInResponse, ParameterDescription, … pass as they are.
         return;
     }
     if (this.o.masking?.active && !this.planHead()) this.scanner.stop();
     this.emitSynthetic(end);
+  }
+
+  /**
+   * A setting the gateway pins (client_encoding, standard_conforming_strings) or the session's
+   * identity changed on the server (a function, a stored setting, anything not foreseen): the
+   * session ends here, before a byte the server sent after this message reaches the client.
+   */
+  private watchParameterStatus(body: Buffer, end: number): void {
+    const why = pinBreach(body, this.o.upstreamUser);
+    if (why === undefined) return;
+    this.o.logger.warn('session ended: a pinned setting changed on the server', {
+      sessionId: this.o.session.sessionId,
+      why,
+    });
+    this.forwardServerBytes(end - 5 - body.length);
+    this.currentChunk = undefined;
+    this.scanner.stop();
+    this.o.client.end(
+      errorResponse({ severity: 'FATAL', code: '42501', message: `pgwarden ended the session: ${why}` }),
+    );
+    this.end('pinned_setting_changed');
+  }
+
+  /** Writes the current read's server bytes up to `upTo` (whole messages) and what is queued before them. */
+  private forwardServerBytes(upTo: number): void {
+    const chunk = this.currentChunk;
+    if (chunk && upTo > this.forwardedUpTo) {
+      this.writeOut(chunk.subarray(this.forwardedUpTo, upTo));
+      this.forwardedUpTo = upTo;
+    }
+    this.flushOut();
   }
 
   private complete(kind: Expectation['kind'], type: number): void {
@@ -947,7 +1027,7 @@ export class Relay {
       this.heldTypes[type] = 1;
     }
     for (const type of [0x4e /* N */, 0x41 /* A */, 0x64 /* d */, 0x48 /* H */, 0x45 /* E */]) {
-      if (type !== 0x45) this.scanner.collect(type, detect, MAX_MASKED_MESSAGE_BYTES);
+      if (type !== 0x45) this.scanner.collect(type, detect, this.maxMaskedRowBytes);
       this.heldTypes[type] = detect ? 1 : 0;
     }
     this.heldTypes[0x44 /* D */] = 1;
@@ -1091,7 +1171,7 @@ export class Relay {
   private setPlan(plan: RowPlan | undefined, run: StatementRun | undefined): void {
     this.rowPlan = plan;
     this.planRun = run;
-    this.scanner.collect(0x44 /* D */, plan !== undefined, MAX_MASKED_MESSAGE_BYTES);
+    this.scanner.collect(0x44 /* D */, plan !== undefined, this.maxMaskedRowBytes);
   }
 
   /** The result ended: its counts go to the statement's audit record. */
@@ -1191,7 +1271,7 @@ export class Relay {
     const fields: NoticeFields = violation
       ? {
           severity: 'FATAL',
-          code: '08P01',
+          code: (error as ProtocolViolation).sqlstate,
           message: `pgwarden closed the connection: ${(error as Error).message}`,
         }
       : {

@@ -10,6 +10,7 @@ import { serialize } from 'pg-protocol';
 import { PgWardenError } from '../shared/errors.ts';
 import type { UpstreamCredential, UpstreamTarget } from './options.ts';
 import { ScramClient } from './scram.ts';
+import { assertStartupPins } from './session-pins.ts';
 import { parseBackendKeyData, parseErrorFields, parseParameterStatus } from './wire/backend-fields.ts';
 import { type Frame, FrameReader } from './wire/frame-reader.ts';
 import { startupMessage } from './wire/frontend-writer.ts';
@@ -188,6 +189,8 @@ function authenticate(
         case 0x5a /* Z */:
           if (!backendKey)
             throw new PgWardenError('UPSTREAM_UNAVAILABLE', 'the database sent no BackendKeyData');
+          // what the proxy parses is what the server runs: the session must start on the pins
+          assertStartupPins(parameters, credential.user);
           return true;
         default:
           throw new PgWardenError(

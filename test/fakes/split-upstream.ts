@@ -31,6 +31,9 @@ export async function startSplitUpstream(): Promise<{ port: number; close(): Pro
           Buffer.concat([
             message('R', Buffer.from([0, 0, 0, 0])),
             message('S', Buffer.concat([cstr('server_version'), cstr('18.0')])),
+            // what every PostgreSQL reports, and the proxy verifies (proxy/session-pins.ts)
+            message('S', Buffer.concat([cstr('client_encoding'), cstr('UTF8')])),
+            message('S', Buffer.concat([cstr('standard_conforming_strings'), cstr('on')])),
             message('K', key),
             message('Z', Buffer.from('I')),
           ]),
