@@ -28,6 +28,7 @@ import { parseRowDescription, type ResultColumn } from './masking/row-descriptio
 import type { BoundPortal, SessionMasking } from './masking/session-masking.ts';
 import { defaultLimits, type ProxyLimits } from './options.ts';
 import { OutputBatcher } from './output-batcher.ts';
+import { PipelineGuard } from './pipeline-guard.ts';
 import { PreparedMemory } from './prepared-memory.ts';
 import { pinBreach } from './session-pins.ts';
 import type { HeldClient, StatementGate } from './statement-gate.ts';
@@ -215,6 +216,9 @@ export class Relay {
   /** the COPY TO STDOUT in progress is in text format (detectors scan its rows) */
   private copyOutText = false;
   private readonly maxStatementBytes: number;
+  /** pipelined text that a moved pin could make the server read differently (pipeline-guard.ts) */
+  private readonly guard: PipelineGuard;
+  private drainWaiters: Array<() => void> = [];
   /** the largest row (or other message) masking collects whole; a larger one ends the session (54000) */
   private readonly maxMaskedRowBytes: number;
 
@@ -225,6 +229,7 @@ export class Relay {
     this.paramsMode = o.auditParams ?? 'hashed';
     this.maxStatementBytes = o.limits?.maxStatementBytes ?? defaultLimits.maxStatementBytes;
     this.maxMaskedRowBytes = o.limits?.maxMaskedRowBytes ?? defaultLimits.maxMaskedRowBytes;
+    this.guard = new PipelineGuard(o.upstreamUser);
     this.identity = { session: o.session, upstreamUser: o.upstreamUser };
   }
 
@@ -290,6 +295,10 @@ export class Relay {
   }
 
   private handleClientFrame(frame: Frame): Promise<void> | undefined {
+    const guarded = this.guard.before(frame, this.upstreamSkipping);
+    if (guarded === 'wait')
+      return this.whenDrained().then(() => promiseOrUndefined(this.handleClientFrame(frame)));
+    if (guarded === 'check') this.checkPins();
     const type = frame.type;
     switch (type) {
       case F_QUERY: {
@@ -417,6 +426,22 @@ export class Relay {
       }
       return undefined;
     }
+  }
+
+  /** Sends the guard's check of the pins ahead of the message being handled; its replies are dropped. */
+  private checkPins(): void {
+    this.toUpstream.add(this.guard.checkMessages());
+    for (let i = 0; i < 5; i++) this.expected.push({ kind: 'pin_check' });
+    this.refusalsInFlight = true; // its replies are held back until whole, then dropped
+  }
+
+  /** Resolves once every statement sent so far has been answered (ReadyForQuery). */
+  private whenDrained(): Promise<void> {
+    if (this.expected.length === 0) {
+      this.guard.verified();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
   /** Runs `then` with the decision, synchronously when the control plane answers synchronously. */
@@ -753,6 +778,12 @@ export class Relay {
   private onBackendMessage(type: number, body: Buffer | undefined, readEnd: number): void {
     const end = readEnd + this.chunkBase;
     this.lastMessageEnd = end;
+    if (this.expected.peek()?.kind === 'pin_check' && this.pinCheckReply(type, body, end)) {
+      if (this.ended) return;
+      if (this.o.masking?.active && !this.planHead()) this.scanner.stop();
+      this.emitSynthetic(end);
+      return;
+    }
     switch (type) {
       case 0x44 /* D DataRow */:
         // collected only while the current result has a plan
@@ -768,6 +799,7 @@ export class Relay {
           const head = this.expected.shift();
           if (head?.kind === 'query') this.finishRun(head.run);
           else if (head?.kind !== 'sync') this.desync('ReadyForQuery', head);
+          if (this.expected.length === 0) this.drained();
           break;
         }
       case 0x43 /* C CommandComplete */:
@@ -859,12 +891,35 @@ export class Relay {
    */
   private watchParameterStatus(body: Buffer, end: number): void {
     const why = pinBreach(body, this.o.upstreamUser);
-    if (why === undefined) return;
+    if (why !== undefined) this.endForBrokenPin(why, end - 5 - body.length);
+  }
+
+  /**
+   * A reply to the guard's check: dropped, or (an error) the pins moved inside the pipeline and the
+   * server now skips everything up to Sync. False: not the check's (a notice), it passes.
+   */
+  private pinCheckReply(type: number, body: Buffer | undefined, end: number): boolean {
+    const start = end - 5 - (body?.length ?? 0);
+    if (type === 0x45 /* E */) {
+      this.endForBrokenPin(
+        "a setting pgwarden pins (client_encoding, standard_conforming_strings) or the session's role changed on the server in the middle of a pipeline",
+        start,
+      );
+      return true;
+    }
+    if (type !== 0x31 && type !== 0x32 && type !== 0x43 && type !== 0x33) return false;
+    this.expected.shift();
+    this.replaceServerMessage(start, end, []);
+    return true;
+  }
+
+  /** Ends the session before the server message that starts at `start` (or anything after it) goes out. */
+  private endForBrokenPin(why: string, start: number): void {
     this.o.logger.warn('session ended: a pinned setting changed on the server', {
       sessionId: this.o.session.sessionId,
       why,
     });
-    this.forwardServerBytes(end - 5 - body.length);
+    this.forwardServerBytes(start);
     this.currentChunk = undefined;
     this.scanner.stop();
     this.o.client.end(
@@ -881,6 +936,14 @@ export class Relay {
       this.forwardedUpTo = upTo;
     }
     this.flushOut();
+  }
+
+  private drained(): void {
+    this.guard.verified();
+    const waiters = this.drainWaiters;
+    if (waiters.length === 0) return;
+    this.drainWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   private complete(kind: Expectation['kind'], type: number): void {

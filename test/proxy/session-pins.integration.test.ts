@@ -40,9 +40,11 @@ beforeAll(async () => {
       as $$ select set_config(name, value, false) $$;
     create function pgw_flip_definer(value text) returns text language plpgsql security definer
       as $$ begin perform set_config('standard_conforming_strings', value, false); return value; end $$;
+    create function pgw_touch(note text) returns text language sql
+      as $$ insert into pins_canary values (note) returning note $$;
     create role pgw_super superuser nologin;
     grant pgw_super to app_rw;
-    grant execute on function pgw_flip(text, text), pgw_flip_definer(text) to app_rw;
+    grant execute on function pgw_flip(text, text), pgw_flip_definer(text), pgw_touch(text) to app_rw;
   `);
 });
 afterAll(async () => {
@@ -140,6 +142,96 @@ describe('the ParameterStatus watch ends the session when server code breaks a p
     const replies = await client.untilReady(2);
     // search_path's ParameterStatus passes, as every unpinned one does
     expect(summarize(replies)).toEqual(['T', 'D', 'C:SELECT 1', 'S', 'Z:I', 'T', 'D', 'C:SHOW', 'Z:I']);
+    client.close();
+  });
+});
+
+describe('pipelined statements behind server code that breaks a pin (proxy/pipeline-guard.ts)', () => {
+  // Valid UTF-8 that SJIS reads as one character swallowing the backslash: under SJIS the string
+  // ends early and the payload runs; under UTF8 it is all one string.
+  const hidden = (payload: string) => `SELECT E'\u00c1\\'${payload} --'`;
+
+  it("simple protocol: the next Query waits for the first one's ReadyForQuery, so the watch ends the session first", async () => {
+    const { client } = await connect();
+    const pid = await backendPid(client);
+    client.send(
+      query("select pgw_flip('client_encoding', 'SJIS')"),
+      query(hidden("; insert into pins_canary values ('ran under SJIS')")),
+    );
+    const replies = await client.untilClosed();
+    expect(summarize(replies)).toEqual(['T', 'D', 'C:SELECT 1', 'E:42501']);
+    await backendGone(pid);
+    expect(await canary()).toEqual([]);
+  });
+
+  it('extended protocol in one cycle: a check before the next Parse fails, the server skips to Sync', async () => {
+    const { client } = await connect();
+    const pid = await backendPid(client);
+    client.send(
+      parse('', "select pgw_flip('client_encoding', 'SJIS')"),
+      bind('', ''),
+      execute(),
+      parse('', hidden(", pgw_touch('ran under SJIS')")),
+      bind('', ''),
+      execute(),
+      sync(),
+    );
+    const replies = await client.untilClosed();
+    expect(summarize(replies)).toEqual(['1', '2', 'D', 'C:SELECT 1', 'E:42501']);
+    expect(errorMessage(replies.at(-1)!)).toMatch(/changed on the server in the middle of a pipeline/);
+    await backendGone(pid);
+    expect(await canary()).toEqual([]);
+  });
+
+  it('a role switch by server code is caught by the check too (not reported by the server)', async () => {
+    await admin.query('grant app_ro to app_rw');
+    try {
+      const { client } = await connect();
+      client.send(
+        parse('', "select pgw_flip('role', 'app_ro')"),
+        bind('', ''),
+        execute(),
+        parse('', "select pgw_touch('ünder app_ro')"),
+        bind('', ''),
+        execute(),
+        sync(),
+      );
+      const replies = await client.untilClosed();
+      expect(summarize(replies).at(-1)).toBe('E:42501');
+      expect(await canary()).toEqual([]);
+    } finally {
+      await admin.query('revoke app_ro from app_rw');
+    }
+  });
+
+  it('non-ASCII pipelines without such code run as sent, the check invisible to the client', async () => {
+    const { client } = await connect();
+    client.send(
+      parse('', "insert into pins_canary values ('é')"),
+      bind('', ''),
+      execute(),
+      parse('', "insert into pins_canary values ('ü\\')"),
+      bind('', ''),
+      execute(),
+      sync(),
+      query("insert into pins_canary values ('ß')"),
+      query("insert into pins_canary values ('ñ')"),
+    );
+    const replies = await client.untilReady(3);
+    expect(summarize(replies)).toEqual([
+      '1',
+      '2',
+      'C:INSERT 0 1',
+      '1',
+      '2',
+      'C:INSERT 0 1',
+      'Z:I',
+      'C:INSERT 0 1',
+      'Z:I',
+      'C:INSERT 0 1',
+      'Z:I',
+    ]);
+    expect(await canary()).toEqual(['é', 'ñ', 'ß', 'ü\\'].sort());
     client.close();
   });
 });
