@@ -53,8 +53,9 @@ export function statementText(
       statementName,
     );
   }
-  const text = body.subarray(start, end);
-  if (!isUtf8(text)) {
+  // a Query's body is its text and the NUL (valid UTF-8 too): checked without a view
+  const valid = start === 0 && end === body.length - 1 ? isUtf8(body) : isUtf8(body.subarray(start, end));
+  if (!valid) {
     throw refused(
       '22021',
       INVALID_TEXT_RULE,

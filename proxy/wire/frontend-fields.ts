@@ -17,8 +17,17 @@ function terminator(body: Buffer, offset: number, what: string): number {
 /** A name: a C string that must be valid UTF-8. */
 function nameAt(body: Buffer, offset: number, what: string): { value: string; next: number } {
   const end = terminator(body, offset, what);
-  if (!isUtf8(body.subarray(offset, end))) throw new InvalidClientText(`${what} is not valid UTF-8`);
+  if (end === offset) return { value: '', next: end + 1 }; // the unnamed statement or portal
+  if (!asciiAt(body, offset, end) && !isUtf8(body.subarray(offset, end)))
+    throw new InvalidClientText(`${what} is not valid UTF-8`);
   return { value: body.toString('utf8', offset, end), next: end + 1 };
+}
+
+/** Short ASCII names (the usual ones) without a native call. */
+function asciiAt(body: Buffer, start: number, end: number): boolean {
+  if (end - start > 64) return false;
+  for (let i = start; i < end; i++) if (body[i]! > 0x7f) return false;
+  return true;
 }
 
 /** Query: the SQL text (StatementTextRefused when it must not go on). */
