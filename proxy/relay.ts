@@ -901,6 +901,10 @@ export class Relay {
   private pinCheckReply(type: number, body: Buffer | undefined, end: number): boolean {
     const start = end - 5 - (body?.length ?? 0);
     if (type === 0x45 /* E */) {
+      // Only the check's own division by zero says a pin moved. Any other error (the transaction
+      // was already aborted, a cancel) means it did not run: the server now skips the rest of the
+      // cycle as on any error, so the client gets that error as it would have without the check.
+      if (parseErrorFields(body!).code !== '22012') return false;
       this.endForBrokenPin(
         "a setting pgwarden pins (client_encoding, standard_conforming_strings) or the session's role changed on the server in the middle of a pipeline",
         start,

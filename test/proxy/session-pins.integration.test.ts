@@ -12,7 +12,7 @@ import { loadSqlParser } from '../../shared/sql/analyze.ts';
 import { allowAll } from '../fakes/proxy-control-plane.ts';
 import { type ProxyHarness, startProxyHarness } from '../fixtures/proxy-harness.ts';
 import { errorMessage, RawClient, type RawMessage, summarize } from '../fixtures/raw-client.ts';
-import { bind, execute, parse, query, sync } from '../fixtures/raw-frames.ts';
+import { bind, closeStatement, execute, parse, query, sync } from '../fixtures/raw-frames.ts';
 
 let h: ProxyHarness;
 let admin: pg.Client;
@@ -202,6 +202,39 @@ describe('pipelined statements behind server code that breaks a pin (proxy/pipel
     } finally {
       await admin.query('revoke app_ro from app_rw');
     }
+  });
+
+  it("a check that cannot run (the transaction is already aborted) is the client's error, not a breach", async () => {
+    const { client } = await connect();
+    client.send(
+      query('begin'),
+      query('select 1/0'),
+      closeStatement('nothing'), // opens an extended cycle without running code
+      parse('', "insert into pins_canary values ('é')"),
+      bind('', ''),
+      execute(),
+      sync(),
+      query('rollback'),
+      query("select 'still here'"),
+    );
+    const replies = await client.untilReady(5);
+    expect(summarize(replies)).toEqual([
+      'C:BEGIN',
+      'Z:T',
+      'E:22012',
+      'Z:E',
+      '3',
+      'E:25P02',
+      'Z:E',
+      'C:ROLLBACK',
+      'Z:I',
+      'T',
+      'D',
+      'C:SELECT 1',
+      'Z:I',
+    ]);
+    expect(await canary()).toEqual([]);
+    client.close();
   });
 
   it('non-ASCII pipelines without such code run as sent, the check invisible to the client', async () => {
