@@ -132,6 +132,14 @@ const refused: Record<string, string[]> = {
     "select 1; set client_encoding = 'SJIS'",
     'set search_path = public; set role postgres; select 1',
     "begin; set local client_encoding = 'SJIS'; commit",
+    // the value of each SET is read from its own statement
+    "set client_encoding = 'UTF8'; set client_encoding = 'SJIS'",
+    "set client_encoding = 'SJIS'; set client_encoding = 'UTF8'",
+  ],
+  'values that only look like UTF8': [
+    "set client_encoding = 'UTF.8'",
+    "set client_encoding = 'utf8mb4'",
+    "set standard_conforming_strings = 'o'",
   ],
 };
 
@@ -181,6 +189,8 @@ describe('allowed by the gateway (the policy decides)', () => {
     "set client_encoding = 'UTF-8'",
     "set names 'utf8'",
     "set local client_encoding = 'UTF8'",
+    "set client_encoding = U&'\\0055TF8'",
+    "set client_encoding = 'UTF8'; set client_encoding = 'unicode'",
     'set standard_conforming_strings = on',
     'set standard_conforming_strings = true',
     'set standard_conforming_strings to 1',
