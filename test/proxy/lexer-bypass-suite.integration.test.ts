@@ -235,6 +235,29 @@ const BACKSLASH_QUOTE_STATES: SessionState[] = ['on', 'off', 'safe_encoding'].fl
   ],
 );
 
+/** Settings reviewed and left to clients (shared/session-settings.ts): the corpus reads the same under each. */
+const CLIENT_SETTING_STATES: SessionState[] = [
+  'SET escape_string_warning = off',
+  'SET array_nulls = off',
+  "SET DateStyle = 'SQL, DMY'",
+  "SET IntervalStyle = 'sql_standard'",
+  "SET default_text_search_config = 'simple'",
+  'SET search_path = pg_temp, public',
+  'SET row_security = off',
+  'SET xmloption = document',
+  'SET transform_null_equals = on',
+].map((text): SessionState => ({ name: text, messages: [query(text)], cycles: 1, expect: 'accepted' }));
+
+/** Superuser-only: the server itself refuses it to the gateway's login. */
+const SUPERUSER_SETTING_STATES: SessionState[] = [
+  {
+    name: 'SET session_replication_role = replica',
+    messages: [query('SET session_replication_role = replica')],
+    cycles: 1,
+    expect: 'refused',
+  },
+];
+
 /** Server functions created directly on the server (the proxy never sees their bodies). */
 const SERVER_CODE_STATES: SessionState[] = [
   ...['SJIS', 'GBK', 'BIG5', 'GB18030', 'LATIN1', 'SQL_ASCII'].map(
@@ -518,6 +541,7 @@ describe('lexer bypass corpus under every session state', () => {
     ['client_encoding', () => encodingStates(encodings)],
     ['standard_conforming_strings', () => SCS_STATES],
     ['backslash_quote', () => BACKSLASH_QUOTE_STATES],
+    ['settings left to clients', () => [...CLIENT_SETTING_STATES, ...SUPERUSER_SETTING_STATES]],
     ['server code', () => SERVER_CODE_STATES],
   ];
   for (const [group, states] of groups) {
