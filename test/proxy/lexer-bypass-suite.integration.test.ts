@@ -583,6 +583,10 @@ describe('lexer bypass corpus under every session state', () => {
       if (text !== undefined) ran.push({ app: app!, text });
     }
     expect(ran.length).toBeGreaterThan(sessions);
+    const sent = [...decided.values()].reduce((n, texts) => n + texts.length, 0);
+    console.info(
+      `lexer suite: ${sessions} sessions, ${corpus.length} corpus lines, ${sent} statements decided by pgwarden, ${ran.length} run by the server`,
+    );
     // the proxy's own check of the pins inside pipelines (proxy/pipeline-guard.ts) is the only other text
     const strays = ran.filter(
       ({ app, text }) =>
