@@ -25,6 +25,8 @@ export type Expectation =
   | { kind: 'describe'; target?: DescribeTarget; swallow?: boolean }
   | { kind: 'close' }
   | { kind: 'sync' }
+  /** one reply to the proxy's own check of the pins inside a pipeline (pipeline-guard.ts): dropped */
+  | { kind: 'pin_check' }
   /** bytes the proxy answers itself; `endsCycle` marks a reply that ends with ReadyForQuery */
   | { kind: 'synthetic'; reply: () => Buffer; endsCycle: boolean };
 
@@ -57,11 +59,12 @@ export class ExpectationQueue {
     return this.items.length - this.head;
   }
 
-  /** Whether a refused statement's error is still to come. */
+  /** Whether a refused statement's error, or a reply the proxy drops, is still to come. */
   hasSubstitute(): boolean {
     for (let i = this.head; i < this.items.length; i++) {
       const item = this.items[i]!;
       if ((item.kind === 'query' || item.kind === 'parse') && item.substitute) return true;
+      if (item.kind === 'pin_check') return true;
     }
     return false;
   }

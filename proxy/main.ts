@@ -100,7 +100,7 @@ const starting = startProxy({
     logger,
   }),
   proxyId: config.proxyId,
-  limits: config.limits,
+  limits: { ...config.limits, ...config.statementLimits },
   logger,
   audit: config.audit,
 });

@@ -2,6 +2,7 @@
  * Everything the proxy needs from outside, passed in by a composition root (proxy/main.ts in
  * production, scripts/start.ts locally, test fixtures in tests). Nothing here reads env or files.
  */
+import { DEFAULT_MAX_MASKED_ROW_BYTES, DEFAULT_MAX_STATEMENT_BYTES } from '../shared/config.ts';
 import type { ControlPlane } from '../shared/control-plane.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { StatementGate } from './statement-gate.ts';
@@ -54,9 +55,15 @@ export interface ProxyLimits {
   maxConnectionsPerPrincipal: number;
   /** connections one source address may hold at once, sessions and not yet authenticated alike */
   maxConnectionsPerAddress: number;
+  /** longest Query or Parse text the proxy parses; a longer one is refused (54000), the session goes on */
+  maxStatementBytes: number;
+  /** largest row (or notice, COPY row, …) held whole to mask or scan; a larger one ends the session (54000) */
+  maxMaskedRowBytes: number;
 }
 
 export const defaultLimits: ProxyLimits = {
+  maxStatementBytes: DEFAULT_MAX_STATEMENT_BYTES,
+  maxMaskedRowBytes: DEFAULT_MAX_MASKED_ROW_BYTES,
   maxMessageBytes: 64 * 1024 * 1024,
   maxStartupBytes: 10_000,
   authTimeoutMs: 30_000,

@@ -26,8 +26,11 @@ import { type ChannelScan, scanCopyData, scanFields, scanNotification } from './
 import { countHit, type DetectorCount, type RowPlan } from './masking/mask-plan.ts';
 import { parseRowDescription, type ResultColumn } from './masking/row-description.ts';
 import type { BoundPortal, SessionMasking } from './masking/session-masking.ts';
+import { defaultLimits, type ProxyLimits } from './options.ts';
 import { OutputBatcher } from './output-batcher.ts';
+import { PipelineGuard } from './pipeline-guard.ts';
 import { PreparedMemory } from './prepared-memory.ts';
+import { pinBreach } from './session-pins.ts';
 import type { HeldClient, StatementGate } from './statement-gate.ts';
 import { type RunIdentity, StatementRun } from './statement-run.ts';
 import { parseCommandComplete, parseErrorFields } from './wire/backend-fields.ts';
@@ -39,6 +42,7 @@ import {
   readyForQuery,
   type TransactionStatus,
 } from './wire/backend-writer.ts';
+import { StatementTextRefused } from './wire/client-text.ts';
 import { type Frame, FrameReader } from './wire/frame-reader.ts';
 import { parseBind, parseExecute, parseParse, parseQuery, parseTarget } from './wire/frontend-fields.ts';
 import { ProtocolViolation } from './wire/protocol-violation.ts';
@@ -85,6 +89,8 @@ export interface RelayOptions {
   upstreamUser?: string;
   /** how Bind parameters are recorded; default 'hashed' */
   auditParams?: AuditParamsMode;
+  /** statement and masked-row size bounds; default: options.ts defaultLimits */
+  limits?: Partial<Pick<ProxyLimits, 'maxStatementBytes' | 'maxMaskedRowBytes'>>;
 }
 
 // Frontend message types
@@ -101,9 +107,6 @@ const F_COPY_DATA = 0x64; // d
 const F_COPY_DONE = 0x63; // c
 const F_COPY_FAIL = 0x66; // f
 const F_FUNCTION_CALL = 0x46; // F
-
-/** the largest row (or other message) masking collects whole; a larger one closes the connection */
-const MAX_MASKED_MESSAGE_BYTES = 256 * 1024 * 1024;
 
 /** A backend message header: type byte and length (which counts itself). */
 function messageHeader(type: number, bodyLength: number): Buffer {
@@ -212,12 +215,21 @@ export class Relay {
   private readonly describing = new WeakSet<object>();
   /** the COPY TO STDOUT in progress is in text format (detectors scan its rows) */
   private copyOutText = false;
+  private readonly maxStatementBytes: number;
+  /** pipelined text that a moved pin could make the server read differently (pipeline-guard.ts) */
+  private readonly guard: PipelineGuard;
+  private drainWaiters: Array<() => void> = [];
+  /** the largest row (or other message) masking collects whole; a larger one ends the session (54000) */
+  private readonly maxMaskedRowBytes: number;
 
   constructor(private readonly o: RelayOptions) {
     this.clientReader = new FrameReader(o.maxMessageBytes);
     this.toUpstream = new OutputBatcher(o.upstream);
     this.scanner = new BackendScanner((type, body, end) => this.onBackendMessage(type, body, end));
     this.paramsMode = o.auditParams ?? 'hashed';
+    this.maxStatementBytes = o.limits?.maxStatementBytes ?? defaultLimits.maxStatementBytes;
+    this.maxMaskedRowBytes = o.limits?.maxMaskedRowBytes ?? defaultLimits.maxMaskedRowBytes;
+    this.guard = new PipelineGuard(o.upstreamUser);
     this.identity = { session: o.session, upstreamUser: o.upstreamUser };
   }
 
@@ -283,17 +295,24 @@ export class Relay {
   }
 
   private handleClientFrame(frame: Frame): Promise<void> | undefined {
+    const guarded = this.guard.before(frame, this.upstreamSkipping);
+    if (guarded === 'wait')
+      return this.whenDrained().then(() => promiseOrUndefined(this.handleClientFrame(frame)));
+    if (guarded === 'check') this.checkPins();
     const type = frame.type;
     switch (type) {
       case F_QUERY: {
-        const text = parseQuery(frame.body);
+        const text = this.statementText(() => parseQuery(frame.body, this.maxStatementBytes));
+        if (text === undefined) return undefined;
         return this.decideThen(
           { session: this.o.session, statement: { text, protocol: 'simple', prepared: this.prepared.view } },
           (decision) => this.query(frame, text, decision),
         );
       }
       case F_PARSE: {
-        const { name, text } = parseParse(frame.body);
+        const parsed = this.statementText(() => parseParse(frame.body, this.maxStatementBytes));
+        if (parsed === undefined) return undefined;
+        const { name, text } = parsed;
         return this.decideThen(
           {
             session: this.o.session,
@@ -378,6 +397,51 @@ export class Relay {
       default:
         throw new ProtocolViolation(`unexpected message type "${String.fromCharCode(type)}" from the client`);
     }
+  }
+
+  /** A Query's or Parse's text, or undefined when it was refused before any parser saw it. */
+  private statementText<T>(read: () => T): T | undefined {
+    try {
+      return read();
+    } catch (error) {
+      if (!(error instanceof StatementTextRefused)) throw error;
+      const decision: Decision = {
+        action: 'deny',
+        ruleId: error.ruleId,
+        reason: error.message,
+        policyVersion: '',
+      };
+      const fields: NoticeFields = {
+        severity: 'ERROR',
+        code: error.sqlstate,
+        message: `pgwarden: ${error.message}`,
+        detail: `rule: ${error.ruleId}`,
+      };
+      if (error.statementName !== undefined) {
+        this.refuseParse(error.statementName, error.preview, decision, fields);
+      } else {
+        const run = new StatementRun(error.preview, 'simple', decision);
+        this.startRun(run);
+        this.refuseQuery(run, fields);
+      }
+      return undefined;
+    }
+  }
+
+  /** Sends the guard's check of the pins ahead of the message being handled; its replies are dropped. */
+  private checkPins(): void {
+    this.toUpstream.add(this.guard.checkMessages());
+    for (let i = 0; i < 5; i++) this.expected.push({ kind: 'pin_check' });
+    this.refusalsInFlight = true; // its replies are held back until whole, then dropped
+  }
+
+  /** Resolves once every statement sent so far has been answered (ReadyForQuery). */
+  private whenDrained(): Promise<void> {
+    if (this.expected.length === 0) {
+      this.guard.verified();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
   /** Runs `then` with the decision, synchronously when the control plane answers synchronously. */
@@ -528,10 +592,13 @@ export class Relay {
       this.forward(frame, { kind: 'parse' });
       return;
     }
+    this.refuseParse(name, text, decision, refusalFields(decision));
+  }
+
+  private refuseParse(name: string, text: string, decision: Decision, fields: NoticeFields): void {
     this.statements.delete(name);
     const run = new StatementRun(text, 'extended', decision, name);
     this.startRun(run);
-    const fields = refusalFields(decision);
     run.failed(fields.code, fields.message);
     this.finishRun(run);
     this.forwardBytes(serialize.parse({ name: '', text: REFUSED_SQL }), {
@@ -667,9 +734,13 @@ export class Relay {
     try {
       consumed = this.scanner.scan(read);
     } catch (error) {
+      // the messages before the bad one are whole: they go out, then the FATAL
+      this.forwardServerBytes(this.lastMessageEnd);
+      this.currentChunk = undefined;
       this.protocolFailure(error);
       return;
     }
+    if (this.ended) return; // a ParameterStatus broke a pin: nothing after it goes out
     // Scanning stops early when a result must wait for the catalog: the rest is read again later.
     if (consumed < read.length) this.backlog.unshift(read.subarray(consumed));
     let upTo = this.chunkBase + consumed;
@@ -707,6 +778,12 @@ export class Relay {
   private onBackendMessage(type: number, body: Buffer | undefined, readEnd: number): void {
     const end = readEnd + this.chunkBase;
     this.lastMessageEnd = end;
+    if (this.expected.peek()?.kind === 'pin_check' && this.pinCheckReply(type, body, end)) {
+      if (this.ended) return;
+      if (this.o.masking?.active && !this.planHead()) this.scanner.stop();
+      this.emitSynthetic(end);
+      return;
+    }
     switch (type) {
       case 0x44 /* D DataRow */:
         // collected only while the current result has a plan
@@ -722,6 +799,7 @@ export class Relay {
           const head = this.expected.shift();
           if (head?.kind === 'query') this.finishRun(head.run);
           else if (head?.kind !== 'sync') this.desync('ReadyForQuery', head);
+          if (this.expected.length === 0) this.drained();
           break;
         }
       case 0x43 /* C CommandComplete */:
@@ -795,12 +873,81 @@ export class Relay {
       case 0x48 /* H CopyOutResponse */:
         if (body) this.scanChannel(type, body, end);
         return;
+      case 0x53 /* S ParameterStatus */:
+        this.watchParameterStatus(body!, end);
+        return;
       default:
-        // CopyDone, CopyInResponse, ParameterDescription, ParameterStatus, … pass as they are.
+        // CopyDone, CopyInResponse, ParameterDescription, … pass as they are.
         return;
     }
     if (this.o.masking?.active && !this.planHead()) this.scanner.stop();
     this.emitSynthetic(end);
+  }
+
+  /**
+   * A setting the gateway pins (client_encoding, standard_conforming_strings) or the session's
+   * identity changed on the server (a function, a stored setting, anything not foreseen): the
+   * session ends here, before a byte the server sent after this message reaches the client.
+   */
+  private watchParameterStatus(body: Buffer, end: number): void {
+    const why = pinBreach(body, this.o.upstreamUser);
+    if (why !== undefined) this.endForBrokenPin(why, end - 5 - body.length);
+  }
+
+  /**
+   * A reply to the guard's check: dropped, or (an error) the pins moved inside the pipeline and the
+   * server now skips everything up to Sync. False: not the check's (a notice), it passes.
+   */
+  private pinCheckReply(type: number, body: Buffer | undefined, end: number): boolean {
+    const start = end - 5 - (body?.length ?? 0);
+    if (type === 0x45 /* E */) {
+      // Only the check's own division by zero says a pin moved. Any other error (the transaction
+      // was already aborted, a cancel) means it did not run: the server now skips the rest of the
+      // cycle as on any error, so the client gets that error as it would have without the check.
+      if (parseErrorFields(body!).code !== '22012') return false;
+      this.endForBrokenPin(
+        "a setting pgwarden pins (client_encoding, standard_conforming_strings) or the session's role changed on the server in the middle of a pipeline",
+        start,
+      );
+      return true;
+    }
+    if (type !== 0x31 && type !== 0x32 && type !== 0x43 && type !== 0x33) return false;
+    this.expected.shift();
+    this.replaceServerMessage(start, end, []);
+    return true;
+  }
+
+  /** Ends the session before the server message that starts at `start` (or anything after it) goes out. */
+  private endForBrokenPin(why: string, start: number): void {
+    this.o.logger.warn('session ended: a pinned setting changed on the server', {
+      sessionId: this.o.session.sessionId,
+      why,
+    });
+    this.forwardServerBytes(start);
+    this.currentChunk = undefined;
+    this.scanner.stop();
+    this.o.client.end(
+      errorResponse({ severity: 'FATAL', code: '42501', message: `pgwarden ended the session: ${why}` }),
+    );
+    this.end('pinned_setting_changed');
+  }
+
+  /** Writes the current read's server bytes up to `upTo` (whole messages) and what is queued before them. */
+  private forwardServerBytes(upTo: number): void {
+    const chunk = this.currentChunk;
+    if (chunk && upTo > this.forwardedUpTo) {
+      this.writeOut(chunk.subarray(this.forwardedUpTo, upTo));
+      this.forwardedUpTo = upTo;
+    }
+    this.flushOut();
+  }
+
+  private drained(): void {
+    this.guard.verified();
+    const waiters = this.drainWaiters;
+    if (waiters.length === 0) return;
+    this.drainWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   private complete(kind: Expectation['kind'], type: number): void {
@@ -947,7 +1094,7 @@ export class Relay {
       this.heldTypes[type] = 1;
     }
     for (const type of [0x4e /* N */, 0x41 /* A */, 0x64 /* d */, 0x48 /* H */, 0x45 /* E */]) {
-      if (type !== 0x45) this.scanner.collect(type, detect, MAX_MASKED_MESSAGE_BYTES);
+      if (type !== 0x45) this.scanner.collect(type, detect, this.maxMaskedRowBytes);
       this.heldTypes[type] = detect ? 1 : 0;
     }
     this.heldTypes[0x44 /* D */] = 1;
@@ -1091,7 +1238,7 @@ export class Relay {
   private setPlan(plan: RowPlan | undefined, run: StatementRun | undefined): void {
     this.rowPlan = plan;
     this.planRun = run;
-    this.scanner.collect(0x44 /* D */, plan !== undefined, MAX_MASKED_MESSAGE_BYTES);
+    this.scanner.collect(0x44 /* D */, plan !== undefined, this.maxMaskedRowBytes);
   }
 
   /** The result ended: its counts go to the statement's audit record. */
@@ -1191,7 +1338,7 @@ export class Relay {
     const fields: NoticeFields = violation
       ? {
           severity: 'FATAL',
-          code: '08P01',
+          code: (error as ProtocolViolation).sqlstate,
           message: `pgwarden closed the connection: ${(error as Error).message}`,
         }
       : {

@@ -184,6 +184,38 @@ export interface ProxyConfig {
    * share it (and keep it across restarts) so equal values stay joinable; it never leaves the proxy.
    */
   maskingKey: string;
+  statementLimits: StatementLimitsConfig;
+}
+
+/** Defaults of the size bounds below. */
+export const DEFAULT_MAX_STATEMENT_BYTES = 1024 * 1024;
+export const DEFAULT_MAX_MASKED_ROW_BYTES = 16 * 1024 * 1024;
+
+/** How much of a statement or a row the proxy holds whole (see proxy/options.ts ProxyLimits). */
+export interface StatementLimitsConfig {
+  /** PGWARDEN_MAX_STATEMENT_BYTES (default 1 MiB): the longest Query or Parse text it parses (54000 beyond) */
+  maxStatementBytes: number;
+  /** PGWARDEN_MAX_MASKED_ROW_BYTES (default 16 MiB): the largest row held whole to mask or scan (54000 beyond) */
+  maxMaskedRowBytes: number;
+}
+
+export function statementLimitsFromEnv(env: Env, problems: string[]): StatementLimitsConfig {
+  const bytes = (name: string, fallback: number, max: number): number => {
+    const text = env[name]?.trim();
+    if (!text) return fallback;
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 1024 || n > max)
+      problems.push(`${name} must be a number of bytes from 1024 to ${max}`);
+    return n;
+  };
+  return {
+    maxStatementBytes: bytes('PGWARDEN_MAX_STATEMENT_BYTES', DEFAULT_MAX_STATEMENT_BYTES, 64 * 1024 * 1024),
+    maxMaskedRowBytes: bytes(
+      'PGWARDEN_MAX_MASKED_ROW_BYTES',
+      DEFAULT_MAX_MASKED_ROW_BYTES,
+      1024 * 1024 * 1024,
+    ),
+  };
 }
 
 /** The proxy's audit trail (see proxy/audit-trail.ts and the README's "Audit trail"). */
@@ -345,6 +377,7 @@ export function proxyConfigFromEnv(env: Env): ProxyConfig {
     // The container's working directory holds the proxy's data; mount a volume there to keep the
     // spool across task replacements.
     audit: auditTrailConfigFromEnv(env, 'pgwarden-data/spool', problems),
+    statementLimits: statementLimitsFromEnv(env, problems),
   };
   if (problems.length > 0) {
     throw new PgWardenError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);

@@ -16,6 +16,7 @@ import { withMasking } from './masking/policy-masks.ts';
 import { collectValueUses } from './masking/sensitive-use.ts';
 import { DEFAULT_POLICY } from './policy/default-policy.ts';
 import { evaluatePolicy, type PolicyDecision } from './policy/evaluate.ts';
+import { gatewayRefusal, readsLiteralValues } from './policy/gateway-refusals.ts';
 import { DEFAULT_APPROVAL_TIMEOUT_SECONDS, type Policy } from './policy/model.ts';
 import { analyzeSql } from './sql/analyze.ts';
 import type { SqlAnalysis } from './sql/facts.ts';
@@ -33,6 +34,8 @@ export class StatementDecider {
   /** decisions cached over all sessions, bounded by cacheSize */
   private cachedDecisions = 0;
   private readonly sessionKeys = new WeakMap<SessionContext, string>();
+  /** shapes whose decision reads a literal (SET client_encoding = '…'): decided by exact text */
+  private readonly literalShapes = new Set<string>();
 
   constructor(
     private policy: Policy = DEFAULT_POLICY,
@@ -62,12 +65,20 @@ export class StatementDecider {
   decide(request: DecisionRequest): Decision {
     const { text } = request.statement;
     // \u0001 keeps exact texts and shapes apart; \u0000 cannot occur in SQL text or names.
-    const shape = literalInsensitiveKey(text) ?? `\u0001${text}`;
+    let shape = literalInsensitiveKey(text) ?? `\u0001${text}`;
+    if (this.literalShapes.has(shape)) shape = `\u0001${text}`;
     const sessionKey = this.sessionKey(request.session);
     let forSession = this.decisions.get(sessionKey);
     let decision = forSession?.get(shape);
     if (decision === undefined) {
-      decision = Object.freeze(describe(this.evaluate(request, shape), this.analyse(shape, text)));
+      const analysis = this.analyse(shape, text);
+      if (shape[0] !== '\u0001' && readsLiteralValues(analysis)) {
+        // the gateway reads this statement's value: the decision holds for this exact text only
+        if (this.literalShapes.size >= this.cacheSize) this.literalShapes.clear();
+        this.literalShapes.add(shape);
+        shape = `\u0001${text}`;
+      }
+      decision = Object.freeze(describe(this.evaluate(request, analysis), analysis));
       // Whole-cache reset keeps the bound without per-hit bookkeeping on the hot path.
       if (this.cachedDecisions >= this.cacheSize) {
         this.decisions.clear();
@@ -99,12 +110,11 @@ export class StatementDecider {
     return key;
   }
 
-  private evaluate(request: DecisionRequest, shape: string): Decision {
-    const decision = evaluatePolicy(
-      this.policy,
-      this.analyse(shape, request.statement.text),
-      request.session,
-    );
+  private evaluate(request: DecisionRequest, analysis: SqlAnalysis): Decision {
+    // before any rule: what no policy may allow (a change of a setting the gateway owns)
+    const refused = gatewayRefusal(analysis, request.statement.text);
+    if (refused) return { action: 'deny', ...refused, policyVersion: this.policy.version };
+    const decision = evaluatePolicy(this.policy, analysis, request.session);
     const base: Decision =
       decision.action === 'mask'
         ? { action: 'allow', ruleId: decision.ruleId, policyVersion: decision.policyVersion }

@@ -30,6 +30,8 @@ export const SESSION_END_REASONS = [
   'upstream_closed',
   'upstream_unavailable',
   'protocol_error',
+  /** the server reported a pinned setting or the session's identity changed (proxy/session-pins.ts) */
+  'pinned_setting_changed',
   'shutdown',
   /** the server ended the backend (FATAL 57P01, e.g. pg_terminate_backend or a fast shutdown) */
   'admin_kill',

@@ -64,6 +64,42 @@ export const STARTUP_ALLOWED_SETTINGS: ReadonlySet<string> = new Set([
   'work_mem',
 ]);
 
+/**
+ * Settings that change how text is read or how names resolve, reviewed one by one and left to the
+ * client, with why. None of them moves where a string, identifier or comment ends under the pins
+ * above (UTF8, standard_conforming_strings=on), and none changes who the session is, so what
+ * pgwarden parses is still what the server runs. test/shared/session-settings.test.ts checks each
+ * is neither owned nor refused, and the server-side suite (test/proxy/session-pins*) that the
+ * lexing ones change no quote boundary.
+ */
+export const CLIENT_SETTINGS_REVIEWED: Readonly<Record<string, string>> = {
+  // Names resolve through it, but policies never trust it: a deny, approval or mask rule naming
+  // `public.secrets` matches an unqualified `secrets` (it may resolve there), and an allow rule
+  // matches an unqualified name only when the rule names no schema (policy/names.ts); masking keys
+  // on the column's table OID from RowDescription, not on names.
+  search_path: 'names resolve through it, but policy rules match unqualified names as may-resolve-anywhere',
+  // Only adds a WARNING for backslashes in '…' strings; it never changes where they end.
+  escape_string_warning: 'a warning only; does not change where strings end',
+  // How the array input function reads an unquoted NULL element: a value, after lexing.
+  array_nulls: 'changes how an array value is read, after lexing',
+  // The configuration to_tsvector/to_tsquery use when none is named: values, not statement structure.
+  default_text_search_config: 'changes values of text search functions, not statement structure',
+  // How date/time literals are read and printed ('01/02/03'): values inside quotes that already ended.
+  datestyle: 'changes how date literals are read, not where quotes end',
+  intervalstyle: 'changes how intervals are printed, not where quotes end',
+  timezone: 'changes time values, not statement structure',
+  // Whether XML values are read as documents or content fragments: values.
+  xmloption: 'changes how XML values are read, not statement structure',
+  // `expr = NULL` read as `expr IS NULL`: an expression's meaning, not which objects it touches.
+  transform_null_equals: 'changes the meaning of = NULL, not the tables or columns touched',
+  // Replica mode skips ordinary triggers and rules; it is superuser-only (PGC_SUSET), so the
+  // gateway's logins cannot set it, and it changes nothing the proxy parses.
+  session_replication_role: 'superuser-only, and it changes no lexing or identity',
+  // off makes a query that row security would filter fail instead (unless the role bypasses RLS):
+  // it never shows more rows.
+  row_security: 'off only turns row-security filtering into an error, never into more rows',
+};
+
 /** GUC names are case-insensitive: `SET "ROLE"` sets the role. */
 export function settingName(name: string): string {
   return name.trim().toLowerCase();
@@ -102,4 +138,24 @@ export function pinBroken(name: string, value: string): string | undefined {
   if (!Object.hasOwn(PINNED_SETTINGS, key)) return undefined;
   if (key === 'client_encoding' ? isUtf8EncodingName(value) : matchesPin(key, value)) return undefined;
   return `the server reported ${name}=${value}; pgwarden pins ${key}=${PINNED_SETTINGS[key]} so that it parses what the server runs`;
+}
+
+/**
+ * A ParameterStatus the server sends after the session started: the reason the session must end,
+ * or undefined. The server reports a setting only when its value changed since the last report, so
+ * a report of session_authorization or is_superuser means the session's identity moved (SET ROLE
+ * to another superuser status, SET SESSION AUTHORIZATION, a function that did either); a report of
+ * a pinned setting must carry the pinned value (a RESET that restores it, say).
+ */
+export function parameterStatusBreach(
+  name: string,
+  value: string,
+  loginUser: string | undefined,
+): string | undefined {
+  const key = settingName(name);
+  if (key === 'session_authorization' && value !== loginUser)
+    return `the server reported session_authorization=${value}; pgwarden sessions keep the gateway's own login, so that it decides for who is really asking`;
+  if (key === 'is_superuser')
+    return `the server reported is_superuser=${value}: the session's role changed, which pgwarden does not allow`;
+  return pinBroken(name, value);
 }

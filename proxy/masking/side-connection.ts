@@ -52,7 +52,12 @@ export class SideConnection {
           target: o.target,
           credential: await o.credential(),
           database: o.database,
-          parameters: new Map([['application_name', 'pgwarden-catalog']]),
+          // the pins every upstream session must start on (proxy/session-pins.ts), whatever the
+          // database's own encoding
+          parameters: new Map([
+            ['application_name', 'pgwarden-catalog'],
+            ['client_encoding', 'UTF8'],
+          ]),
           timeoutMs: o.timeoutMs,
         }))();
       const opening = this.connection;

@@ -2,12 +2,13 @@
  * Walks the server → client byte stream message by message without buffering it: bodies of
  * DataRow, CopyData and every other message the proxy does not read are skipped by counting,
  * so a row of any size streams through. Only the bodies the proxy reads are collected, even when
- * they straddle chunks: always CommandComplete, ErrorResponse and ReadyForQuery, and, while
+ * they straddle chunks: always CommandComplete, ErrorResponse, ReadyForQuery and ParameterStatus, and, while
  * masking needs them, RowDescription, DataRow and the other channels detectors scan.
  */
-import { ProtocolViolation } from './protocol-violation.ts';
+import { MessageTooLarge, ProtocolViolation } from './protocol-violation.ts';
 
-const ALWAYS_COLLECTED = [0x43 /* C */, 0x45 /* E */, 0x5a /* Z */];
+/** ParameterStatus too: the relay watches the settings the gateway pins (rare, so it costs nothing). */
+const ALWAYS_COLLECTED = [0x43 /* C */, 0x45 /* E */, 0x5a /* Z */, 0x53 /* S */];
 const MAX_COLLECTED_BYTES = 16 * 1024 * 1024;
 
 /**
@@ -123,7 +124,7 @@ export class BackendScanner {
     this.remaining = length - 4;
     const limit = this.limits[type]!;
     if (limit > 0) {
-      if (this.remaining > limit) throw new ProtocolViolation('server message too large');
+      if (this.remaining > limit) throw new MessageTooLarge(tooLarge(type, this.remaining, limit));
       this.collecting = [];
     } else {
       this.collecting = undefined;
@@ -136,4 +137,9 @@ export class BackendScanner {
     const body = parts ? (parts.length === 1 ? parts[0]! : Buffer.concat(parts)) : undefined;
     this.onMessage(this.type, body, end);
   }
+}
+
+function tooLarge(type: number, bytes: number, limit: number): string {
+  const what = type === 0x44 ? 'a row' : `a message of type "${String.fromCharCode(type)}"`;
+  return `the server sent ${what} of ${bytes} bytes, more than the ${limit} bytes pgwarden holds whole to mask or scan it (PGWARDEN_MAX_MASKED_ROW_BYTES)`;
 }

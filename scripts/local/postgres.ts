@@ -54,6 +54,8 @@ export interface LocalPostgresOptions {
   maxConnections?: number;
   /** receives server warnings and errors (one line each) and lifecycle messages */
   log?: Logger;
+  /** receives everything the server writes to stderr, as it comes (tests that read the server log) */
+  onServerOutput?: (text: string) => void;
 }
 
 export interface LocalPostgres {
@@ -182,7 +184,10 @@ async function startCluster(
         '-c',
         `max_connections=${options.maxConnections ?? 200}`,
       ],
-      onLog: (message) => collectServerOutput(message, output, options.log),
+      onLog: (message) => {
+        options.onServerOutput?.(message);
+        collectServerOutput(message, output, options.log);
+      },
       onError: (error) => options.log?.error('postgres', { error: String(error) }),
     });
     if (!existsSync(initialisedMarker(dataDir))) {

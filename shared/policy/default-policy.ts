@@ -109,14 +109,14 @@ rules:
     reason: changing the role or session authorization is not allowed through pgwarden.
 
   - id: deny-set-config
-    description: set_config can switch the role (set_config('role', ...)); policies never read literal values, so it is denied as a whole.
+    description: set_config by another name is SET; the gateway itself refuses it for the settings it owns (role, client_encoding, ...) and for names that are not constants, but policies never read literal values, so this pack denies it as a whole. Remove this rule to let set_config('app.x', ...) through.
     match:
       functions: [set_config]
     action: deny
-    reason: set_config is not allowed through pgwarden (it can change the role); use SET for ordinary settings.
+    reason: set_config is not allowed through pgwarden by this policy; use SET for ordinary settings.
 
   - id: deny-settings-writes
-    description: UPDATE pg_settings calls set_config, so it can switch the role as well.
+    description: UPDATE pg_settings calls set_config (the gateway itself refuses it, whatever the policy); kept so the pack says so.
     match:
       writes: [pg_settings]
     action: deny

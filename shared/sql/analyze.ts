@@ -55,6 +55,8 @@ function analyzeStatement(
   } catch (error) {
     if (!(error instanceof RangeError)) throw error;
     collector.uncertain('the statement is nested too deeply to analyse');
+    // the walk stopped part way: a set_config or SET clause may sit in the part not seen
+    collector.unseenSettings();
   }
   const facts: StatementFacts = {
     kind,

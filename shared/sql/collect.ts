@@ -15,6 +15,7 @@ import type {
   DdlObject,
   RelationFact,
   RelationName,
+  SettingChange,
   StatementFacts,
   StatementKind,
 } from './facts.ts';
@@ -106,6 +107,18 @@ const DML_KINDS: Record<string, StatementKind> = {
   MergeStmt: 'merge',
 };
 
+const SET_CONFIG = 'set_config';
+
+/** Whether a name list anywhere below `value` names set_config (a String node, not a literal). */
+function mentionsSetConfig(value: unknown): boolean {
+  if (Array.isArray(value)) return value.some(mentionsSetConfig);
+  if (value === null || typeof value !== 'object') return false;
+  const entry = unwrap(value);
+  if (entry?.[0] === 'A_Const') return false;
+  if (entry?.[0] === 'String') return String(entry[1].sval).toLowerCase() === SET_CONFIG;
+  return Object.values(value as Body).some(mentionsSetConfig);
+}
+
 export type PreparedLookup = (name: string) => StatementFacts | undefined;
 
 export class StatementCollector {
@@ -115,6 +128,9 @@ export class StatementCollector {
   private readonly columns = new Map<string, ColumnFact>();
   private readonly functions = new Set<string>();
   private readonly uncertainties: string[] = [];
+  private readonly settingChanges: SettingChange[] = [];
+  /** the top-level statement: a SET there is the session's own, one below it is a stored clause */
+  private root: Body | undefined;
   noWhere = false;
   dataModifyingCte = false;
   copy?: CopyFacts;
@@ -126,11 +142,17 @@ export class StatementCollector {
 
   /** Walks a top-level statement. */
   walk(type: string, body: Body): void {
+    this.root = body;
     this.node(type, body, { scope: undefined, clause: 'other', access: 'write', executing: true });
   }
 
   uncertain(reason: string): void {
     if (!this.uncertainties.includes(reason)) this.uncertainties.push(reason);
+  }
+
+  /** The statement could not be walked whole: it may change any setting. */
+  unseenSettings(): void {
+    this.settingChanges.push({ via: 'unknown' });
   }
 
   /** The facts gathered so far (kind and location are the caller's). */
@@ -141,6 +163,7 @@ export class StatementCollector {
       relations: [...this.relations.values()],
       columns: [...this.columns.values()],
       functions: [...this.functions],
+      settingChanges: [...this.settingChanges],
       noWhere: this.noWhere,
       dataModifyingCte: this.dataModifyingCte,
       ...(this.copy && { copy: this.copy }),
@@ -244,6 +267,15 @@ export class StatementCollector {
         break;
       case 'DoStmt':
         this.uncertain('a DO block runs procedural code that cannot be analysed');
+        this.otherStatement(type, body, ctx);
+        break;
+      case 'VariableSetStmt':
+        this.variableSet(body);
+        this.otherStatement(type, body, ctx);
+        break;
+      case 'DefineStmt':
+        // CREATE AGGREGATE … (sfunc = set_config, initcond = 'role'): calls set_config by name
+        if (mentionsSetConfig(body.definition)) this.settingChanges.push({ via: 'aggregate' });
         this.otherStatement(type, body, ctx);
         break;
       default:
@@ -368,6 +400,7 @@ export class StatementCollector {
     if (parts.length === 0) return;
     this.functions.add(parts.join('.'));
     const last = parts[parts.length - 1] ?? '';
+    if (last === SET_CONFIG) this.setConfig(body);
     if (DYNAMIC_SQL_FUNCTIONS.has(last)) {
       this.uncertain(`${last} runs SQL (or reads a table) named in a string that cannot be analysed`);
     }
@@ -482,6 +515,9 @@ export class StatementCollector {
     const targetEntries: ScopeEntry[] = [];
     if (target) {
       this.addRelation(target, ctx.executing ? 'write' : 'read');
+      // pg_settings' update rule calls set_config with the row's name: any setting at all
+      if (ctx.executing && target.name.toLowerCase() === 'pg_settings')
+        this.settingChanges.push({ via: 'pg_settings' });
       targetEntries.push({ name: aliasOf(body.relation as Body) ?? target.name, relation: target });
       // ON CONFLICT's `excluded`, RETURNING's `old` / `new`: the target's rows
       for (const pseudo of ['excluded', 'old', 'new']) targetEntries.push({ name: pseudo, relation: target });
@@ -601,9 +637,52 @@ export class StatementCollector {
     for (const r of facts.relations) this.addRelation(r, r.access);
     for (const c of facts.columns) this.addColumnFact(c);
     for (const f of facts.functions) this.functions.add(f);
+    this.settingChanges.push(...facts.settingChanges);
     for (const u of facts.uncertainties) this.uncertain(u);
     this.noWhere ||= facts.noWhere;
     this.dataModifyingCte ||= facts.dataModifyingCte;
+  }
+
+  // ── settings ────────────────────────────────────────────────────────────────────────────────────
+
+  /** SET, RESET, SET NAMES, SET ROLE, …, at the top or as a function's, role's, database's or system's clause */
+  private variableSet(body: Body): void {
+    if (body.kind === 'VAR_SET_MULTI') {
+      // SET TRANSACTION … / SET SESSION CHARACTERISTICS AS TRANSACTION …: transaction_* settings
+      for (const item of list(body.args)) {
+        const name = unwrap(item)?.[1].defname;
+        if (typeof name === 'string') this.settingChanges.push({ name: name.toLowerCase(), via: 'set' });
+      }
+      return;
+    }
+    const name =
+      body.kind === 'VAR_RESET_ALL'
+        ? 'all'
+        : typeof body.name === 'string'
+          ? body.name.toLowerCase()
+          : undefined;
+    const sessionValue =
+      body === this.root &&
+      body.kind === 'VAR_SET_VALUE' &&
+      list(body.args).every((arg) => unwrap(arg)?.[0] === 'A_Const');
+    this.settingChanges.push({
+      ...(name !== undefined && { name }),
+      via: 'set',
+      ...(sessionValue && { sessionValue: true as const }),
+    });
+  }
+
+  /** set_config(name, value, is_local): the name counts only when it is a plain string constant */
+  private setConfig(body: Body): void {
+    const args = list(body.args);
+    const first = unwrap(args[0]);
+    const named = args.some((arg) => unwrap(arg)?.[0] === 'NamedArgExpr');
+    const sval = !named && first?.[0] === 'A_Const' ? (first[1].sval as Body | undefined)?.sval : undefined;
+    const constant = typeof sval === 'string' ? sval : undefined;
+    this.settingChanges.push({
+      ...(constant !== undefined && { name: constant.trim().toLowerCase() }),
+      via: 'set_config',
+    });
   }
 
   private dropStmt(body: Body, ctx: Ctx): void {

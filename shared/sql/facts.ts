@@ -164,6 +164,25 @@ export interface CopyFacts {
   stdio: boolean;
 }
 
+/**
+ * A server setting (GUC) the statement changes now or stores for later. Read from the parse tree's
+ * structure only: the value is never part of the analysis (analyses are shared by statements that
+ * differ only in their literals), so a check that needs it reads the exact text (gateway-refusals.ts).
+ */
+export interface SettingChange {
+  /** the setting's name, lower-cased ('all' for RESET ALL); absent when no constant names it */
+  name?: string;
+  /**
+   * set: SET / RESET / SET NAMES / SET ROLE … in this session, or a SET clause of a function, role,
+   * database or ALTER SYSTEM; set_config: a call of set_config(); pg_settings: a write to pg_settings
+   * (its rule calls set_config); aggregate: an aggregate whose support function is set_config;
+   * unknown: part of the statement could not be analysed (nested too deeply), so it may change any
+   */
+  via: 'set' | 'set_config' | 'pg_settings' | 'aggregate' | 'unknown';
+  /** a top-level `SET [SESSION | LOCAL] name = <constants>` of this session (not RESET, DEFAULT, a clause) */
+  sessionValue?: true;
+}
+
 export interface StatementFacts {
   /** the statement's own kind (EXPLAIN ANALYZE DELETE is 'explain') */
   kind: StatementKind;
@@ -195,6 +214,8 @@ export interface StatementFacts {
   explain?: { analyze: boolean };
   /** SET / RESET / SHOW / ALTER SYSTEM: the parameter's name, lower-cased ('all' for RESET ALL) */
   setting?: string;
+  /** every setting the statement changes or stores, wherever in the statement (empty: none) */
+  settingChanges: SettingChange[];
   /** false when the analysis could not fully classify the statement: treat it as the most dangerous kind */
   confident: boolean;
   /** why it is not confident */
