@@ -44,3 +44,17 @@ export function parseTarget(body: Buffer): { kind: 'S' | 'P'; name: string } {
 export function parsePassword(body: Buffer): string {
   return cstringAt(body, 0, 'password').value;
 }
+
+/** Parse: the parameter type OIDs it declares (0 = left to the server), after name and text. */
+export function parseParamTypes(body: Buffer): number[] {
+  const name = cstringAt(body, 0, 'Parse statement name');
+  const text = cstringAt(body, name.next, 'Parse query text');
+  let at = text.next;
+  if (at + 2 > body.length) throw new ProtocolViolation('Parse is too short');
+  const count = body.readInt16BE(at);
+  at += 2;
+  if (count < 0 || at + 4 * count > body.length) throw new ProtocolViolation('Parse is too short');
+  const types: number[] = new Array(count);
+  for (let i = 0; i < count; i++) types[i] = body.readUInt32BE(at + 4 * i);
+  return types;
+}

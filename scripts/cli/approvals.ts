@@ -4,6 +4,7 @@
  * OIDC token comes from PGWARDEN_TOKEN; the API from PGWARDEN_API_URL (local default :8787).
  */
 import { parseArgs } from 'node:util';
+import { paramLines } from '../../shared/approvals/params.ts';
 import type { ApprovalListResponse, ApprovalResponse, ApprovalView } from '../../shared/approvals.ts';
 import { type ApiRequest, CliFailure, callApi, jsonBody } from './api-client.ts';
 import type { CliCommand, CliIo } from './command.ts';
@@ -79,6 +80,12 @@ function describe(a: ApprovalView): string {
     `  rule     ${a.ruleId}: ${a.reason}`,
     `  approver ${a.approvers.join(' or ')}; can be decided until ${a.expiresAt}`,
     `  ${text.replace(/\n/g, '\n  ')}`,
+    ...(a.params && a.params.count > 0
+      ? [
+          '  with (runs once with exactly these values):',
+          ...paramLines(a.params).map((line) => `    ${line}`),
+        ]
+      : []),
   ].join('\n');
 }
 
