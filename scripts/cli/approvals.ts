@@ -53,7 +53,7 @@ async function list(io: CliIo): Promise<number> {
     io.out('no statements are waiting for approval\n');
     return 0;
   }
-  for (const approval of approvals) io.out(`${describe(approval)}\n\n`);
+  for (const approval of approvals) io.out(`${printable(describe(approval))}\n\n`);
   io.out(
     `approve:  npm run -s pgwarden -- approvals approve ID\ndeny:     npm run -s pgwarden -- approvals deny ID --reason "..."\n`,
   );
@@ -87,6 +87,17 @@ function describe(a: ApprovalView): string {
         ]
       : []),
   ].join('\n');
+}
+
+/**
+ * The requester chose the statement and its values: control characters (an escape sequence could
+ * rewrite what the reviewer's terminal shows) are printed as escapes, line breaks and tabs kept.
+ */
+export function printable(text: string): string {
+  return text.replace(
+    /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
 }
 
 function call<T>(io: CliIo, request: ApiRequest): Promise<T> {
