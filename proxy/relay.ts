@@ -418,7 +418,8 @@ export class Relay {
     let answer: Decision | Promise<Decision>;
     try {
       answer = this.o.controlPlane.decide(request);
-      const gate = gated ? this.o.gate : undefined;
+      // the server skips everything up to Sync after an error: nothing to hold (or approve) for it
+      const gate = gated && !this.upstreamSkipping ? this.o.gate : undefined;
       if (gate) {
         answer = isPromise(answer)
           ? answer.then((decision) => gate.admit(request, decision, this.heldClient))

@@ -139,7 +139,6 @@ function detect(shown: ApprovalParam, raw: RawParam, masking: ParamMasking): App
 }
 
 const TYPE_NAMES = new Map<number, string>(Object.entries(TYPE_OIDS).map(([name, oid]) => [oid, name]));
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function textual(raw: RawParam): boolean {
   return raw.format === 0 || TEXT_TYPES.has(raw.type);
@@ -162,13 +161,18 @@ export function renderParam(raw: RawParam): ApprovalParam {
   const base = { format, ...(typeName && { type: typeName }) } as const;
   if (raw.bytes === null) return { ...base, value: null };
   const full = raw.format === 1 ? binaryText(raw.type, raw.bytes) : (decodeUtf8(raw.bytes) ?? hex(raw.bytes));
-  if (full.length <= MAX_PARAM_CHARS) return { ...base, value: full };
-  return { ...base, value: full.slice(0, MAX_PARAM_CHARS), truncated: true };
+  const cut = full.length > MAX_PARAM_CHARS || raw.bytes.length > PREFIX_BYTES;
+  return cut ? { ...base, value: full.slice(0, MAX_PARAM_CHARS), truncated: true } : { ...base, value: full };
 }
 
+/** Only what can be shown is decoded: a value may be as large as a message. */
+const PREFIX_BYTES = MAX_PARAM_CHARS * 4;
+
 function decodeUtf8(bytes: Uint8Array): string | undefined {
+  const prefix = bytes.subarray(0, PREFIX_BYTES);
   try {
-    return utf8.decode(bytes);
+    // a fresh decoder: streaming keeps a character cut at the prefix's end from counting as invalid
+    return new TextDecoder('utf-8', { fatal: true }).decode(prefix, { stream: prefix.length < bytes.length });
   } catch {
     return undefined;
   }

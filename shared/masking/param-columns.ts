@@ -11,7 +11,9 @@
  * - MERGE: any column of the target table;
  * - inside an expression (comparison, function call, CASE, subquery, …): every column referenced
  *   anywhere in the outermost expression around it, whatever table qualifies it (a qualifier is an
- *   alias the text alone cannot always resolve, so the column may belong to any table).
+ *   alias the text alone cannot always resolve, so the column may belong to any table);
+ * - an output of a subquery, CTE or VALUES list in FROM (`… SET ssn = v.x FROM (VALUES ($1)) v(x)`):
+ *   any column at all, since the text alone cannot follow where a derived column goes.
  * A parameter used nowhere near a column (`SELECT pg_terminate_backend($1)`, `LIMIT $1`) gets none.
  * undefined: the parser rejected the text, so nothing is known.
  */
@@ -52,7 +54,11 @@ export function paramColumns(text: string): Map<number, ParamColumn[]> | undefin
   const parsed = parseSql(text);
   if (!parsed.ok) return undefined;
   const walker = new ParamWalker();
-  for (const raw of list(parsed.tree.stmts)) walker.visit((raw as Body).stmt, []);
+  for (const raw of list(parsed.tree.stmts)) {
+    const [kind, body] = unwrap((raw as Body).stmt) ?? ['', {}];
+    // a statement's own select list goes to the client; a nested one's may go anywhere
+    walker.visit(kind === 'SelectStmt' ? body : (raw as Body).stmt, []);
+  }
   return walker.byParam;
 }
 
@@ -70,9 +76,18 @@ class ParamWalker {
       else if (key === 'InsertStmt') this.insert(value as Body, near);
       else if (key === 'UpdateStmt') this.update(value as Body, near);
       else if (key === 'MergeStmt') this.visit(value, [...near, anyColumnOf((value as Body).relation)]);
+      else if (key === 'SelectStmt') this.derived(value as Body, near);
       else if (EXPRESSIONS.has(key)) this.visit(value, [...near, ...columnsIn(value)]);
       else this.visit(value, near);
     }
+  }
+
+  /** A nested SELECT or VALUES: its outputs may be stored in, or compared with, any column. */
+  private derived(select: Body, near: readonly ParamColumn[]): void {
+    const { targetList, valuesLists, ...rest } = select;
+    this.visit(rest, near);
+    this.visit(targetList, [...near, ANY_COLUMN]);
+    this.visit(valuesLists, [...near, ANY_COLUMN]);
   }
 
   private note(number: unknown, near: readonly ParamColumn[]): void {
@@ -136,6 +151,8 @@ class ParamWalker {
     }
   }
 }
+
+const ANY_COLUMN: ParamColumn = { name: '*', opaque: true };
 
 function column(name: unknown, relation: RelationName | undefined): ParamColumn {
   return typeof name === 'string' ? { name, ...(relation && { relation }) } : { name: '*', opaque: true };

@@ -104,6 +104,15 @@ export const APPROVAL_BYPASS_CORPUS: WireScenario[] = [
     counter: 0,
   },
   {
+    name: 'a Query the server will skip (an error before it, no Sync yet) asks no approval and runs nothing',
+    steps: (t) => [
+      { send: [E('ghost'), H], messages: 1, expect: ['E:34000'] },
+      { send: [Q(bump(t))], messages: 0, expect: [] },
+      { send: [S], expect: ['Z:I'] },
+    ],
+    counter: 0,
+  },
+  {
     name: 'the unnamed portal is gone with the implicit transaction of its pipeline',
     steps: () => [
       { send: [P('select 1'), B(), S], expect: ['1', '2', 'Z:I'] },

@@ -74,6 +74,9 @@ describe('renderParam', () => {
     const long = renderParam(text('x'.repeat(1000)));
     expect(long).toMatchObject({ truncated: true });
     expect(long.value).toHaveLength(MAX_PARAM_CHARS);
+    // a large value is not decoded whole; a character cut at the end of what is read is no error
+    const big = renderParam(text(`${'é'.repeat(MAX_PARAM_CHARS * 2)}x`.repeat(1000)));
+    expect(big).toMatchObject({ format: 'text', truncated: true, value: 'é'.repeat(MAX_PARAM_CHARS) });
   });
 });
 

@@ -64,6 +64,18 @@ describe('paramColumns', () => {
     );
   });
 
+  it('an output of a subquery, CTE or VALUES list may land in any column', () => {
+    expect(
+      near('update customers set ssn = v.x from (values ($1)) v(x) where customers.id = v.y')[1],
+    ).toContain('*');
+    expect(near('with v as (select $1 as x) insert into customers (ssn) select x from v')[1]).toContain('*');
+    expect(near('delete from orders using (select $1::int as id) s where orders.id = s.id')[1]).toContain(
+      '*',
+    );
+    // the statement's own select list goes back to the client
+    expect(near('select $1, $2 union select $3, $4')).toEqual({ 1: [], 2: [], 3: [], 4: [] });
+  });
+
   it('no column near it: a function argument of its own, a LIMIT', () => {
     expect(near('select pg_terminate_backend($1) limit $2')).toEqual({ 1: [], 2: [] });
   });
