@@ -653,9 +653,11 @@ export class Relay {
   /**
    * A Bind of a statement that needs approval is held here, where the values it binds are known:
    * the approval request shows them and is bound to their exact bytes, and on approval the portal
-   * is created for one execution. Nothing of the statement exists on the server before (its Parse
-   * is kept back too), so no other way of running a portal (SQL FETCH or MOVE of its name, a
-   * function fetching from it) can run it unapproved.
+   * is created for one execution. Held at the Bind, not at the Execute, because a portal that
+   * exists on the server can be run by other means than Execute (SQL FETCH or MOVE of its name, a
+   * function fetching from a cursor of that name): before the approval it does not exist. A Parse
+   * sent in the same pipeline is kept back too, so no lock on its tables is held while a reviewer
+   * decides.
    */
   private holdBind(
     frame: Frame,
@@ -1040,8 +1042,12 @@ export class Relay {
           if (head?.kind === 'query') this.finishRun(head.run);
           else if (head?.kind !== 'sync') this.desync('ReadyForQuery', head);
           // out of any transaction: the portals bound before this Sync or Query are gone
-          if (this.txStatus === 'I' && this.portals.size > 0 && head)
-            dropEndedPortals(this.portals, (head as { epoch: number }).epoch);
+          if (
+            this.txStatus === 'I' &&
+            this.portals.size > 0 &&
+            (head?.kind === 'query' || head?.kind === 'sync')
+          )
+            dropEndedPortals(this.portals, head.epoch);
           break;
         }
       case 0x43 /* C CommandComplete */:
