@@ -248,6 +248,16 @@ export const APPROVAL_BYPASS_CORPUS: WireScenario[] = [
     asked: 3,
   },
   {
+    // the harmless direction: the proxy still knows the name, the server refuses it
+    name: 'DEALLOCATE ALL: a Bind of a Parse’s name reaches the server, which has no such statement',
+    steps: () => [
+      { send: [P('select 1', 'p'), S], expect: ['1', 'Z:I'] },
+      { send: [Q('deallocate all')], expect: ['C:DEALLOCATE ALL', 'Z:I'] },
+      { send: [B('p'), E(), S], expect: ['E:26000', 'Z:I'] },
+    ],
+    counter: 0,
+  },
+  {
     name: 'SQL CLOSE of a protocol portal, then DECLARE under its name: the proxy forgot the portal',
     steps: (t) => [
       { send: [Q('begin')], expect: ['C:BEGIN', 'Z:T'] },
@@ -362,6 +372,18 @@ export const APPROVAL_BYPASS_CORPUS: WireScenario[] = [
     ],
     counter: 1,
     asked: 2,
+  },
+  {
+    name: 'a portal named like an approved one: gone with its transaction, a new one of that name runs what it is bound to',
+    answers: ['approve'],
+    steps: (t) => [
+      { send: [P(bump(t)), B('', 'p'), E('p'), S], expect: ['1', '2', 'C:UPDATE 3', 'Z:I'] },
+      { send: [E('p'), S], expect: ['E:34000', 'Z:I'] },
+      { send: [P('select 1', 'x'), B('x', 'p'), E('p'), S], expect: ['1', '2', 'D', 'C:SELECT 1', 'Z:I'] },
+      { send: [E('p'), S], expect: ['E:34000', 'Z:I'] },
+    ],
+    counter: 1,
+    asked: 1,
   },
   {
     name: 'a closed approved portal cannot be run again',
