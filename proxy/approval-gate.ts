@@ -7,6 +7,8 @@
  * timed out, expired → a deny decision whose reason the client sees (SQLSTATE 42501). Anything the
  * gate cannot confirm fails closed: no answer from the API → deny with rule `no-decision` (58000).
  */
+
+import type { ApprovalParams } from '../shared/approvals/params.ts';
 import {
   type ApprovalsPort,
   type ApprovalView,
@@ -78,6 +80,7 @@ export function createApprovalGate(options: ApprovalGateOptions): StatementGate 
     request: DecisionRequest,
     decision: Decision,
     client: ClosableClient,
+    params: ApprovalParams | undefined,
   ): Promise<Decision> {
     const signal = client.signal;
     const rule = {
@@ -109,7 +112,11 @@ export function createApprovalGate(options: ApprovalGateOptions): StatementGate 
       approval = await options.client.request(
         {
           session: request.session,
-          statement: { text: request.statement.text, protocol: request.statement.protocol },
+          statement: {
+            text: request.statement.text,
+            protocol: request.statement.protocol,
+            ...(params && { params }),
+          },
           decision: { ...decision, approval: rule },
         },
         signal,
@@ -168,9 +175,9 @@ export function createApprovalGate(options: ApprovalGateOptions): StatementGate 
   }
 
   return {
-    admit(request, decision, client) {
+    admit(request, decision, client, params) {
       if (decision.action !== 'require_approval') return decision;
-      return hold(request, decision, client);
+      return hold(request, decision, client, params);
     },
   };
 }
@@ -195,11 +202,13 @@ function outcome(
   }
 }
 
+/** The one execution the approval released: its records carry the approval's id. */
 function released(decision: Decision, approval: ApprovalView): Decision {
   return {
     ...decision,
     action: 'allow',
     reason: `approved by ${approval.decidedBy ?? 'a reviewer'} (approval ${approval.id})`,
+    approvalId: approval.id,
   };
 }
 

@@ -1,9 +1,10 @@
 /**
  * Tells the approvals API how a released statement ended ("executed: DELETE 3" in Slack). The gate
  * only knows that it let the statement go; its result reaches the audit trail later as a statement
- * event. So the gate notes each release (session + exact text → approval id) and the control
- * plane's ingest is watched for the matching statement event, which is then reported. Best effort
- * and off the statement path: a report that fails is logged, never retried into the session.
+ * event, which carries the approval's id. So the gate notes each release and the control plane's
+ * ingest is watched for the first completed statement event of that approval (a portal resumed
+ * after PortalSuspended has more), which is then reported. Best effort and off the statement
+ * path: a report that fails is logged, never retried into the session.
  */
 import type { ApprovalsPort, ApprovalView } from '../shared/approvals.ts';
 import type { ControlPlane, DecisionRequest } from '../shared/control-plane.ts';
@@ -14,9 +15,8 @@ import { type Logger, silentLogger } from '../shared/logger.ts';
 const MAX_PENDING = 10_000;
 
 export class ApprovedRunReporter {
-  /** `${sessionId}\0${text}` → approval ids in release order */
-  private readonly pending = new Map<string, string[]>();
-  private size = 0;
+  /** approvals released whose statement has not been seen completed yet */
+  private readonly pending = new Set<string>();
 
   constructor(
     private readonly port: Pick<ApprovalsPort, 'reportExecution'>,
@@ -24,16 +24,9 @@ export class ApprovedRunReporter {
   ) {}
 
   /** For the gate's `onRelease`. */
-  readonly released = (request: DecisionRequest, approval: ApprovalView): void => {
-    if (this.size >= MAX_PENDING) {
-      this.pending.clear();
-      this.size = 0;
-    }
-    const key = keyOf(request.session.sessionId, request.statement.text);
-    const ids = this.pending.get(key);
-    if (ids) ids.push(approval.id);
-    else this.pending.set(key, [approval.id]);
-    this.size++;
+  readonly released = (_request: DecisionRequest, approval: ApprovalView): void => {
+    if (this.pending.size >= MAX_PENDING) this.pending.clear();
+    this.pending.add(approval.id);
   };
 
   /** The control plane with ingest watched for released statements' events. */
@@ -46,13 +39,13 @@ export class ApprovedRunReporter {
       }),
       ingest: async (events) => {
         await controlPlane.ingest(events);
-        if (this.size > 0) this.reportFrom(events);
+        if (this.pending.size > 0) this.reportFrom(events);
       },
       ...(controlPlane.ingestSerialized && {
         ingestSerialized: async (events: readonly SerializedAuditEvent[]) => {
           await controlPlane.ingestSerialized!(events);
           // parsed only while a released statement awaits its result
-          if (this.size > 0)
+          if (this.pending.size > 0)
             this.reportFrom(
               events.filter((e) => e.type === 'statement').map((e) => JSON.parse(e.line) as AuditEvent),
             );
@@ -65,8 +58,8 @@ export class ApprovedRunReporter {
     for (const event of events) {
       // the record of intent comes first (outcome 'pending'); the result is in the final record
       if (event.type !== 'statement' || event.decision !== 'allow' || event.outcome === 'pending') continue;
-      const id = this.take(keyOf(event.sessionId, event.text));
-      if (id === undefined) continue;
+      const id = event.approvalId;
+      if (id === undefined || !this.pending.delete(id)) continue;
       this.port.reportExecution(id, report(event)).catch((error: unknown) => {
         this.logger.warn('could not report an approved statement’s result', {
           approvalId: id,
@@ -75,19 +68,6 @@ export class ApprovedRunReporter {
       });
     }
   }
-
-  private take(key: string): string | undefined {
-    const ids = this.pending.get(key);
-    if (!ids) return undefined;
-    const id = ids.shift();
-    if (ids.length === 0) this.pending.delete(key);
-    this.size--;
-    return id;
-  }
-}
-
-function keyOf(sessionId: string, text: string): string {
-  return `${sessionId}\u0000${text}`;
 }
 
 function report(event: StatementEvent) {

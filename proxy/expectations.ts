@@ -5,6 +5,7 @@
  * the client sees every reply in the order it sent the messages.
  */
 import type { BoundPortal } from './masking/session-masking.ts';
+import type { Portal, PreparedStatement } from './session-objects.ts';
 import type { StatementRun } from './statement-run.ts';
 
 /** What a Describe describes, when masking needs to remember its RowDescription. */
@@ -16,15 +17,17 @@ export type DescribeTarget = { statement: object } | { portal: BoundPortal };
  * error; the server's ErrorResponse is then swapped for the proxy's own.
  */
 export type Expectation =
-  | { kind: 'query'; run: StatementRun; substitute?: Buffer }
+  /** `epoch`: the relay's epoch this Query began (session-objects.ts) */
+  | { kind: 'query'; run: StatementRun; epoch: number; substitute?: Buffer }
   /** `portal`: set while masking is active, so its rows are masked by what Bind and Describe said */
   | { kind: 'execute'; run: StatementRun; portal?: BoundPortal }
-  | { kind: 'parse'; substitute?: Buffer }
-  | { kind: 'bind'; substitute?: Buffer }
+  /** `statement` / `portal`: the record the server's reply confirms (or, on an error, removes) */
+  | { kind: 'parse'; substitute?: Buffer; statement?: PreparedStatement }
+  | { kind: 'bind'; substitute?: Buffer; portal?: Portal; name?: string }
   /** `swallow`: the proxy sent this Describe itself (masking), so its reply is not forwarded */
   | { kind: 'describe'; target?: DescribeTarget; swallow?: boolean }
   | { kind: 'close' }
-  | { kind: 'sync' }
+  | { kind: 'sync'; epoch: number }
   /** one reply to the proxy's own check of the pins inside a pipeline (pipeline-guard.ts): dropped */
   | { kind: 'pin_check' }
   /** bytes the proxy answers itself; `endsCycle` marks a reply that ends with ReadyForQuery */
@@ -63,8 +66,18 @@ export class ExpectationQueue {
   hasSubstitute(): boolean {
     for (let i = this.head; i < this.items.length; i++) {
       const item = this.items[i]!;
-      if ((item.kind === 'query' || item.kind === 'parse') && item.substitute) return true;
+      if ((item.kind === 'query' || item.kind === 'parse' || item.kind === 'bind') && item.substitute)
+        return true;
       if (item.kind === 'pin_check') return true;
+    }
+    return false;
+  }
+
+  /** Whether a statement is in flight on the server (something a cancel could stop). */
+  hasRunning(): boolean {
+    for (let i = this.head; i < this.items.length; i++) {
+      const kind = this.items[i]!.kind;
+      if (kind === 'query' || kind === 'execute') return true;
     }
     return false;
   }

@@ -11,14 +11,17 @@
  * read); a result with columns to mask or scan has its DataRows collected one at a time, held back
  * while incomplete, and rewritten; every other row still goes out inside the chunk it came in.
  */
+
+import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import { serialize } from 'pg-protocol';
 import type { ControlPlane, Decision, DecisionRequest, SessionContext } from '../shared/control-plane.ts';
 import type { AuditEvent, SessionEndReason } from '../shared/events.ts';
 import type { Logger } from '../shared/logger.ts';
+import { heldBindParams } from './approval-params.ts';
 import { endsWithAdminTermination } from './audit-end-reason.ts';
-import { type AuditParamsMode, type CapturedParams, captureBindParams } from './audit-params.ts';
+import { type AuditParamsMode, captureBindParams } from './audit-params.ts';
 import type { SpoolRecord } from './audit-record.ts';
 import { AuditUnavailable } from './audit-unavailable.ts';
 import { type DescribeTarget, type Expectation, ExpectationQueue } from './expectations.ts';
@@ -30,6 +33,15 @@ import { defaultLimits, type ProxyLimits } from './options.ts';
 import { OutputBatcher } from './output-batcher.ts';
 import { PipelineGuard } from './pipeline-guard.ts';
 import { PreparedMemory } from './prepared-memory.ts';
+import {
+  dropEndedPortals,
+  type Portal,
+  type PreparedStatement,
+  type Settling,
+  settle,
+  sqlPrepared,
+  whenSettled,
+} from './session-objects.ts';
 import { pinBreach } from './session-pins.ts';
 import type { HeldClient, StatementGate } from './statement-gate.ts';
 import { type RunIdentity, StatementRun } from './statement-run.ts';
@@ -44,15 +56,15 @@ import {
 } from './wire/backend-writer.ts';
 import { StatementTextRefused } from './wire/client-text.ts';
 import { type Frame, FrameReader } from './wire/frame-reader.ts';
-import { parseBind, parseExecute, parseParse, parseQuery, parseTarget } from './wire/frontend-fields.ts';
+import {
+  parseBind,
+  parseExecute,
+  parseParamTypes,
+  parseParse,
+  parseQuery,
+  parseTarget,
+} from './wire/frontend-fields.ts';
 import { ProtocolViolation } from './wire/protocol-violation.ts';
-
-/** A prepared statement the proxy let through, and what a portal bound to it runs. */
-interface PreparedStatement {
-  text: string;
-  decision: Decision;
-  statement: string;
-}
 
 export interface AuditSink {
   record(event: AuditEvent): void;
@@ -108,6 +120,9 @@ const F_COPY_DONE = 0x63; // c
 const F_COPY_FAIL = 0x66; // f
 const F_FUNCTION_CALL = 0x46; // F
 
+/** Sent upstream while the relay waits for a reply the server would otherwise keep buffered. */
+const FLUSH = Buffer.from([F_FLUSH, 0, 0, 0, 4]);
+
 /** A backend message header: type byte and length (which counts itself). */
 function messageHeader(type: number, bodyLength: number): Buffer {
   const header = Buffer.allocUnsafe(5);
@@ -148,8 +163,13 @@ export class Relay {
   private readonly toUpstream: OutputBatcher;
   private readonly scanner: BackendScanner;
   private readonly expected = new ExpectationQueue();
+  /** the session's prepared statements and portals as the server holds them (session-objects.ts) */
   private readonly statements = new Map<string, PreparedStatement>();
-  private readonly portals = new Map<string, PreparedStatement>();
+  private readonly portals = new Map<string, Portal>();
+  /** counts the Syncs and Queries forwarded: replies to messages before the last one may be awaited */
+  private epoch = 0;
+  /** a Parse kept back until its Bind is decided (a statement that needs approval) */
+  private deferredParse: PreparedStatement | undefined;
   /** for SQL EXECUTE in later messages: what each prepared-statement name may run */
   private readonly prepared = new PreparedMemory();
   private txStatus: TransactionStatus = 'I';
@@ -168,8 +188,6 @@ export class Relay {
   private refusalsInFlight = false;
   private seq = 0;
   private ended = false;
-  /** Bind parameters per portal, as the audit records them */
-  private readonly portalParams = new Map<string, CapturedParams>();
   private readonly paramsMode: AuditParamsMode;
   private readonly identity: RunIdentity;
   /** bytes written to the client, and where the last statement's reply ended in that stream */
@@ -179,6 +197,8 @@ export class Relay {
   private lastClientWrite: Buffer | undefined;
   /** CancelRequests that reached this session */
   private cancels = 0;
+  /** the masking key when the session has no masking (approval values' detectors) */
+  private ownKey: Uint8Array | undefined;
   /** the statement being held, once a gate asked for its signal (an approval hold) */
   private holding: AbortController | undefined;
   private readonly heldClient: HeldClient = (() => {
@@ -300,6 +320,8 @@ export class Relay {
       return this.whenDrained().then(() => promiseOrUndefined(this.handleClientFrame(frame)));
     if (guarded === 'check') this.checkPins();
     const type = frame.type;
+    // a Parse kept back goes first, unless this is the Bind that decides it
+    if (this.deferredParse !== undefined && !this.bindsDeferred(frame)) this.sendDeferredParse();
     switch (type) {
       case F_QUERY: {
         const text = this.statementText(() => parseQuery(frame.body, this.maxStatementBytes));
@@ -313,63 +335,66 @@ export class Relay {
         const parsed = this.statementText(() => parseParse(frame.body, this.maxStatementBytes));
         if (parsed === undefined) return undefined;
         const { name, text } = parsed;
+        // Not held here: a statement that needs approval is held at its Bind, with its values.
         return this.decideThen(
           {
             session: this.o.session,
             statement: { text, protocol: 'extended', preparedName: name, prepared: this.prepared.view },
           },
           (decision) => this.parse(frame, name, text, decision),
+          false,
         );
       }
       case F_BIND: {
-        const { portal, statement } = parseBind(frame.body);
-        const prepared = this.statements.get(statement);
-        // A name pgwarden did not let through at Parse (SQL PREPARE, a Close the server skipped):
-        // decided as SQL `EXECUTE name` would be, through what the session prepared under it.
-        if (!prepared && statement !== '') return this.bindUnparsed(frame, portal, statement);
+        const { portal, statement: name } = parseBind(frame.body);
+        const prepared = this.statements.get(name);
+        if (!prepared) {
+          this.refuseUnknown(frame, 'statement', name, portal);
+          return undefined;
+        }
+        if (this.awaitsServer(prepared)) return this.afterServer(prepared, frame);
+        // SQL PREPARE: decided as SQL `EXECUTE name` would be, through what prepared the name.
+        if (prepared.sql) return this.bindUnparsed(frame, portal, prepared);
         // Parsed under a policy that has since been replaced (hot reload): decided again first.
         const current = this.o.controlPlane.currentPolicyVersion?.();
-        if (prepared && current !== undefined && prepared.decision.policyVersion !== current)
-          return this.bindRedecided(frame, portal, statement, prepared);
-        this.bind(frame, portal, prepared);
-        return undefined;
+        if (current !== undefined && prepared.decision.policyVersion !== current)
+          return this.bindRedecided(frame, portal, name, prepared);
+        return this.bindDecided(frame, portal, prepared, prepared.decision);
       }
       case F_EXECUTE: {
-        const { portal } = parseExecute(frame.body);
-        const bound = this.portals.get(portal);
-        const run = bound
-          ? new StatementRun(bound.text, 'extended', bound.decision, bound.statement)
-          : new StatementRun(`<portal "${portal}" unknown to pgwarden>`, 'extended', {
-              action: 'allow',
-              ruleId: 'unknown-portal',
-              policyVersion: '',
-            });
-        run.portalName = portal;
-        run.params = this.portalParams.get(portal);
-        return this.beginThen(
-          run,
-          () => this.forward(frame, { kind: 'execute', run, portal: this.maskedPortal(portal) }),
-          (fields) => this.refuseExecute(run, fields),
-        );
+        const { portal: name } = parseExecute(frame.body);
+        const portal = this.portals.get(name);
+        if (!portal) {
+          this.refuseUnknown(frame, 'portal', name);
+          return undefined;
+        }
+        if (this.awaitsServer(portal)) return this.afterServer(portal, frame);
+        return this.execute(frame, name, portal);
       }
       case F_DESCRIBE: {
         const target = parseTarget(frame.body);
+        const known = target.kind === 'S' ? this.statements.get(target.name) : this.portals.get(target.name);
+        if (!known) {
+          this.refuseUnknown(frame, target.kind === 'S' ? 'statement' : 'portal', target.name);
+          return undefined;
+        }
+        if (this.awaitsServer(known)) return this.afterServer(known, frame);
         this.forward(frame, { kind: 'describe', target: this.describeTarget(target.kind, target.name) });
         return undefined;
       }
       case F_CLOSE: {
+        // Closing what does not exist is no error in PostgreSQL, and only ever removes: passed on.
         const target = parseTarget(frame.body);
         if (target.kind === 'S') this.statements.delete(target.name);
         else {
           this.portals.delete(target.name);
-          this.portalParams.delete(target.name);
           this.o.masking?.portals.delete(target.name);
         }
         this.forward(frame, { kind: 'close' });
         return undefined;
       }
       case F_SYNC:
-        this.forward(frame, { kind: 'sync' });
+        this.forward(frame, { kind: 'sync', epoch: ++this.epoch });
         this.upstreamSkipping = false;
         return undefined;
       case F_TERMINATE:
@@ -444,15 +469,21 @@ export class Relay {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
-  /** Runs `then` with the decision, synchronously when the control plane answers synchronously. */
+  /**
+   * Runs `then` with the decision, synchronously when the control plane answers synchronously.
+   * `gated`: the gate (approval holds) sees it first; not for Parse and Bind, whose
+   * require_approval is held at the Bind with the values it binds (holdBind).
+   */
   private decideThen(
     request: DecisionRequest,
     then: (decision: Decision) => Promise<void> | undefined | void,
+    gated = true,
   ): Promise<void> | undefined {
     let answer: Decision | Promise<Decision>;
     try {
       answer = this.o.controlPlane.decide(request);
-      const gate = this.o.gate;
+      // the server skips everything up to Sync after an error: nothing to hold (or approve) for it
+      const gate = gated && !this.upstreamSkipping ? this.o.gate : undefined;
       if (gate) {
         answer = isPromise(answer)
           ? answer.then((decision) => gate.admit(request, decision, this.heldClient))
@@ -495,7 +526,10 @@ export class Relay {
       if (decision.prepares) for (const p of decision.prepares) this.prepared.remember(p, text);
       return this.beginThen(
         run,
-        () => this.forward(frame, { kind: 'query', run }),
+        () => {
+          this.sqlChangesNames(decision, text);
+          this.forward(frame, { kind: 'query', run, epoch: this.queryEpoch() });
+        },
         (fields) => this.refuseQuery(run, fields),
       );
     }
@@ -509,22 +543,50 @@ export class Relay {
     this.forwardBytes(serialize.query(REFUSED_SQL), {
       kind: 'query',
       run,
+      epoch: this.queryEpoch(),
       substitute: errorResponse(fields),
     });
   }
 
   /**
-   * Sent upstream instead of the client's Execute: a Parse that fails, so the server skips the rest
-   * of the pipeline up to Sync exactly as after any error (like a refused Parse, it replaces the
-   * unnamed prepared statement).
+   * A Query message begins: the server drops the unnamed statement and portal first (simple Query
+   * uses them), and ends the extended protocol's implicit transaction.
    */
+  private queryEpoch(): number {
+    if (this.statements.size > 0) this.statements.delete('');
+    if (this.portals.size > 0) this.portals.delete('');
+    return ++this.epoch;
+  }
+
+  /**
+   * What SQL run by an allowed statement changes among the names the proxy tracks: a PREPARE
+   * (re)defines a statement name, to be decided at Bind through every text that prepared it; CLOSE
+   * and DISCARD drop portals, after which DECLARE may reuse a name with other SQL. The proxy
+   * forgets before the server does, so it can only refuse more, never run what it did not decide.
+   */
+  private sqlChangesNames(decision: Decision, text: string): void {
+    if (decision.prepares)
+      for (const name of decision.prepares)
+        this.statements.set(name, sqlPrepared(name, text, decision, this.epoch));
+    const kinds = decision.kinds;
+    if (kinds && this.portals.size > 0 && (kinds.includes('close') || kinds.includes('discard')))
+      this.portals.clear();
+  }
+
+  /**
+   * Sent upstream instead of a client message the proxy refuses after the server may have seen the
+   * messages before it (an Execute, a Bind, a Describe): a Bind the server fails while reading it,
+   * with no effect on its statements, so it skips the rest of the pipeline up to Sync exactly as
+   * after any error. The client gets `fields` in place of the server's error.
+   */
+  private refuseInPipeline(fields: NoticeFields, portal = ''): void {
+    this.forwardBytes(failingBind(portal), { kind: 'bind', substitute: errorResponse(fields) });
+  }
+
   private refuseExecute(run: StatementRun, fields: NoticeFields): void {
     run.failed(fields.code, fields.message);
     this.finishRun(run);
-    this.forwardBytes(serialize.parse({ name: '', text: REFUSED_SQL }), {
-      kind: 'parse',
-      substitute: errorResponse(fields),
-    });
+    this.refuseInPipeline(fields);
   }
 
   /**
@@ -584,19 +646,36 @@ export class Relay {
   }
 
   private parse(frame: Frame, name: string, text: string, decision: Decision): void {
-    if (decision.action === 'allow') {
+    if (decision.action === 'allow' || decision.action === 'require_approval') {
       this.observeMasks(decision);
-      this.statements.set(name, { text, decision, statement: name });
+      const statement: PreparedStatement = {
+        text,
+        decision,
+        statement: name,
+        settled: false,
+        epoch: this.epoch,
+      };
+      this.statements.set(name, statement);
       this.prepared.remember(name, text);
       if (decision.prepares) for (const p of decision.prepares) this.prepared.remember(p, text);
-      this.forward(frame, { kind: 'parse' });
+      if (decision.action === 'allow') {
+        this.forward(frame, { kind: 'parse', statement });
+        return;
+      }
+      // held at its Bind: nothing of it reaches the server until then (see PreparedStatement.deferred)
+      statement.paramTypes = parseParamTypes(frame.body);
+      statement.deferred = Buffer.from(frame.raw);
+      this.deferredParse = statement;
       return;
     }
     this.refuseParse(name, text, decision, refusalFields(decision));
   }
 
   private refuseParse(name: string, text: string, decision: Decision, fields: NoticeFields): void {
+    // The failing Parse sent instead replaces the unnamed statement; the name is gone for the proxy
+    // too, whatever the server still holds under it, so a later Bind of it is refused.
     this.statements.delete(name);
+    this.statements.delete('');
     const run = new StatementRun(text, 'extended', decision, name);
     this.startRun(run);
     run.failed(fields.code, fields.message);
@@ -607,28 +686,144 @@ export class Relay {
     });
   }
 
-  private bind(frame: Frame, portal: string, prepared: PreparedStatement | undefined): void {
-    if (prepared) this.portals.set(portal, prepared);
-    else this.portals.delete(portal);
-    const params = captureBindParams(frame.body, this.paramsMode);
-    if (params) this.portalParams.set(portal, params);
-    else if (this.portalParams.size > 0) this.portalParams.delete(portal);
-    if (this.o.masking?.active) this.o.masking.bind(portal, prepared, frame.body);
-    this.forward(frame, { kind: 'bind' });
+  /** Whether `frame` is the Bind of the statement whose Parse is kept back. */
+  private bindsDeferred(frame: Frame): boolean {
+    return frame.type === F_BIND && parseBind(frame.body).statement === this.deferredParse?.statement;
   }
 
-  /** Bind of a name pgwarden did not Parse: decided as `EXECUTE name` (see prepared-memory.ts). */
-  private bindUnparsed(frame: Frame, portal: string, name: string): Promise<void> | undefined {
+  /** Sends the Parse kept back, in its place in the pipeline. */
+  private sendDeferredParse(): void {
+    const statement = this.deferredParse;
+    if (!statement?.deferred) return;
+    this.deferredParse = undefined;
+    const bytes = statement.deferred;
+    statement.deferred = undefined;
+    statement.epoch = this.epoch;
+    this.forwardBytes(bytes, { kind: 'parse', statement });
+  }
+
+  /** A Bind decided `decision` (the statement's own, or one decided again): bound, held or refused. */
+  private bindDecided(
+    frame: Frame,
+    portal: string,
+    prepared: PreparedStatement,
+    decision: Decision,
+    text = prepared.text,
+  ): Promise<void> | undefined {
+    if (decision.action === 'allow') this.bind(frame, portal, prepared, decision, text);
+    else if (decision.action === 'require_approval')
+      return this.holdBind(frame, portal, prepared, decision, text);
+    else this.refuseBind(portal, prepared.statement, text, decision);
+    return undefined;
+  }
+
+  /**
+   * A Bind of a statement that needs approval is held here, where the values it binds are known:
+   * the approval request shows them and is bound to their exact bytes, and on approval the portal
+   * is created for one execution. Held at the Bind, not at the Execute, because a portal that
+   * exists on the server can be run by other means than Execute (SQL FETCH or MOVE of its name, a
+   * function fetching from a cursor of that name): before the approval it does not exist. A Parse
+   * sent in the same pipeline is kept back too, so no lock on its tables is held while a reviewer
+   * decides.
+   */
+  private holdBind(
+    frame: Frame,
+    portal: string,
+    prepared: PreparedStatement,
+    decision: Decision,
+    text: string,
+  ): Promise<void> | undefined {
+    const gate = this.o.gate;
+    if (this.upstreamSkipping || !gate) {
+      // skipping: the server ignores this Bind anyway (no approval is asked for nothing); no gate:
+      // nobody can approve, so the statement is refused as needing approval
+      this.refuseBind(portal, prepared.statement, text, decision);
+      return undefined;
+    }
+    const masking = this.o.masking;
+    const params = heldBindParams(frame.body, text, prepared.paramTypes, {
+      masks: decision.masks,
+      detectors: decision.detectors,
+      key: masking?.key ?? this.fallbackKey(),
+    });
+    const request: DecisionRequest = {
+      session: this.o.session,
+      statement: { text, protocol: 'extended', preparedName: prepared.statement },
+    };
+    const decided = (outcome: Decision): void => {
+      this.holding = undefined;
+      if (this.ended) return;
+      if (outcome.action === 'allow') this.bind(frame, portal, prepared, outcome, text);
+      else this.refuseBind(portal, prepared.statement, text, outcome);
+    };
+    let answer: Decision | Promise<Decision>;
+    try {
+      answer = gate.admit(request, decision, this.heldClient, params);
+    } catch (error) {
+      answer = this.noDecision(error);
+    }
+    if (!isPromise(answer)) {
+      decided(answer);
+      return undefined;
+    }
+    return answer.then(decided, (error: unknown) => decided(this.noDecision(error)));
+  }
+
+  /** Without session masking (embedding, tests): a key of its own for the detectors' hash and fake. */
+  private fallbackKey(): Uint8Array {
+    this.ownKey ??= randomBytes(32);
+    return this.ownKey;
+  }
+
+  private bind(
+    frame: Frame,
+    name: string,
+    prepared: PreparedStatement,
+    decision: Decision,
+    text: string,
+  ): void {
+    this.sendDeferredParse();
+    const portal: Portal = { statement: prepared, text, decision, settled: false, epoch: this.epoch };
+    if (decision.approvalId !== undefined)
+      portal.approved = {
+        approvalId: decision.approvalId,
+        state: 'released',
+        settled: true,
+        epoch: this.epoch,
+      };
+    const params = captureBindParams(frame.body, this.paramsMode);
+    if (params) portal.params = params;
+    this.portals.set(name, portal);
+    if (this.o.masking?.active) this.o.masking.bind(name, prepared, frame.body);
+    this.forward(frame, { kind: 'bind', portal, name });
+  }
+
+  /**
+   * Bind of a name SQL PREPARE prepared: decided as `EXECUTE name` (see prepared-memory.ts). A
+   * statement that needs approval is held with the text that prepared the name, when only one did:
+   * with several, the reviewer could not be shown what runs, so it is refused.
+   */
+  private bindUnparsed(frame: Frame, portal: string, prepared: PreparedStatement): Promise<void> | undefined {
+    const name = prepared.statement;
     const text = `EXECUTE "${name.replaceAll('"', '""')}"`;
     const request: DecisionRequest = {
       session: this.o.session,
       statement: { text, protocol: 'extended', prepared: this.prepared.view },
     };
-    return this.decideThen(request, (decision) => {
-      if (decision.action !== 'allow') return this.refuseBind(portal, name, text, decision);
-      const texts = Object.hasOwn(this.prepared.texts, name) ? this.prepared.texts[name] : undefined;
-      this.bind(frame, portal, { text: texts?.at(-1) ?? text, decision, statement: name });
-    });
+    return this.decideThen(
+      request,
+      (decision) => {
+        const texts = Object.hasOwn(this.prepared.texts, name) ? (this.prepared.texts[name] ?? []) : [];
+        if (decision.action === 'require_approval' && texts.length !== 1)
+          return this.refuseBind(portal, name, text, {
+            ...decision,
+            action: 'deny',
+            reason: `"${name}" was prepared ${texts.length} times in this session, so a reviewer could not be shown which statement runs; PREPARE it under a new name`,
+          });
+        return this.bindDecided(frame, portal, prepared, decision, texts.at(-1) ?? text);
+      },
+      false,
+    );
   }
 
   /** Bind of a statement Parsed under an older policy: its text is decided under the current one. */
@@ -647,14 +842,18 @@ export class Relay {
         prepared: this.prepared.view,
       },
     };
-    return this.decideThen(request, (decision) => {
-      if (decision.action !== 'allow') return this.refuseBind(portal, name, prepared.text, decision);
-      prepared.decision = decision; // the same object: masking may know the statement by it
-      this.bind(frame, portal, prepared);
-    });
+    return this.decideThen(
+      request,
+      (decision) => {
+        prepared.decision = decision; // the same object: masking may know the statement by it
+        return this.bindDecided(frame, portal, prepared, decision);
+      },
+      false,
+    );
   }
 
   private refuseBind(portal: string, name: string, text: string, decision: Decision): void {
+    this.sendDeferredParse(); // the client's Parse is answered as it would be; its Bind fails
     this.portals.delete(portal);
     const run = new StatementRun(text, 'extended', decision, name);
     this.startRun(run);
@@ -662,7 +861,102 @@ export class Relay {
     run.failed(fields.code, fields.message);
     this.finishRun(run);
     // a Bind the server must fail, so it skips to Sync as on any error
-    this.forwardBytes(failingBind(portal), { kind: 'bind', substitute: errorResponse(fields) });
+    this.refuseInPipeline(fields, portal);
+  }
+
+  /**
+   * An Execute of a portal the proxy let through. A portal an approval released runs once: its
+   * first Execute, and the Executes that go on after PortalSuspended (the same execution, its
+   * remaining rows). Another Execute once it has completed is refused: a new execution needs a new
+   * Bind, and so a new approval.
+   */
+  private execute(frame: Frame, name: string, portal: Portal): Promise<void> | undefined {
+    const approved = portal.approved;
+    if (approved?.state === 'running') return this.afterServer(approved, frame);
+    if (approved?.state === 'done') {
+      this.refuseRerun(name, portal, approved.approvalId);
+      return undefined;
+    }
+    const run = new StatementRun(portal.text, 'extended', portal.decision, portal.statement.statement);
+    run.portalName = name;
+    run.params = portal.params;
+    if (approved) {
+      approved.state = 'running';
+      approved.settled = false;
+      run.onFinish = (ended) => {
+        approved.state =
+          ended.commandTag === 'SUSPENDED' && ended.sqlstate === undefined ? 'suspended' : 'done';
+        settle(approved);
+      };
+    }
+    return this.beginThen(
+      run,
+      () => {
+        this.sqlChangesNames(portal.decision, portal.text);
+        this.forward(frame, { kind: 'execute', run, portal: this.maskedPortal(name) });
+      },
+      (fields) => this.refuseExecute(run, fields),
+    );
+  }
+
+  private refuseRerun(name: string, portal: Portal, approvalId: string): void {
+    const decision: Decision = {
+      ...portal.decision,
+      action: 'deny',
+      reason: `portal "${name}" already ran the one execution approval ${approvalId} released; to run the statement again, Bind it again (that asks for a new approval)`,
+    };
+    const run = new StatementRun(portal.text, 'extended', decision, portal.statement.statement);
+    run.portalName = name;
+    run.params = portal.params;
+    this.startRun(run);
+    this.refuseExecute(run, refusalFields(decision));
+  }
+
+  /**
+   * A Bind of a statement, or an Execute or Describe of a portal, that the proxy has no record of:
+   * never created, refused, failed or skipped by the server, closed, or gone with its transaction.
+   */
+  private refuseUnknown(frame: Frame, what: 'statement' | 'portal', name: string, portal = ''): void {
+    const shown = name === '' ? `unnamed ${what}` : `${what} "${name}"`;
+    const fields: NoticeFields = {
+      severity: 'ERROR',
+      code: what === 'statement' ? '26000' : '34000',
+      message: `pgwarden: ${shown} does not exist in this session as far as pgwarden knows (it was never prepared through pgwarden, was refused, failed or was closed), so it cannot run`,
+    };
+    if (frame.type === F_DESCRIBE) {
+      this.refuseInPipeline(fields);
+      return;
+    }
+    if (frame.type === F_BIND) this.portals.delete(portal);
+    const decision: Decision = {
+      action: 'deny',
+      ruleId: what === 'statement' ? 'unknown-statement' : 'unknown-portal',
+      reason: fields.message,
+      policyVersion: '',
+    };
+    const run = new StatementRun(
+      `<${shown} unknown to pgwarden>`,
+      'extended',
+      decision,
+      what === 'statement' ? name : undefined,
+    );
+    if (what === 'portal') run.portalName = name;
+    this.startRun(run);
+    run.failed(fields.code, fields.message);
+    this.finishRun(run);
+    this.refuseInPipeline(fields, portal);
+  }
+
+  /** `item` was forwarded before the last Sync or Query and the server has not answered it yet. */
+  private awaitsServer(item: Settling): boolean {
+    return !item.settled && item.epoch < this.epoch;
+  }
+
+  /** Handles `frame` again once the server has answered for `item` (the client is paused meanwhile). */
+  private afterServer(item: Settling, frame: Frame): Promise<void> {
+    this.toUpstream.add(FLUSH); // the server sends what it owes without waiting for a Sync
+    this.flushUpstream();
+    return whenSettled(item).then(() => (this.ended ? undefined : this.handleClientFrame(frame)));
   }
 
   private forward(frame: Frame, expectation: Expectation): void {
@@ -674,10 +968,35 @@ export class Relay {
     if ('substitute' in expectation && expectation.substitute) this.refusalsInFlight = true;
     if (this.upstreamSkipping && expectation.kind !== 'sync') {
       // The server is discarding messages until Sync: this one will get no reply.
-      if (expectation.kind === 'execute') this.notExecuted(expectation.run);
+      this.skipped(expectation);
       return;
     }
     this.expected.push(expectation);
+  }
+
+  /** A message the server skipped (an earlier one failed): it ran nothing and created nothing. */
+  private skipped(expectation: Expectation): void {
+    switch (expectation.kind) {
+      case 'execute':
+      case 'query':
+        this.notExecuted(expectation.run);
+        return;
+      case 'parse':
+        if (expectation.statement)
+          this.unrecord(this.statements, expectation.statement.statement, expectation.statement);
+        return;
+      case 'bind':
+        if (expectation.portal) this.unrecord(this.portals, expectation.name ?? '', expectation.portal);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** The server failed or skipped what created `item`: it does not exist (for the proxy either). */
+  private unrecord<T extends Settling>(records: Map<string, T>, name: string, item: T): void {
+    if (records.get(name) === item) records.delete(name);
+    settle(item);
   }
 
   /** Queues the proxy's own error reply; with ReadyForQuery when it answers a whole cycle. */
@@ -800,6 +1119,13 @@ export class Relay {
           if (head?.kind === 'query') this.finishRun(head.run);
           else if (head?.kind !== 'sync') this.desync('ReadyForQuery', head);
           if (this.expected.length === 0) this.drained();
+          // out of any transaction: the portals bound before this Sync or Query are gone
+          if (
+            this.txStatus === 'I' &&
+            this.portals.size > 0 &&
+            (head?.kind === 'query' || head?.kind === 'sync')
+          )
+            dropEndedPortals(this.portals, head.epoch);
           break;
         }
       case 0x43 /* C CommandComplete */:
@@ -833,11 +1159,19 @@ export class Relay {
         this.onServerError(body!, end);
         break;
       case 0x31 /* 1 ParseComplete */:
-        this.complete('parse', type);
-        break;
+        {
+          const head = this.expected.peek();
+          this.complete('parse', type);
+          if (head?.kind === 'parse' && head.statement) settle(head.statement);
+          break;
+        }
       case 0x32 /* 2 BindComplete */:
-        this.complete('bind', type);
-        break;
+        {
+          const head = this.expected.peek();
+          this.complete('bind', type);
+          if (head?.kind === 'bind' && head.portal) settle(head.portal);
+          break;
+        }
       case 0x33 /* 3 CloseComplete */:
         this.complete('close', type);
         break;
@@ -972,18 +1306,22 @@ export class Relay {
     }
     // Extended protocol: this message failed and the server skips everything up to Sync. The
     // error belongs to the first statement execution it prevented (a Parse or Bind error is
-    // that statement's failure); later executions in the pipeline simply did not run.
+    // that statement's failure); later executions in the pipeline simply did not run. Nothing
+    // the failed and skipped messages would have created exists.
     this.expected.shift();
     let attributed = false;
     if (head.kind === 'execute') {
       head.run.failed(fields.code, fields.message);
       this.finishRun(head.run);
       attributed = true;
-    }
+    } else this.skipped(head);
     for (let next = this.expected.peek(); next && next.kind !== 'sync'; next = this.expected.peek()) {
       if (next.kind === 'synthetic' && next.endsCycle) break;
       this.expected.shift();
-      if (next.kind !== 'execute') continue;
+      if (next.kind !== 'execute') {
+        this.skipped(next);
+        continue;
+      }
       if (attributed) this.notExecuted(next.run);
       else {
         next.run.failed(fields.code, fields.message);
@@ -1126,7 +1464,7 @@ export class Relay {
     let portal = masking.portals.get(name);
     if (!portal) {
       // bound before masking began: formats unknown, a Describe of the portal tells them
-      portal = { statement: this.portals.get(name), formats: [], formatsKnown: false };
+      portal = { statement: this.portals.get(name)?.statement, formats: [], formatsKnown: false };
       masking.portals.set(name, portal);
     }
     const statement = portal.statement;
@@ -1307,6 +1645,7 @@ export class Relay {
       this.lastFinishPos = position;
     }
     if (this.cancels > run.cancelsAtStart) run.cancelled = true;
+    run.onFinish?.(run);
     const audit = this.o.audit;
     if (audit.statements) audit.statements.completed(run.completedRecord(this.identity));
     else audit.record(run.toEvent(this.identity));
@@ -1323,7 +1662,7 @@ export class Relay {
     const holding = this.holding;
     // a statement held for approval stops waiting and fails with 57014, like a cancelled query
     holding?.abort('cancelled');
-    return !(holding && this.expected.length === 0);
+    return !(holding && !this.expected.hasRunning());
   }
 
   private notExecuted(run: StatementRun): void {

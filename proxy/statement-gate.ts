@@ -4,6 +4,7 @@
  * notice the client, wait for a reviewer) or refuse it (strict audit: the record of intent could
  * not be stored). Gates compose in order; each sees the previous one's decision.
  */
+import type { ApprovalParams } from '../shared/approvals/params.ts';
 import type { Decision, DecisionRequest } from '../shared/control-plane.ts';
 import type { NoticeFields } from './wire/backend-writer.ts';
 
@@ -19,8 +20,16 @@ export interface HeldClient {
 }
 
 export interface StatementGate {
-  /** Synchronous when the gate has nothing to wait for, so the hot path allocates no promise. */
-  admit(request: DecisionRequest, decision: Decision, client: HeldClient): Decision | Promise<Decision>;
+  /**
+   * Synchronous when the gate has nothing to wait for, so the hot path allocates no promise.
+   * `params`: the parameter values of the one execution being admitted (a Bind), when it has any.
+   */
+  admit(
+    request: DecisionRequest,
+    decision: Decision,
+    client: HeldClient,
+    params?: ApprovalParams,
+  ): Decision | Promise<Decision>;
 }
 
 function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
@@ -32,12 +41,12 @@ export function composeGates(gates: readonly StatementGate[]): StatementGate | u
   if (gates.length === 0) return undefined;
   if (gates.length === 1) return gates[0];
   return {
-    admit(request, decision, client) {
+    admit(request, decision, client, params) {
       let current: Decision | Promise<Decision> = decision;
       for (const gate of gates) {
         current = isPromise(current)
-          ? current.then((d) => gate.admit(request, d, client))
-          : gate.admit(request, current, client);
+          ? current.then((d) => gate.admit(request, d, client, params))
+          : gate.admit(request, current, client, params);
       }
       return current;
     },

@@ -57,6 +57,8 @@ export class StatementRun {
   refusedByAudit = false;
   /** session cancel counter when the statement started: a later value means it was cancelled */
   cancelsAtStart = 0;
+  /** called by the relay when the statement has ended (an approved portal's execution follows it) */
+  onFinish: ((run: StatementRun) => void) | undefined;
 
   constructor(
     readonly text: string,
@@ -166,6 +168,7 @@ export class StatementRun {
       protocol: this.protocol,
       preparedName: this.preparedName,
       portalName: this.portalName,
+      approvalId: decision.approvalId,
       params: params?.values,
       paramsMode: params?.mode,
       paramFormats: params?.formats,

@@ -1,8 +1,9 @@
 /**
  * Approvals: the state machine of a statement held for a human decision, pure (the time is an
  * argument; storage, queues and Slack are adapters). One approval is bound to the exact statement
- * (parser fingerprint + SHA-256 of the exact text), the requesting principal, the session and the
- * database, and moves only along:
+ * (parser fingerprint + SHA-256 of the exact text + SHA-256 of the exact parameter values, see
+ * approvals/params.ts), the requesting principal, the session and the database, and releases one
+ * execution of it. It moves only along:
  *
  *   pending ──approve──► approved ──consume (once, before expiresAt)──► consumed
  *      │ └────deny────► denied
@@ -24,6 +25,7 @@
  *   {reason?} (people, OIDC token) → {approvals} / {approval}.
  */
 import { createHash } from 'node:crypto';
+import { type ApprovalParam, type ApprovalParams, NO_PARAMS_HASH } from './approvals/params.ts';
 import type { Decision, SessionContext, StatementProtocol } from './control-plane.ts';
 import { PgWardenError } from './errors.ts';
 import { DEFAULT_APPROVAL_TIMEOUT_SECONDS } from './policy/model.ts';
@@ -61,6 +63,13 @@ export interface ApprovalView {
   fingerprint: string;
   /** SHA-256 (hex) of the exact text */
   textHash: string;
+  /**
+   * paramsHash() of the exact parameter values (types, formats, bytes) the approval releases;
+   * NO_PARAMS_HASH without parameters. Absent only in approvals stored before it existed.
+   */
+  paramsHash?: string;
+  /** the parameter values as the reviewer sees them (masked where a mask rule covers them) */
+  params?: { count: number; values: ApprovalParam[] };
   ruleId: string;
   /** why it needs approval (the rule's reason) */
   reason: string;
@@ -88,7 +97,8 @@ export interface ApprovalView {
 /** Body of POST /v1/approvals (the proxy, after a require_approval decision). */
 export interface CreateApprovalRequest {
   session: SessionContext;
-  statement: { text: string; protocol: StatementProtocol };
+  /** params: the values of the one execution asked for (extended protocol) */
+  statement: { text: string; protocol: StatementProtocol; params?: ApprovalParams };
   decision: Decision;
 }
 
@@ -141,10 +151,11 @@ export function approvalTextHash(text: string): string {
 
 /**
  * What a retry must share with an earlier approval to use it: the same principal (case-insensitive),
- * database, fingerprint and exact text. Hashed so the index key stays short whatever the names.
+ * database, fingerprint, exact text and exact parameter values. Hashed so the index key stays short
+ * whatever the names.
  */
 export function approvalRetryKey(
-  approval: Pick<ApprovalView, 'principal' | 'database' | 'fingerprint' | 'textHash'>,
+  approval: Pick<ApprovalView, 'principal' | 'database' | 'fingerprint' | 'textHash' | 'paramsHash'>,
 ): string {
   return createHash('sha256')
     .update(
@@ -153,6 +164,7 @@ export function approvalRetryKey(
         approval.database,
         approval.fingerprint,
         approval.textHash,
+        approval.paramsHash ?? NO_PARAMS_HASH,
       ]),
     )
     .digest('hex');
@@ -190,6 +202,10 @@ export function newApproval(
     // Without a parser fingerprint the exact text is the statement's identity.
     fingerprint: decision.fingerprint ?? `text:${textHash}`,
     textHash,
+    paramsHash: statement.params?.hash ?? NO_PARAMS_HASH,
+    ...(statement.params !== undefined && {
+      params: { count: statement.params.count, values: statement.params.values },
+    }),
     ruleId: decision.ruleId,
     reason: decision.reason ?? `rule "${decision.ruleId}" requires approval`,
     policyVersion: decision.policyVersion,

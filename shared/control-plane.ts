@@ -98,6 +98,8 @@ export interface Decision {
   prepares?: string[];
   /** names the message EXECUTEs without preparing them itself (decided through `prepared`) */
   executes?: string[];
+  /** set by the proxy's approval gate on a statement an approval released: that approval's id */
+  approvalId?: string;
 }
 
 export interface ControlPlane {

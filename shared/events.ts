@@ -99,6 +99,8 @@ export interface StatementEvent {
   policyVersion?: string;
   /** extended protocol: the portal that ran the statement ('' = unnamed) */
   portalName?: string;
+  /** the approval that released this execution (a require_approval statement) */
+  approvalId?: string;
   /**
    * Bind parameters as configured (PGWARDEN_AUDIT_PARAMS): 'hashed' = SHA-256 hex of each value's
    * bytes, 'clear' = the value (text format as UTF-8, binary format as base64); null = SQL NULL.
@@ -176,6 +178,8 @@ export interface ApprovalEvent {
   ruleId: string;
   fingerprint: string;
   textHash: string;
+  /** the exact parameter values the approval is bound to (shared/approvals/params.ts) */
+  paramsHash?: string;
   /** deny reason, or why an attempt was refused */
   reason?: string;
   /** one readable line: what happened */

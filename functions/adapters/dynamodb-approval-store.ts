@@ -18,6 +18,7 @@ import {
   type UpdateItemCommandInput,
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
+import type { ApprovalParam } from '../../shared/approvals/params.ts';
 import type { ApprovalChanges, ApprovalStore } from '../../shared/approvals/ports.ts';
 import {
   APPROVAL_STATUSES,
@@ -237,6 +238,7 @@ const STRING_FIELDS = [
   'protocol',
   'fingerprint',
   'textHash',
+  'paramsHash',
   'ruleId',
   'reason',
   'policyVersion',
@@ -262,6 +264,7 @@ function toItem(approval: ApprovalView): Record<string, AttributeValue> {
   if (approval.slack) {
     item['slack'] = { M: { channel: { S: approval.slack.channel }, ts: { S: approval.slack.ts } } };
   }
+  if (approval.params) item['params'] = paramsItem(approval.params);
   return item;
 }
 
@@ -282,6 +285,8 @@ function fromItem(item: Record<string, AttributeValue>): ApprovalView {
   if (slack?.['channel']?.S !== undefined && slack['ts']?.S !== undefined) {
     approval.slack = { channel: slack['channel'].S, ts: slack['ts'].S };
   }
+  const params = item['params']?.M;
+  if (params !== undefined) approval.params = paramsFrom(params);
   const execution = item['execution']?.M;
   if (execution?.['at']?.S !== undefined) {
     approval.execution = {
@@ -292,4 +297,33 @@ function fromItem(item: Record<string, AttributeValue>): ApprovalView {
     };
   }
   return approval;
+}
+
+/** The shown parameter values: a map of the count and a list of one map per value. */
+function paramsItem(params: NonNullable<ApprovalView['params']>): AttributeValue {
+  const values: AttributeValue[] = params.values.map((p) => {
+    const value: Record<string, AttributeValue> = {
+      value: p.value === null ? { NULL: true } : { S: p.value },
+      format: { S: p.format },
+    };
+    if (p.type !== undefined) value['type'] = { S: p.type };
+    if (p.masked !== undefined) value['masked'] = { S: p.masked };
+    if (p.truncated) value['truncated'] = { BOOL: true };
+    return { M: value };
+  });
+  return { M: { count: { N: String(params.count) }, values: { L: values } } };
+}
+
+function paramsFrom(item: Record<string, AttributeValue>): NonNullable<ApprovalView['params']> {
+  const values = (item['values']?.L ?? []).map((entry): ApprovalParam => {
+    const p = entry.M ?? {};
+    return {
+      value: p['value']?.S ?? null,
+      format: p['format']?.S === 'binary' ? 'binary' : 'text',
+      ...(p['type']?.S === undefined ? {} : { type: p['type'].S }),
+      ...(p['masked']?.S === undefined ? {} : { masked: p['masked'].S }),
+      ...(p['truncated']?.BOOL === true ? { truncated: true as const } : {}),
+    };
+  });
+  return { count: Number(item['count']?.N ?? values.length), values };
 }

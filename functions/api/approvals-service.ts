@@ -129,6 +129,7 @@ export function createApprovalsService(deps: ApprovalsServiceDeps): ApprovalsSer
       ruleId: approval.ruleId,
       fingerprint: approval.fingerprint,
       textHash: approval.textHash,
+      ...(approval.paramsHash === undefined ? {} : { paramsHash: approval.paramsHash }),
       ...(reason === undefined ? {} : { reason }),
       message,
     };

@@ -95,6 +95,7 @@ export function createSlackSync(deps: SlackSyncDeps): SlackSync {
       ruleId: approval.ruleId,
       fingerprint: approval.fingerprint,
       textHash: approval.textHash,
+      ...(approval.paramsHash === undefined ? {} : { paramsHash: approval.paramsHash }),
       message: `approval ${approval.id} posted to Slack channel ${posted.channel} (message ${posted.ts})`,
     };
     await deps.audit.put([event]).catch((error: unknown) =>

@@ -70,3 +70,17 @@ export function parsePassword(body: Buffer): string {
   const end = terminator(body, 0, 'password');
   return body.toString('utf8', 0, end);
 }
+
+/** Parse: the parameter type OIDs it declares (0 = left to the server), after name and text. */
+export function parseParamTypes(body: Buffer): number[] {
+  const nameEnd = terminator(body, 0, 'Parse statement name');
+  let at = terminator(body, nameEnd + 1, 'Parse query text') + 1;
+  if (at + 2 > body.length) throw new ProtocolViolation('Parse is too short');
+  // unsigned, as the server reads it (pq_getmsgint of 2 bytes)
+  const count = body.readUInt16BE(at);
+  at += 2;
+  if (at + 4 * count > body.length) throw new ProtocolViolation('Parse is too short');
+  const types: number[] = new Array(count);
+  for (let i = 0; i < count; i++) types[i] = body.readUInt32BE(at + 4 * i);
+  return types;
+}

@@ -4,6 +4,7 @@
  * OIDC token comes from PGWARDEN_TOKEN; the API from PGWARDEN_API_URL (local default :8787).
  */
 import { parseArgs } from 'node:util';
+import { paramLines } from '../../shared/approvals/params.ts';
 import type { ApprovalListResponse, ApprovalResponse, ApprovalView } from '../../shared/approvals.ts';
 import { type ApiRequest, CliFailure, callApi, jsonBody } from './api-client.ts';
 import type { CliCommand, CliIo } from './command.ts';
@@ -52,7 +53,7 @@ async function list(io: CliIo): Promise<number> {
     io.out('no statements are waiting for approval\n');
     return 0;
   }
-  for (const approval of approvals) io.out(`${describe(approval)}\n\n`);
+  for (const approval of approvals) io.out(`${printable(describe(approval))}\n\n`);
   io.out(
     `approve:  npm run -s pgwarden -- approvals approve ID\ndeny:     npm run -s pgwarden -- approvals deny ID --reason "..."\n`,
   );
@@ -79,7 +80,24 @@ function describe(a: ApprovalView): string {
     `  rule     ${a.ruleId}: ${a.reason}`,
     `  approver ${a.approvers.join(' or ')}; can be decided until ${a.expiresAt}`,
     `  ${text.replace(/\n/g, '\n  ')}`,
+    ...(a.params && a.params.count > 0
+      ? [
+          '  with (runs once with exactly these values):',
+          ...paramLines(a.params).map((line) => `    ${line}`),
+        ]
+      : []),
   ].join('\n');
+}
+
+/**
+ * The requester chose the statement and its values: control characters (an escape sequence could
+ * rewrite what the reviewer's terminal shows) are printed as escapes, line breaks and tabs kept.
+ */
+export function printable(text: string): string {
+  return text.replace(
+    /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
 }
 
 function call<T>(io: CliIo, request: ApiRequest): Promise<T> {

@@ -199,6 +199,7 @@ export const CSV_COLUMNS = [
   'fingerprint',
   'preparedName',
   'portalName',
+  'approvalId',
   'paramsMode',
   'params',
   'masked',

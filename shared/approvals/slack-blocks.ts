@@ -5,6 +5,7 @@
  * truncated in the message and shown whole (up to those limits) in the "View full text" modal.
  */
 import { type ApprovalView, effectiveStatus } from '../approvals.ts';
+import { paramLines } from './params.ts';
 import type { SlackMessage } from './ports.ts';
 
 export const APPROVE_ACTION = 'approval_approve';
@@ -128,6 +129,7 @@ export function approvalMessage(approval: ApprovalView, now: Date): SlackMessage
   if (truncated) {
     blocks.push(context(`Showing ${MESSAGE_TEXT_LIMIT} of ${approval.text.length} characters.`));
   }
+  if (approval.params !== undefined && approval.params.count > 0) blocks.push(...paramsBlocks(approval));
   const actions: unknown[] = [];
   if (status === 'pending') {
     actions.push(
@@ -175,6 +177,33 @@ export function approvalMessage(approval: ApprovalView, now: Date): SlackMessage
     text: `${headline}: ${approval.principal} on ${approval.database} (${approval.ruleId}), approval ${approval.id}`,
     blocks,
   };
+}
+
+/**
+ * The parameter values the one execution runs with (masked where a mask rule covers them): the
+ * reviewer approves these values, not the statement in general.
+ */
+function paramsBlocks(approval: ApprovalView): unknown[] {
+  const params = approval.params!;
+  const lines = paramLines(params);
+  let shown = '';
+  let count = 0;
+  for (const line of lines) {
+    const next = shown === '' ? line : `${shown}\n${line}`;
+    if (escapeMrkdwn(next).length + 40 > SECTION_LIMIT) break;
+    shown = next;
+    count++;
+  }
+  const blocks: unknown[] = [
+    section(
+      `*Parameters* (this approval runs the statement once, with exactly these values)\n${codeBlock(shown)}`,
+    ),
+  ];
+  if (count < lines.length)
+    blocks.push(
+      context(`Showing ${count} of ${params.count} parameters; \`pgwarden approvals list\` shows more.`),
+    );
+  return blocks;
 }
 
 /** The deny dialog: an optional reason; private_metadata carries what the submission needs. */

@@ -5,9 +5,12 @@
  * stand-in of the Slack Web API); a reviewer's click arrives as Slack sends it, signed and
  * verified with Bolt's verification; the held statement runs or fails with the reason.
  */
+import net from 'node:net';
 import pg from 'pg';
+import { serialize } from 'pg-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { approvalsCommand } from '../../scripts/cli/approvals.ts';
+import type { ApprovalView } from '../../shared/approvals.ts';
 import {
   blockActionPayload,
   denySubmissionPayload,
@@ -296,5 +299,168 @@ describe('Slack clicks that must not decide', () => {
     expect((await run).stdout.trim()).toMatch(/^UPDATE \d+$/);
     expect((await click('U0RUTH', 'approval_deny', post)).status).toBe(200);
     await waitFor(() => toldTo('U0RUTH').some((t) => /already/.test(t)));
+  }, 30_000);
+});
+
+/** A node-postgres client (extended protocol) through the gateway, with a fresh token of `email`. */
+async function pgClient(email: string, groups = ['engineering']): Promise<pg.Client> {
+  const client = new pg.Client({
+    host: '127.0.0.1',
+    port: stack.proxy.port,
+    database: 'app',
+    user: email,
+    password: await token(email, groups, 'agent'),
+    ssl: { rejectUnauthorized: false },
+    application_name: 'node-agent',
+  });
+  await client.connect();
+  return client;
+}
+
+/** The pending approval of `text` other than `except`, once the proxy has asked for it. */
+async function pendingOf(text: string, except: string[] = []): Promise<ApprovalView> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const found = (await stack.approvals!.service.listPending()).find(
+      (a) => a.text === text && !except.includes(a.id),
+    );
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error(`no pending approval of ${text}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function listed(reviewerToken: string): Promise<string> {
+  let out = '';
+  const code = await approvalsCommand(['list'], {
+    out: (t) => {
+      out += t;
+    },
+    err: () => {},
+    env: { PGWARDEN_API_URL: stack.api.url, PGWARDEN_TOKEN: reviewerToken },
+  });
+  expect(code).toBe(0);
+  return out;
+}
+
+const refusal = (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    (e: { code?: string; message: string }) => e,
+  );
+
+describe('extended protocol: one approval, one execution of the values the reviewer saw', () => {
+  it('Slack, the CLI and the API show the values (masked where a mask rule covers them); one click runs them once', async () => {
+    await admin.query('create table ext_vals (id int, n int not null default 0, ssn text)');
+    await admin.query('insert into ext_vals (id) values (1), (2), (3)');
+    const text = 'update ext_vals set n = n + $1::int, ssn = $2';
+    const c = await pgClient('alice@example.com');
+    const held = c.query(text, [7, '123-45-6789']);
+    const post = await posted('update ext_vals');
+    const blocks = JSON.stringify(post.call.args['blocks']);
+    expect(blocks).toContain("$1 = '7'");
+    expect(blocks).toContain('$2 = *** (masked: mask-ssn)');
+    expect(blocks).not.toContain('6789');
+    const rita = await token('rita@example.com', ['reviewers']);
+    const cliOut = await listed(rita);
+    expect(cliOut).toContain(post.approvalId);
+    expect(cliOut).toContain("$1 = '7'");
+    expect(cliOut).toContain('$2 = *** (masked: mask-ssn)');
+    const api = await fetch(`${stack.api.url}/v1/approvals/${post.approvalId}`, {
+      headers: { authorization: `Bearer ${rita}` },
+    });
+    const { approval } = (await api.json()) as { approval: ApprovalView };
+    expect(approval.params).toEqual({
+      count: 2,
+      values: [
+        { value: '7', format: 'text' },
+        { value: '***', format: 'text', masked: 'mask-ssn' },
+      ],
+    });
+    expect(approval.paramsHash).toMatch(/^[0-9a-f]{64}$/);
+
+    expect((await click('U0RITA', 'approval_approve', post)).status).toBe(200);
+    expect((await held).rowCount).toBe(3);
+    expect(await status(post.approvalId)).toBe('consumed');
+    // the same statement with the same values again: a new approval, not the used one
+    const again = refusal(c.query(text, [7, '123-45-6789']));
+    const second = await pendingOf(text);
+    expect(second.id).not.toBe(post.approvalId);
+    expect(second.paramsHash).toBe(approval.paramsHash);
+    expect((await cli(['deny', second.id], rita)).code).toBe(0);
+    expect((await again)?.code).toBe('42501');
+    expect((await admin.query('select max(n)::int as n from ext_vals')).rows[0].n).toBe(7);
+    await c.end();
+  });
+
+  it('after a timeout the retry of the same values passes once; other values ask anew', async () => {
+    await admin.query('create table ext_retry (id int, n int not null default 0)');
+    await admin.query('insert into ext_retry (id) values (1), (2), (3)');
+    const text = 'update ext_retry set n = n + $1::int';
+    const c = await pgClient('alice@example.com');
+    const timedOut = await refusal(c.query(text, [1]));
+    expect(timedOut?.message).toMatch(/was not decided within/);
+    const first = (await stack.approvals!.service.listPending()).find((a) => a.text === text)!;
+    const rita = await token('rita@example.com', ['reviewers']);
+    expect((await cli(['approve', first.id], rita)).code).toBe(0);
+    // other values: not what was approved
+    const other = refusal(c.query(text, [100]));
+    const otherApproval = await pendingOf(text, [first.id]);
+    expect((await cli(['deny', otherApproval.id], rita)).code).toBe(0);
+    expect((await other)?.code).toBe('42501');
+    expect(await status(first.id)).toBe('approved');
+    // the approved values: once
+    expect((await c.query(text, [1])).rowCount).toBe(3);
+    expect(await status(first.id)).toBe('consumed');
+    const twice = refusal(c.query(text, [1]));
+    const third = await pendingOf(text, [first.id, otherApproval.id]);
+    expect((await cli(['deny', third.id], rita)).code).toBe(0);
+    expect((await twice)?.code).toBe('42501');
+    expect((await admin.query('select max(n)::int as n from ext_retry')).rows[0].n).toBe(1);
+    await c.end();
+  }, 30_000);
+
+  it('concurrent retries on two connections (two tokens of one person): only one runs', async () => {
+    await admin.query('create table ext_race (id int, n int not null default 0)');
+    await admin.query('insert into ext_race (id) values (1), (2), (3)');
+    const text = 'update ext_race set n = n + $1::int';
+    const [c1, c2] = [await pgClient('alice@example.com'), await pgClient('alice@example.com')];
+    expect((await refusal(c1.query(text, [1])))?.message).toMatch(/was not decided within/);
+    const approval = (await stack.approvals!.service.listPending()).find((a) => a.text === text)!;
+    const rita = await token('rita@example.com', ['reviewers']);
+    expect((await cli(['approve', approval.id], rita)).code).toBe(0);
+    const retries = [refusal(c1.query(text, [1])), refusal(c2.query(text, [1]))];
+    const loser = await pendingOf(text, [approval.id]);
+    expect((await cli(['deny', loser.id], rita)).code).toBe(0);
+    const outcomes = (await Promise.all(retries)).map((e) => e?.code ?? 'ran').sort();
+    expect(outcomes).toEqual(['42501', 'ran']);
+    expect((await admin.query('select max(n)::int as n from ext_race')).rows[0].n).toBe(1);
+    await Promise.all([c1.end(), c2.end()]);
+  }, 30_000);
+
+  it('a cancel while held, then a retry: it waits on the same approval and runs once when approved', async () => {
+    await admin.query('create table ext_cancel (id int, n int not null default 0)');
+    await admin.query('insert into ext_cancel (id) values (1), (2), (3)');
+    const text = 'update ext_cancel set n = n + $1::int';
+    const c = await pgClient('alice@example.com');
+    const held = refusal(c.query(text, [2]));
+    const approval = await pendingOf(text);
+    const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
+    await new Promise<void>((resolve) => {
+      const socket = net.connect(stack.proxy.port, '127.0.0.1', () => {
+        socket.end(serialize.cancel(processID, secretKey));
+        resolve();
+      });
+    });
+    expect((await held)?.code).toBe('57014');
+    expect(await status(approval.id)).toBe('pending');
+    const retry = c.query(text, [2]);
+    await new Promise((r) => setTimeout(r, 300));
+    const rita = await token('rita@example.com', ['reviewers']);
+    expect((await cli(['approve', approval.id], rita)).code).toBe(0);
+    expect((await retry).rowCount).toBe(3);
+    expect(await status(approval.id)).toBe('consumed');
+    expect((await admin.query('select max(n)::int as n from ext_cancel')).rows[0].n).toBe(2);
+    await c.end();
   }, 30_000);
 });

@@ -3,6 +3,7 @@
  * audit store and queue that record what they were given.
  */
 
+import { type ApprovalParams, paramsHash } from '../../shared/approvals/params.ts';
 import type { ApprovalQueue } from '../../shared/approvals/ports.ts';
 import type { ApprovalDecider, CreateApprovalRequest } from '../../shared/approvals.ts';
 import type { AuditEvent } from '../../shared/events.ts';
@@ -21,6 +22,8 @@ export function approvalRequest(
     approvers?: string;
     timeoutSeconds?: number;
     channel?: string;
+    params?: ApprovalParams;
+    protocol?: 'simple' | 'extended';
   } = {},
 ): CreateApprovalRequest {
   return {
@@ -36,7 +39,11 @@ export function approvalRequest(
       database: overrides.database ?? 'shop',
       applicationName: 'psql',
     },
-    statement: { text: overrides.text ?? 'delete from orders where id = 7', protocol: 'simple' },
+    statement: {
+      text: overrides.text ?? 'delete from orders where id = 7',
+      protocol: overrides.protocol ?? 'simple',
+      ...(overrides.params && { params: overrides.params }),
+    },
     decision: {
       action: 'require_approval',
       ruleId: 'deletes-need-approval',
@@ -84,4 +91,14 @@ export class RecordingQueue implements ApprovalQueue {
     if (this.failing) throw new Error('queue down');
     this.sent.push(notification.approvalId);
   }
+}
+
+/** The parameters of an extended-protocol execution as the proxy sends them, from text values. */
+export function textParams(...values: Array<string | null>): ApprovalParams {
+  const raw = values.map((v) => ({ type: 0, format: 0, bytes: v === null ? null : Buffer.from(v) }));
+  return {
+    count: values.length,
+    values: values.map((value) => ({ value, format: 'text' as const })),
+    hash: paramsHash(raw),
+  };
 }

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApprovalView } from '../../shared/approvals.ts';
-import { approvalRequest, REQUESTER } from '../fakes/approvals.ts';
+import { approvalRequest, REQUESTER, textParams } from '../fakes/approvals.ts';
 import { type ApprovalsApi, SERVICE_TOKEN, startApprovalsApi } from '../fakes/approvals-api.ts';
 
 let api: ApprovalsApi;
@@ -85,6 +85,36 @@ describe('the proxy routes', () => {
     const { status, body } = await call('POST', '/v1/approvals', {
       token: SERVICE_TOKEN,
       body: { ...approvalRequest(), ...patch },
+    });
+    expect(status).toBe(400);
+    expect(body['error']).toMatchObject({ code: 'BAD_REQUEST' });
+  });
+
+  it('carry the parameter values of the execution, shown to reviewers and bound by their hash', async () => {
+    const params = textParams('42', null);
+    const approval = await ask({ protocol: 'extended', params });
+    expect(approval).toMatchObject({ paramsHash: params.hash, params: { count: 2, values: params.values } });
+    const { body } = await call('GET', `/v1/approvals/${approval.id}`, { token: reviewerToken });
+    expect((body['approval'] as ApprovalView).params).toEqual({ count: 2, values: params.values });
+    const listed = await call('GET', '/v1/approvals?status=pending', { token: reviewerToken });
+    const mine = (listed.body['approvals'] as ApprovalView[]).find((a) => a.id === approval.id);
+    expect(mine?.params?.values).toEqual(params.values);
+  });
+
+  it.each([
+    ['a hash that is not one', { ...textParams('1'), hash: 'abc' }],
+    ['more values than parameters', { ...textParams('1', '2'), count: 1 }],
+    ['a value that is not a string', { ...textParams('1'), values: [{ value: 1, format: 'text' }] }],
+    ['an unknown field', { ...textParams('1'), values: [{ value: '1', format: 'text', html: '<b>' }] }],
+    [
+      'a value longer than shown values are',
+      { ...textParams('1'), values: [{ value: 'x'.repeat(201), format: 'text' }] },
+    ],
+  ])('refuse parameters with %s (400)', async (_label, params) => {
+    const base = approvalRequest({ protocol: 'extended' });
+    const { status, body } = await call('POST', '/v1/approvals', {
+      token: SERVICE_TOKEN,
+      body: { ...base, statement: { ...base.statement, params } },
     });
     expect(status).toBe(400);
     expect(body['error']).toMatchObject({ code: 'BAD_REQUEST' });

@@ -15,6 +15,7 @@ import {
   RecordingAuditStore,
   RecordingQueue,
   reviewer,
+  textParams,
 } from '../fakes/approvals.ts';
 import { type LocalDynamoDb, startDynamoDb } from '../fakes/dynamodb.ts';
 
@@ -236,6 +237,70 @@ describe('a retry after the hold timed out', () => {
     await service.decide(approval.id, reviewer(), { verdict: 'approve' });
     const [a, b] = await Promise.all([makeService().request(ask), makeService().request(ask)]);
     expect([a, b].filter((r) => r.id === approval.id && r.status === 'approved')).toHaveLength(1);
+  });
+});
+
+describe('one approval, one execution of the values the reviewer saw', () => {
+  it('binds the approval to the parameter values: other values ask again, the same values pass once', async () => {
+    const text = `update orders set total = $1 where id = ${++textCounter}`;
+    const ask = request({ text, protocol: 'extended', params: textParams('10', null) });
+    const approval = await service.request(ask);
+    expect(approval).toMatchObject({
+      paramsHash: ask.statement.params?.hash,
+      params: {
+        count: 2,
+        values: [
+          { value: '10', format: 'text' },
+          { value: null, format: 'text' },
+        ],
+      },
+    });
+    expect((await store.get(approval.id))?.params).toEqual(approval.params);
+    await service.decide(approval.id, reviewer(), { verdict: 'approve' });
+    for (const other of [textParams('11', null), textParams('10', ''), textParams('10'), textParams()]) {
+      const retry = await service.request(request({ text, protocol: 'extended', params: other }));
+      expect(retry.id).not.toBe(approval.id);
+      expect(retry.status).toBe('pending');
+    }
+    expect((await service.request(ask)).status).toBe('approved');
+    expect((await service.request(ask)).status).toBe('pending');
+    const steps = audit.events.filter((e) => e.type === 'approval' && e.approvalId === approval.id);
+    expect(steps.map((e) => (e.type === 'approval' ? e.paramsHash : undefined))).toEqual(
+      steps.map(() => ask.statement.params?.hash),
+    );
+  });
+
+  it('lets exactly one of eight concurrent retries (eight proxies) run', async () => {
+    const ask = request({ protocol: 'extended', params: textParams('1') });
+    const approval = await service.request(ask);
+    await service.decide(approval.id, reviewer(), { verdict: 'approve' });
+    const retries = await Promise.all(Array.from({ length: 8 }, () => makeService().request(ask)));
+    expect(retries.filter((r) => r.status === 'approved').map((r) => r.id)).toEqual([approval.id]);
+    expect((await store.get(approval.id))?.status).toBe('consumed');
+  });
+
+  it('releases exactly one of two connections waiting on the same approval', async () => {
+    const ask = request();
+    const approval = await service.request(ask);
+    // a second connection retried while it was pending: it waits on the same approval
+    expect((await makeService().request(ask)).id).toBe(approval.id);
+    const waits = [makeService().wait(approval.id, 10_000), makeService().wait(approval.id, 10_000)];
+    await service.decide(approval.id, reviewer(), { verdict: 'approve' });
+    const statuses = (await Promise.all(waits)).map((a) => a.status).sort();
+    expect(statuses).toEqual(['approved', 'consumed']);
+  });
+
+  it('lets one of two clicks of the same reviewer win, and approve-then-deny cannot undo it', async () => {
+    const approval = await service.request(request());
+    const clicks = await Promise.allSettled([
+      makeService().decide(approval.id, reviewer(), { verdict: 'approve' }),
+      makeService().decide(approval.id, reviewer(), { verdict: 'approve' }),
+    ]);
+    expect(clicks.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    await expect(service.decide(approval.id, reviewer(), { verdict: 'deny' })).rejects.toThrow(
+      /already approved/,
+    );
+    expect((await store.get(approval.id))?.status).toBe('approved');
   });
 });
 

@@ -1,6 +1,6 @@
 /**
  * A released statement's result is reported to the approvals API (for the Slack message) once its
- * final audit record is shipped: matched by session and exact text, once per release.
+ * final audit record is shipped: matched by the approval id the record carries, once per release.
  */
 import { describe, expect, it } from 'vitest';
 import { ApprovedRunReporter } from '../../proxy/approvals-execution.ts';
@@ -59,14 +59,21 @@ describe('the approved-run reporter', () => {
     reporter.released(request('s1', 'delete from orders'), approval('a1'));
     reporter.released(request('s1', 'delete from orders'), approval('a2'));
     await controlPlane.ingest([
-      event('s1', 'delete from orders', { outcome: 'pending' }),
+      event('s1', 'delete from orders', { outcome: 'pending', approvalId: 'a1' }),
+      // the same text without an approval id (another session, or a run no approval released)
       event('s2', 'delete from orders', { commandTag: 'DELETE 9', rows: 9 }),
-      event('s1', 'delete from orders', { commandTag: 'DELETE 3', rows: 3 }),
+      event('s1', 'delete from orders', { commandTag: 'DELETE 3', rows: 3, approvalId: 'a1' }),
       event('s1', 'select 1', { commandTag: 'SELECT 1', rows: 1 }),
     ]);
     await controlPlane.ingest([
-      event('s1', 'delete from orders', { outcome: 'error', sqlstate: '40P01', errorMessage: 'deadlock' }),
-      event('s1', 'delete from orders', { commandTag: 'DELETE 0', rows: 0 }),
+      event('s1', 'delete from orders', {
+        outcome: 'error',
+        sqlstate: '40P01',
+        errorMessage: 'deadlock',
+        approvalId: 'a2',
+      }),
+      // a portal resumed after PortalSuspended: the same execution, reported once
+      event('s1', 'delete from orders', { commandTag: 'DELETE 0', rows: 0, approvalId: 'a1' }),
     ]);
     expect(inner.events).toHaveLength(6);
     expect(reports).toEqual([
@@ -78,12 +85,16 @@ describe('the approved-run reporter', () => {
   it('reports nothing for refused runs of the same text, and never before the store took the events', async () => {
     const { reports, reporter, inner, controlPlane } = setUp();
     reporter.released(request('s1', 'drop table t'), approval('a1'));
-    await controlPlane.ingest([event('s1', 'drop table t', { decision: 'deny', outcome: 'refused' })]);
+    await controlPlane.ingest([
+      event('s1', 'drop table t', { decision: 'deny', outcome: 'refused', approvalId: 'a1' }),
+    ]);
     expect(reports).toEqual([]);
     inner.ingest = async () => {
       throw new Error('store down');
     };
-    await expect(controlPlane.ingest([event('s1', 'drop table t')])).rejects.toThrow('store down');
+    await expect(controlPlane.ingest([event('s1', 'drop table t', { approvalId: 'a1' })])).rejects.toThrow(
+      'store down',
+    );
     expect(reports).toEqual([]);
   });
 
@@ -101,8 +112,8 @@ describe('the approved-run reporter', () => {
     });
     reporter.released(request('s1', 'delete from orders'), approval('a1'));
     const lines = [
-      event('s1', 'delete from orders', { outcome: 'pending' }),
-      event('s1', 'delete from orders', { commandTag: 'DELETE 3', rows: 3 }),
+      event('s1', 'delete from orders', { outcome: 'pending', approvalId: 'a1' }),
+      event('s1', 'delete from orders', { commandTag: 'DELETE 3', rows: 3, approvalId: 'a1' }),
     ].map((e) => ({ type: e.type, line: JSON.stringify(e) }));
     await controlPlane.ingestSerialized!([
       { type: 'session_opened', line: '{"type":"session_opened"}' },
@@ -120,6 +131,8 @@ describe('the approved-run reporter', () => {
     });
     const controlPlane = reporter.watch(new InMemoryControlPlane());
     reporter.released(request('s1', 'truncate t'), approval('a1'));
-    await expect(controlPlane.ingest([event('s1', 'truncate t')])).resolves.toBeUndefined();
+    await expect(
+      controlPlane.ingest([event('s1', 'truncate t', { approvalId: 'a1' })]),
+    ).resolves.toBeUndefined();
   });
 });

@@ -130,6 +130,17 @@ describe('the approval gate', () => {
     expect(api.requests).toHaveLength(0);
   });
 
+  it('asks with the values of the execution, and the released decision names its approval', async () => {
+    const api = new ScriptedApi(view({ status: 'approved', decidedBy: 'rita@example.com' }), () => view());
+    const params = { count: 1, values: [{ value: '7', format: 'text' as const }], hash: 'f'.repeat(64) };
+    const decision = await gateOver(api).admit(request, held, clientSpy(), params);
+    expect(api.requests[0]?.statement).toEqual({ text: 'delete from orders', protocol: 'extended', params });
+    expect(decision).toMatchObject({ action: 'allow', approvalId: 'appr-1' });
+    // without values (the simple protocol) the request carries none
+    await gateOver(api).admit(request, held, clientSpy());
+    expect(api.requests[1]?.statement).toEqual({ text: 'delete from orders', protocol: 'extended' });
+  });
+
   it('holds, tells the client who must approve and how, and releases on approval', async () => {
     const api = new ScriptedApi(view(), (n) =>
       n < 3 ? view() : view({ status: 'approved', decidedBy: 'rita@example.com' }),

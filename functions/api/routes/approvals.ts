@@ -5,6 +5,12 @@
  * the reviewers group.
  */
 import type { Context, Hono, MiddlewareHandler } from 'hono';
+import {
+  type ApprovalParam,
+  type ApprovalParams,
+  MAX_PARAM_CHARS,
+  MAX_SHOWN_PARAMS,
+} from '../../../shared/approvals/params.ts';
 import type { PrincipalDirectory } from '../../../shared/approvals/ports.ts';
 import {
   type ApprovalDecider,
@@ -193,10 +199,48 @@ function createRequest(body: unknown): CreateApprovalRequest {
     session: body['session'],
     statement: body['statement'],
   });
+  const params = statementParams((body['statement'] as Record<string, unknown>)['params']);
   return {
     session,
-    statement: { text: statement.text, protocol: statement.protocol },
+    statement: { text: statement.text, protocol: statement.protocol, ...(params && { params }) },
     decision: decision(body['decision']),
+  };
+}
+
+const HASH = /^[0-9a-f]{64}$/;
+const PARAM_FIELDS = new Set(['value', 'format', 'type', 'masked', 'truncated']);
+
+/** statement.params: the values of the execution asked for, as the proxy rendered them. */
+function statementParams(value: unknown): ApprovalParams | undefined {
+  if (value === undefined) return undefined;
+  const bad = (expectation: string) => new PgWardenError('BAD_REQUEST', `statement.params ${expectation}`);
+  if (!isObject(value)) throw bad('must be an object');
+  const { count, values, hash } = value;
+  if (typeof hash !== 'string' || !HASH.test(hash)) throw bad('.hash must be 64 lowercase hex digits');
+  if (typeof count !== 'number' || !Number.isInteger(count) || count < 0 || count > 65_535)
+    throw bad('.count must be an integer from 0 to 65535');
+  if (!Array.isArray(values) || values.length > Math.min(count, MAX_SHOWN_PARAMS))
+    throw bad(`.values must be a list of at most min(count, ${MAX_SHOWN_PARAMS}) values`);
+  return { count, hash, values: values.map((v, i) => shownParam(v, `.values[${i}]`, bad)) };
+}
+
+function shownParam(value: unknown, at: string, bad: (expectation: string) => PgWardenError): ApprovalParam {
+  if (!isObject(value) || Object.keys(value).some((k) => !PARAM_FIELDS.has(k)))
+    throw bad(`${at} is not a parameter`);
+  const { value: shown, format, type, masked, truncated } = value;
+  const short = (v: unknown, max: number) => typeof v === 'string' && v.length <= max;
+  if (shown !== null && !short(shown, MAX_PARAM_CHARS))
+    throw bad(`${at}.value must be null or a short string`);
+  if (format !== 'text' && format !== 'binary') throw bad(`${at}.format must be text or binary`);
+  if (type !== undefined && !short(type, 64)) throw bad(`${at}.type must be a short string`);
+  if (masked !== undefined && !short(masked, 200)) throw bad(`${at}.masked must be a short string`);
+  if (truncated !== undefined && truncated !== true) throw bad(`${at}.truncated must be true when present`);
+  return {
+    value: shown as string | null,
+    format,
+    ...(type === undefined ? {} : { type: type as string }),
+    ...(masked === undefined ? {} : { masked: masked as string }),
+    ...(truncated === true ? { truncated } : {}),
   };
 }
 

@@ -55,6 +55,35 @@ describe('the approval request message', () => {
     expect(message.text).toContain('Approval needed');
   });
 
+  it('shows the parameter values the one execution runs with, masked ones masked, escaped', () => {
+    const message = approvalMessage(
+      newApproval(
+        approvalRequest({
+          text: 'update customers set ssn = $1, note = $2',
+          protocol: 'extended',
+          params: {
+            count: 3,
+            values: [
+              { value: '***', format: 'text', masked: 'mask-ssn' },
+              { value: '<@U0ADMIN> ``` & more', format: 'text' },
+              { value: null, format: 'text' },
+            ],
+            hash: 'a'.repeat(64),
+          },
+        }),
+        { id: 'appr-7', now, defaultApprovers: ['reviewers'] },
+      ),
+      now,
+    );
+    const section = blocksOf(message).find((b) => b.text?.text.startsWith('*Parameters*'))!;
+    expect(section.text!.text).toContain('$1 = *** (masked: mask-ssn)');
+    expect(section.text!.text).toContain("$2 = '&lt;@U0ADMIN&gt; `\u200b`` &amp; more'");
+    expect(section.text!.text).toContain('$3 = NULL');
+    expect(section.text!.text).toContain('exactly these values');
+    // no parameters, no section
+    expect(allText(approvalMessage(approval(), now))).not.toContain('*Parameters*');
+  });
+
   it('has Approve and Deny buttons carrying the approval id, and no full-text button for a short statement', () => {
     const found = buttons(approvalMessage(approval(), now));
     expect(found.map((b) => [b['action_id'], b['value']])).toEqual([

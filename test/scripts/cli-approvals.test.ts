@@ -1,0 +1,11 @@
+import { describe, expect, it } from 'vitest';
+import { printable } from '../../scripts/cli/approvals.ts';
+
+describe('approvals list output', () => {
+  it('prints control characters a requester put in a statement or value as escapes', () => {
+    // an escape sequence could clear the line and show the reviewer something else
+    expect(printable("delete from t\u001b[2K\rselect 1\n  $1 = 'a\u0007b'\tc\u009b")).toBe(
+      "delete from t\\x1b[2K\\x0dselect 1\n  $1 = 'a\\x07b'\tc\\x9b",
+    );
+  });
+});
