@@ -109,23 +109,26 @@ export async function setUpSession(raw: net.Socket, ctx: SetupContext, admission
     if (!checked.ok) throw new SetupRefusal({ severity: 'FATAL', ...checked.refusal });
     await authenticateAndRelay(socket, reader, packet.minor, checked.startup, ctx, deadline);
   } catch (error) {
-    const fields: NoticeFields =
-      error instanceof SetupRefusal
-        ? error.fields
-        : error instanceof UpstreamRequestRefused
-          ? {
-              severity: 'FATAL',
-              code: error.sqlstate,
-              message: `pgwarden: the database said: ${error.message}`,
-            }
-          : fatalFor(error);
     if (!(error instanceof SetupRefusal) && !(error instanceof PgWardenError)) {
       ctx.logger.warn('connection setup failed', { error: String(error) });
     }
-    if (!client.socket.destroyed) client.socket.end(errorResponse(fields));
+    if (!client.socket.destroyed) client.socket.end(errorResponse(setupFailure(error)));
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The FATAL a failed setup ends with: pgwarden's refusal, the server's own words, or a mapped error. */
+function setupFailure(error: unknown): NoticeFields {
+  if (error instanceof SetupRefusal) return error.fields;
+  if (error instanceof UpstreamRequestRefused) {
+    return {
+      severity: 'FATAL',
+      code: error.sqlstate,
+      message: `pgwarden: the database said: ${error.message}`,
+    };
+  }
+  return fatalFor(error);
 }
 
 /**
