@@ -1203,6 +1203,17 @@ export class Relay {
     this.end('protocol_error');
   }
 
+  /**
+   * Ends the session on pgwarden's own authority (proxy/session-lifetime.ts). The FATAL saying why
+   * goes out only between two server messages: never inside one the client is still receiving.
+   */
+  terminate(fields: NoticeFields, reason: SessionEndReason): void {
+    if (this.ended) return;
+    if (!this.scanner.inMessage() || this.partialHeld || this.heldBack !== undefined)
+      this.o.client.write(errorResponse(fields));
+    this.end(reason);
+  }
+
   end(closedBecause: SessionEndReason): void {
     if (this.ended) return;
     this.ended = true;

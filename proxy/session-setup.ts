@@ -8,12 +8,14 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import type { SessionContext } from '../shared/control-plane.ts';
 import { PgWardenError } from '../shared/errors.ts';
+import { sessionPrincipal } from '../shared/identity.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { CancelRegistry } from './cancel-registry.ts';
 import type { Catalogs } from './masking/catalogs.ts';
 import { SessionMasking } from './masking/session-masking.ts';
 import type { ProxyLimits, ProxyOptions } from './options.ts';
 import { type AuditSink, Relay } from './relay.ts';
+import { SessionLifetime } from './session-lifetime.ts';
 import { SetupReader } from './setup-reader.ts';
 import { connectUpstream, sendUpstreamCancel, type UpstreamConnection } from './upstream.ts';
 import {
@@ -169,11 +171,7 @@ async function authenticateAndRelay(
   });
   const session: SessionContext = {
     sessionId: opened.sessionId,
-    principal: {
-      name: opened.principal.name,
-      groups: opened.principal.groups,
-      actor: opened.principal.actor,
-    },
+    principal: sessionPrincipal(opened.principal),
     role: opened.role,
     roles: opened.roles,
     database,
@@ -216,6 +214,7 @@ async function authenticateAndRelay(
     ]),
   );
 
+  let lifetime: SessionLifetime | undefined;
   const relay: Relay = new Relay({
     client: socket,
     upstream: upstream.socket,
@@ -230,14 +229,25 @@ async function authenticateAndRelay(
     auditParams: ctx.options.audit?.params ?? 'hashed',
     masking: new SessionMasking(ctx.catalogs.forDatabase(database, opened.role), ctx.maskingKey),
     onEnd: (reason, statements) => {
+      lifetime?.stop();
       key.release();
       ctx.relays.delete(relay);
       recordClosed(ctx, session, openedAt, statements, reason, upstreamUser);
     },
   });
   cancelled = () => relay.cancelRequested();
+  lifetime = new SessionLifetime({
+    relay,
+    session,
+    principal: opened.principal,
+    ...(ctx.options.lifetime && { options: ctx.options.lifetime }),
+    controlPlane: ctx.options.controlPlane,
+    logger: ctx.logger,
+    cancelUpstream: () => sendUpstreamCancel(ctx.options.upstream, upstream.backendKey),
+  });
   ctx.relays.add(relay);
   relay.start(reader.detach(), upstream.leftover);
+  lifetime.start();
 }
 
 function recordClosed(
@@ -254,6 +264,8 @@ function recordClosed(
     sessionId: session.sessionId,
     at: new Date().toISOString(),
     principal: session.principal.name,
+    issuer: session.principal.issuer,
+    subject: session.principal.subject,
     durationMs: Date.now() - openedAt,
     statements,
     reason,

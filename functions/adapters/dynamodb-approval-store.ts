@@ -28,6 +28,7 @@ import {
 } from '../../shared/approvals.ts';
 import { PgWardenError } from '../../shared/errors.ts';
 import { conditionalWrite, ensureTables, onDemandTable, orStoreUnavailable } from './dynamodb-common.ts';
+import { EMAIL_INDEX } from './dynamodb-principal-directory.ts';
 
 export interface ApprovalTableNames {
   approvals: string;
@@ -35,7 +36,7 @@ export interface ApprovalTableNames {
 }
 
 export function approvalTableNames(prefix: string): ApprovalTableNames {
-  return { approvals: `${prefix}approvals`, principals: `${prefix}principals` };
+  return { approvals: `${prefix}approvals`, principals: `${prefix}identities` };
 }
 
 export const RETRY_KEY_INDEX = 'by_retry_key';
@@ -171,7 +172,7 @@ export class DynamoDbApprovalStore implements ApprovalStore {
 }
 
 /**
- * Creates the approvals and principals tables (on-demand) when missing, with their indexes and TTL,
+ * Creates the approvals and principals (identities) tables (on-demand) when missing, with their indexes and TTL,
  * and waits until they are ACTIVE. For local mode and tests; deployed tables come from the CDK stack.
  */
 export async function ensureApprovalTables(client: DynamoDBClient, names: ApprovalTableNames): Promise<void> {
@@ -184,7 +185,11 @@ export async function ensureApprovalTables(client: DynamoDBClient, names: Approv
         { name: STATUS_INDEX, partitionKey: 'status', sortKey: 'requestedAt' },
       ],
     }),
-    onDemandTable({ name: names.principals, partitionKey: 'email' }),
+    onDemandTable({
+      name: names.principals,
+      partitionKey: 'id',
+      indexes: [{ name: EMAIL_INDEX, partitionKey: 'emailKey' }],
+    }),
   ]);
   await orStoreUnavailable(STORE, () =>
     client
@@ -229,6 +234,9 @@ const STRING_FIELDS = [
   'id',
   'status',
   'principal',
+  'requesterIssuer',
+  'requesterSubject',
+  'requesterEmail',
   'actor',
   'sessionId',
   'database',
@@ -243,6 +251,8 @@ const STRING_FIELDS = [
   'requestedAt',
   'expiresAt',
   'decidedBy',
+  'decidedByIssuer',
+  'decidedBySubject',
   'decidedAt',
   'decidedVia',
   'denyReason',

@@ -22,6 +22,12 @@ export interface OidcVerifierOptions {
   /** allow-list; only asymmetric algorithms are accepted (see SIGNING_ALGORITHMS) */
   algorithms?: string[];
   groupsClaim?: string;
+  /**
+   * The issuer puts only addresses it has verified in `email` (a workforce IdP whose users cannot
+   * set their own address) and so may omit `email_verified`. Default false: an email counts only
+   * with `email_verified: true`.
+   */
+  emailsVerified?: boolean;
   clockToleranceSeconds?: number;
   fetch?: typeof fetch;
   currentDate?: () => Date;
@@ -96,7 +102,7 @@ export function createOidcVerifier(options: OidcVerifierOptions): TokenVerifier 
           requiredClaims: ['exp', 'sub'],
           ...(options.currentDate ? { currentDate: options.currentDate() } : {}),
         });
-        return claimsFrom(payload, issuer, groupsClaim);
+        return claimsFrom(payload, issuer, groupsClaim, options.emailsVerified ?? false);
       } catch (error) {
         throw translate(error, { issuer, audience: options.audience, algorithms });
       }
@@ -147,13 +153,21 @@ function guardKeyFetch(jwks: JWTVerifyGetKey, issuer: string): JWTVerifyGetKey {
   };
 }
 
-function claimsFrom(payload: JWTPayload, issuer: string, groupsClaim: string): VerifiedClaims {
+function claimsFrom(
+  payload: JWTPayload,
+  issuer: string,
+  groupsClaim: string,
+  emailsVerified: boolean,
+): VerifiedClaims {
   if (typeof payload.sub !== 'string' || payload.sub === '') {
     throw new PgWardenError('AUTH_TOKEN_INVALID', 'the token names no subject ("sub" claim)');
   }
-  // An address the issuer says it has not verified could be anyone's: do not let it name the principal.
+  // An address the issuer does not vouch for could be anyone's: it names nobody (OIDC Core §5.1:
+  // without email_verified true, the address may not be the person's). Only the boolean counts.
+  const verified =
+    payload['email_verified'] === true || (emailsVerified && payload['email_verified'] !== false);
   const email =
-    typeof payload['email'] === 'string' && payload['email_verified'] !== false
+    typeof payload['email'] === 'string' && payload['email'] !== '' && verified
       ? payload['email']
       : undefined;
   return {
@@ -162,6 +176,7 @@ function claimsFrom(payload: JWTPayload, issuer: string, groupsClaim: string): V
     ...(email === undefined ? {} : { email }),
     groups: groupsFrom(payload[groupsClaim]),
     ...(typeof payload.jti === 'string' ? { tokenId: payload.jti } : {}),
+    ...(typeof payload.iat === 'number' && Number.isFinite(payload.iat) ? { issuedAt: payload.iat } : {}),
     expiresAt: payload.exp as number, // required and type-checked by jwtVerify
     actor: payload['pgwarden_actor'] === 'agent' || payload['act'] !== undefined ? 'agent' : 'person',
   };

@@ -68,8 +68,11 @@ describe('notifierConfigFromEnv', () => {
 
 describe('approvalsRouteContext', () => {
   it('gives the API the queue and Slack from the configuration, and nothing when unset', async () => {
-    expect(await approvalsRouteContext({ channel: 'c', reviewerGroups: ['r'] })).toEqual({});
+    expect(
+      await approvalsRouteContext({ channel: 'c', reviewerGroups: ['r'], reviewerGroupsMaxAgeSeconds: 300 }),
+    ).toEqual({});
     const context = await approvalsRouteContext({
+      reviewerGroupsMaxAgeSeconds: 300,
       channel: 'c',
       reviewerGroups: ['r'],
       queueUrl: 'http://127.0.0.1:1/q',

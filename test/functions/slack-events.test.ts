@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ApprovalView } from '../../shared/approvals.ts';
-import { approvalRequest, REQUESTER } from '../fakes/approvals.ts';
+import { approvalRequest, ISSUER, REQUESTER, REQUESTER_SUBJECT } from '../fakes/approvals.ts';
 import { type ApprovalsApi, SIGNING_SECRET, startApprovalsApi } from '../fakes/approvals-api.ts';
 import {
   blockActionPayload,
@@ -26,20 +26,27 @@ const now = () => new Date();
 beforeAll(async () => {
   api = await startApprovalsApi({ slack: true });
   slack = api.slack!;
-  const person = (email: string, groups: string[]) => ({
+  const person = (email: string, groups: string[], subject = `sub-${email}`, issuer = api.idp.issuer) => ({
     email,
     name: email,
-    subject: `sub-${email}`,
-    issuer: api.idp.issuer,
+    subject,
+    issuer,
+    actor: 'person' as const,
     groups,
   });
-  await api.principals.remember(person('rita@example.com', ['reviewers']), now());
-  await api.principals.remember(person('sam@example.com', ['reviewers']), now());
-  await api.principals.remember(person('eve@example.com', ['engineering']), now());
-  await api.principals.remember(person(REQUESTER, ['engineering', 'reviewers']), now());
+  await api.principals.remember(person('rita@example.com', ['reviewers']), now(), now());
+  await api.principals.remember(person('sam@example.com', ['reviewers']), now(), now());
+  await api.principals.remember(person('eve@example.com', ['engineering']), now(), now());
+  await api.principals.remember(
+    person(REQUESTER, ['engineering', 'reviewers'], REQUESTER_SUBJECT, ISSUER),
+    now(),
+    now(),
+  );
+  // groups learned from a token issued half an hour ago: too old to decide on
   await api.principals.remember(
     person('old@example.com', ['reviewers']),
-    new Date(Date.now() - 30 * 86_400_000),
+    new Date(Date.now() - 30 * 60_000),
+    now(),
   );
   slack.users.set('U-RITA', { email: 'Rita@Example.com', confirmed: true });
   slack.users.set('U-SAM', { email: 'sam@example.com', confirmed: true });
@@ -184,9 +191,17 @@ describe('Approve', () => {
     ['a non-approver', 'U-EVE', /membership of "reviewers"/],
     ['the requester (a reviewer too)', 'U-DEV', /requested this statement/],
     ['a Slack user whose email is not confirmed', 'U-UNCONFIRMED', /not confirmed/],
-    ['a Slack user pgwarden has never seen', 'U-STRANGER', /sign in to pgwarden once/],
+    [
+      'a Slack user pgwarden has never seen',
+      'U-STRANGER',
+      /does not know anyone whose identity provider verified/,
+    ],
     ['a Slack user without an email', 'U-NOEMAIL', /users:read.email/],
-    ['a Slack user last seen a month ago', 'U-OLD', /last saw old@example.com/],
+    [
+      'a reviewer whose groups were learned 30 minutes ago',
+      'U-OLD',
+      /last learned your groups at .* more than 5 minutes ago/,
+    ],
   ])('refuses %s, privately, and the approval stays pending', async (_label, user, message) => {
     const approval = await posted();
     const response = await click(user, 'approve', approval);

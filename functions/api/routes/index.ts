@@ -38,7 +38,7 @@ export interface RouteContext {
   /** where approval changes are queued for the Slack notifier (absent: nothing is posted to Slack) */
   approvalsQueue?: ApprovalQueue;
   /** Slack interactivity: POST /slack/events is served only when this is given */
-  slack?: { api: SlackApi; signingSecret: string };
+  slack?: { api: SlackApi; signingSecret: string; maxGroupsAgeSeconds?: number };
   /** maps Slack users (by email) to groups (default: the <prefix>principals table) */
   principals?: PrincipalDirectory;
 }

@@ -31,6 +31,7 @@ describe('apiConfigFromEnv', () => {
         issuer: 'https://login.example.com',
         audience: 'pgwarden',
         algorithms: ['RS256', 'ES256'],
+        emailsVerified: false,
         groupsClaim: 'groups',
       },
       roles: [
