@@ -9,12 +9,15 @@ import type { ApprovalQueue, PrincipalDirectory, SlackApi } from '../../../share
 import type { ControlPlane } from '../../../shared/control-plane.ts';
 import type { Logger } from '../../../shared/logger.ts';
 import type { TokenVerifier } from '../../../shared/ports.ts';
+import { approvalTableNames } from '../../adapters/dynamodb-approval-store.ts';
+import { DynamoDbPrincipalDirectory } from '../../adapters/dynamodb-principal-directory.ts';
 import type { ApprovalsService } from '../approvals-service.ts';
 import type { AccessGroups } from '../auth.ts';
 import type { StoredPolicySource } from '../policy-source.ts';
 import { approvalRouteGroups } from './approval-groups.ts';
 import { auditRouteGroup } from './audit.ts';
 import { policyRouteGroup } from './policies.ts';
+import { principalRoutes } from './principals.ts';
 
 export interface RouteContext {
   /** verifies people's OIDC tokens (the same issuer and audience the proxy accepts) */
@@ -45,10 +48,16 @@ export interface RouteContext {
 
 export type RouteGroup = (app: Hono) => void;
 
-export function apiRoutes(ctx: RouteContext): RouteGroup[] {
+export function apiRoutes(context: RouteContext): RouteGroup[] {
+  // one directory for every group: people's calls are checked against it (disabled, groups)
+  const principals =
+    context.principals ??
+    new DynamoDbPrincipalDirectory(context.dynamodb, approvalTableNames(context.tablePrefix).principals);
+  const ctx = { ...context, principals };
   return [
     policyRouteGroup(ctx),
     auditRouteGroup(ctx), // GET /v1/audit/events, GET /v1/sessions/:id (auditors)
     ...approvalRouteGroups(ctx), // approvals API + /slack/events
+    principalRoutes({ verifier: ctx.verifier, admins: ctx.access.admins, principals, now: ctx.now }),
   ];
 }
