@@ -112,7 +112,6 @@ export class DynamoDbPrincipalDirectory implements PrincipalDirectory {
       ':issuer': { S: id.issuer },
       ':subject': { S: id.subject },
       ':person': { S: 'person' },
-      ':none': { L: [] },
       ':at': { S: at },
     };
     const sets = [
@@ -127,6 +126,7 @@ export class DynamoDbPrincipalDirectory implements PrincipalDirectory {
       values[':groups'] = { L: change.groups.map((group) => ({ S: group })) };
       sets.push('#groups = :groups', 'groupsAsOf = :at');
     } else {
+      values[':none'] = { L: [] };
       sets.push('#groups = if_not_exists(#groups, :none)', 'groupsAsOf = if_not_exists(groupsAsOf, :at)');
     }
     if (change.disabled === true) {

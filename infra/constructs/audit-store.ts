@@ -19,13 +19,13 @@ import type { IGrantable } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
 import { RETRY_KEY_INDEX, STATUS_INDEX } from '../../functions/adapters/dynamodb-approval-store.ts';
-import { EMAIL_INDEX } from '../../functions/adapters/dynamodb-principal-directory.ts';
 import {
   BY_DAY_INDEX,
   BY_DECISION_INDEX,
   BY_PRINCIPAL_INDEX,
   TTL_ATTRIBUTE,
 } from '../../functions/adapters/dynamodb-audit-layout.ts';
+import { EMAIL_INDEX } from '../../functions/adapters/dynamodb-principal-directory.ts';
 import { grantKeyViaDynamoDb, grantTable, protectedTable } from './protected-table.ts';
 
 export interface PgWardenAuditStoreProps {
