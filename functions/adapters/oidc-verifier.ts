@@ -93,15 +93,18 @@ export function createOidcVerifier(options: OidcVerifierOptions): TokenVerifier 
         throw new PgWardenError('AUTH_TOKEN_INVALID', 'the password is too long to be a token');
       }
       const getKey = await keys();
+      const tolerance = options.clockToleranceSeconds ?? 30;
+      const now = options.currentDate?.() ?? new Date();
       try {
         const { payload } = await jwtVerify(compact, getKey, {
           issuer,
           audience: options.audience,
           algorithms,
-          clockTolerance: options.clockToleranceSeconds ?? 30,
+          clockTolerance: tolerance,
           requiredClaims: ['exp', 'sub'],
-          ...(options.currentDate ? { currentDate: options.currentDate() } : {}),
+          currentDate: now,
         });
+        assertIssuedInThePast(payload, now, tolerance);
         return claimsFrom(payload, issuer, groupsClaim, options.emailsVerified ?? false);
       } catch (error) {
         throw translate(error, { issuer, audience: options.audience, algorithms });
@@ -180,6 +183,22 @@ function claimsFrom(
     expiresAt: payload.exp as number, // required and type-checked by jwtVerify
     actor: payload['pgwarden_actor'] === 'agent' || payload['act'] !== undefined ? 'agent' : 'person',
   };
+}
+
+/**
+ * A token's iat says when the issuer asserted its groups, and newer knowledge outranks older in
+ * the principals directory: a token "issued" in the future (an issuer's clock far ahead, or a
+ * forged-looking claim) would outrank changes made after it was really minted. Refused beyond the
+ * clock tolerance, so it cannot.
+ */
+function assertIssuedInThePast(payload: JWTPayload, now: Date, toleranceSeconds: number): void {
+  if (typeof payload.iat !== 'number') return;
+  if (payload.iat * 1000 > now.getTime() + toleranceSeconds * 1000) {
+    throw new PgWardenError(
+      'AUTH_TOKEN_NOT_YET_VALID',
+      `your token says it was issued at ${isoTime(payload.iat)}, in the future; check the identity provider's clock`,
+    );
+  }
 }
 
 function groupsFrom(value: unknown): string[] {
