@@ -205,12 +205,22 @@ describe('a retry after the hold timed out', () => {
     expect(third.status).toBe('pending');
   });
 
+  it('passes for the same person with another token (no email: another display name)', async () => {
+    const ask = request();
+    const approval = await service.request(ask);
+    await service.decide(approval.id, reviewer(), { verdict: 'approve' });
+    const retry = await service.request(request({ text: ask.statement.text, principal: 'sub|dev' }));
+    expect(retry).toMatchObject({ id: approval.id, status: 'approved' });
+  });
+
   it('does not pass for another principal, database or text', async () => {
     const ask = request();
     const approval = await service.request(ask);
     await service.decide(approval.id, reviewer(), { verdict: 'approve' });
     for (const other of [
-      request({ text: ask.statement.text, principal: 'mallory@example.com' }),
+      request({ text: ask.statement.text, principal: 'mallory@example.com', subject: 'sub|mallory' }),
+      // the same subject at another issuer is someone else
+      request({ text: ask.statement.text, issuer: 'https://other-issuer.example' }),
       request({ text: ask.statement.text, database: 'prod' }),
       request({ text: `${ask.statement.text} ` }),
     ]) {

@@ -125,7 +125,7 @@ describe('DynamoDbApprovalStore', () => {
     const text = `update accounts set frozen = true -- ${Math.random()}`;
     const older = fresh({ text }, new Date('2026-01-01T09:00:00.000Z'));
     const newer = fresh({ text, sessionId: 'session-2' }, new Date('2026-01-01T09:30:00.000Z'));
-    const other = fresh({ text, principal: 'someone@example.com' });
+    const other = fresh({ text, principal: 'someone@example.com', subject: 'sub|someone' });
     for (const a of [older, newer, other]) await store.create(a);
     const found = await store.findByRetryKey(approvalRetryKey(older));
     expect(found.map((a) => a.id)).toEqual([newer.id, older.id]);
