@@ -46,7 +46,8 @@ export class DynamoDbPrincipalDirectory implements PrincipalDirectory {
       'issuer = :issuer',
       'subject = :subject',
       '#name = :name',
-      'actor = :actor',
+      // once seen as a person, a principal stays one (an agent token of theirs does not change it)
+      facts.actor === 'person' ? 'actor = :actor' : 'actor = if_not_exists(actor, :actor)',
       'seenAt = :seenAt',
       '#groups = :groups',
       'groupsAsOf = :asOf',

@@ -65,6 +65,16 @@ describe('remember', () => {
   });
 });
 
+describe('actor', () => {
+  it('stays person once a person token was seen; an agent token of the same principal does not change it', async () => {
+    await directory.remember(facts({ subject: 'u-6', actor: 'agent' }), at(0), at(0));
+    expect((await directory.get({ issuer: A, subject: 'u-6' }))?.actor).toBe('agent');
+    await directory.remember(facts({ subject: 'u-6', actor: 'person' }), at(1), at(1));
+    await directory.remember(facts({ subject: 'u-6', actor: 'agent' }), at(2), at(2));
+    expect((await directory.get({ issuer: A, subject: 'u-6' }))?.actor).toBe('person');
+  });
+});
+
 describe('change', () => {
   it('disables and enables; a token afterwards never re-enables', async () => {
     await directory.remember(facts({ subject: 'u-4' }), at(0), at(0));
