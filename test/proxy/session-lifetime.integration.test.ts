@@ -165,6 +165,12 @@ async function backendGone(applicationName: string): Promise<number> {
   return backends(applicationName);
 }
 
+/** Polls a condition the proxy reaches asynchronously (audit records are shipped in batches). */
+async function until(condition: () => boolean): Promise<void> {
+  for (let n = 0; n < 100 && !condition(); n++) await new Promise((resolve) => setTimeout(resolve, 100));
+  expect(condition()).toBe(true);
+}
+
 async function marks(note: string): Promise<number> {
   const { rows } = await admin.query('select count(*)::int as n from lifetime_marks where note = $1', [note]);
   return rows[0].n as number;
@@ -190,6 +196,11 @@ describe("a session ends at its token's exp", () => {
     expect(audit.events).toContainEqual(
       expect.objectContaining({ type: 'session_opened', subject: 'exp-idle' }),
     );
+    await until(() =>
+      audit.events.some(
+        (e) => e.type === 'session_closed' && e.subject === 'exp-idle' && e.reason === 'token_expired',
+      ),
+    );
   });
 
   it('ends a statement still running at exp: the token is the authority, the server stops it', async () => {
@@ -209,6 +220,30 @@ describe("a session ends at its token's exp", () => {
     expect(error?.message).toMatch(/your token expired at/);
     expect(await backendGone(app)).toBe(0);
     expect(await marks('exp-busy')).toBe(0);
+  });
+
+  it('ends a session in the middle of a result stream without corrupting the client protocol', async () => {
+    const person = { sub: 'exp-stream', email: 'exp-stream@example.com', groups: ['engineering'] };
+    const result = await runCommand(
+      'psql',
+      [
+        '-X',
+        `host=127.0.0.1 port=${proxy.port} dbname=app user=${person.email} sslmode=require application_name=exp-stream`,
+        '-c',
+        "\\copy (select repeat('x', 1000) from generate_series(1, 100000000)) to '/dev/null'",
+      ],
+      {
+        env: { PGPASSWORD: await token(person, { expiresIn: 3 }), PGCONNECT_TIMEOUT: '10' },
+        timeoutMs: 60_000,
+      },
+    );
+    expect(result.code).not.toBe(0);
+    // between two messages psql reads the FATAL; inside one, it sees the connection end: never garbage
+    expect(result.stderr).toMatch(
+      /your token expired at|server closed the connection unexpectedly|connection to server .* lost/,
+    );
+    expect(result.stderr).not.toMatch(/invalid message|unexpected message type|lost synchronization/i);
+    expect(await backendGone('exp-stream')).toBe(0);
   });
 
   it('psql prints the reason when its statement is cut off', async () => {
@@ -305,6 +340,11 @@ describe('re-checks of open sessions', () => {
     );
     const error = await ended;
     expect(error.message).toMatch(/access through pgwarden was disabled on .* \(laptop stolen\)/);
+    await until(() =>
+      audit.events.some(
+        (e) => e.type === 'session_closed' && e.subject === person.sub && e.reason === 'access_revoked',
+      ),
+    );
     expect(await backendGone(app)).toBe(0);
     await expect(connect(valid, person.email)).rejects.toThrow(/disabled/);
     // another token of the same person (no email this time) is the same principal: refused too
