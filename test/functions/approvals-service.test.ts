@@ -104,6 +104,18 @@ describe('waiting', () => {
     expect(released).toMatchObject({ id: approval.id, status: 'approved', decidedBy: 'rita@example.com' });
     expect((await store.get(approval.id))?.status).toBe('consumed');
     expect(audit.steps(approval.id)).toEqual(['requested', 'approved', 'consumed']);
+    // the trail says who asked and who decided by issuer and subject, not only by display name
+    expect(audit.events.find((e) => e.type === 'approval' && e.step === 'approved')).toMatchObject({
+      by: 'rita@example.com',
+      byIssuer: 'https://issuer.example',
+      bySubject: 'sub|rita',
+      issuer: 'https://issuer.example',
+      subject: 'sub|dev',
+    });
+    expect(await store.get(approval.id)).toMatchObject({
+      decidedByIssuer: 'https://issuer.example',
+      decidedBySubject: 'sub|rita',
+    });
     // a second wait (or a retry) cannot use it again
     expect((await service.wait(approval.id, 0)).status).toBe('consumed');
     expect((await service.request(request({ text: approval.text }))).id).not.toBe(approval.id);

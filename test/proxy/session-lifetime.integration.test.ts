@@ -372,6 +372,17 @@ describe('re-checks of open sessions', () => {
     expect(refused?.message).toMatch(/contractors do not read customers/);
     expect((await client.query('select 1 as still_open')).rows[0].still_open).toBe(1);
     await client.end();
+    // every statement record names the principal by issuer and subject (the email is display)
+    await until(() =>
+      audit.events.some(
+        (e) =>
+          e.type === 'statement' &&
+          e.subject === person.sub &&
+          e.issuer === idp.issuer &&
+          e.principal === person.email &&
+          e.ruleId === 'no-customers-for-contractors',
+      ),
+    );
   });
 });
 
