@@ -402,6 +402,19 @@ describe('two tokens of one person', () => {
     await withoutEmail.client.end();
   });
 
+  it('a subject with URL-unsafe characters works as the user of a connection URL (Cursor, MCP servers)', async () => {
+    const bare = await idp.sign({ sub: 'dev|cursor@example.com', groups: ['engineering'] });
+    const user = encodeURIComponent('dev|cursor@example.com');
+    const client = new pg.Client({
+      connectionString: `postgres://${user}:${bare}@127.0.0.1:${proxy.port}/app?sslmode=no-verify`,
+    });
+    await client.connect();
+    expect((await client.query('select current_user as login')).rows[0].login).toBe(
+      postgres.roles.app_rw.user,
+    );
+    await client.end();
+  });
+
   it('an unverified email names nobody: not as the startup user, not for a rule', async () => {
     const unverified = await idp.sign({
       sub: 'eve-1',
