@@ -33,6 +33,7 @@ export class ApprovedRunReporter {
   watch(controlPlane: ControlPlane): ControlPlane {
     return {
       openSession: (request) => controlPlane.openSession(request),
+      ...(controlPlane.checkSession && { checkSession: controlPlane.checkSession.bind(controlPlane) }),
       decide: (request) => controlPlane.decide(request),
       ...(controlPlane.currentPolicyVersion && {
         currentPolicyVersion: controlPlane.currentPolicyVersion.bind(controlPlane),

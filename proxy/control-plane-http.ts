@@ -9,6 +9,8 @@ import type {
   DecisionRequest,
   OpenSessionRequest,
   OpenSessionResponse,
+  SessionCheckRequest,
+  SessionCheckResponse,
 } from '../shared/control-plane.ts';
 import { type ErrorCode, PgWardenError } from '../shared/errors.ts';
 import type { AuditEvent, SerializedAuditEvent } from '../shared/events.ts';
@@ -35,6 +37,7 @@ const knownCodes: Record<ErrorCode, true> = {
   AUTH_ALGORITHM_NOT_ALLOWED: true,
   AUTH_USER_MISMATCH: true,
   AUTH_NO_ROLE: true,
+  AUTH_DISABLED: true,
   AUTH_ISSUER_UNAVAILABLE: true,
   AUTH_SERVICE_CREDENTIAL: true,
   FORBIDDEN: true,
@@ -88,6 +91,21 @@ export function createHttpControlPlane(options: HttpControlPlaneOptions): Contro
 
   return {
     openSession: (request: OpenSessionRequest) => post<OpenSessionResponse>('v1/sessions', request),
+
+    async checkSession(request: SessionCheckRequest): Promise<SessionCheckResponse> {
+      const answer = await post<SessionCheckResponse>('v1/session-checks', request);
+      // An answer the proxy does not understand is not a confirmation: the lifetime retries, then ends.
+      const known =
+        (answer?.status === 'ended' && typeof answer.reason === 'string') ||
+        (answer?.status === 'active' &&
+          (answer.groups === undefined || (Array.isArray(answer.groups) && Array.isArray(answer.roles))));
+      if (!known)
+        throw new PgWardenError(
+          'CONTROL_PLANE_UNAVAILABLE',
+          'the control plane answered a session check oddly',
+        );
+      return answer;
+    },
 
     async decide(request: DecisionRequest): Promise<Decision> {
       const decision = await post<Decision>('v1/decisions', request);

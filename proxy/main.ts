@@ -66,6 +66,7 @@ const NO_POLICY: Decision = Object.freeze({
 function localDecisions(remote: ControlPlane): ControlPlane {
   return {
     openSession: (request) => remote.openSession(request),
+    ...(remote.checkSession && { checkSession: remote.checkSession.bind(remote) }),
     decide: (request) =>
       policyRefresh === undefined || policyRefresh.ready ? decider.decide(request) : NO_POLICY,
     currentPolicyVersion: () => decider.policyVersion,
@@ -103,6 +104,7 @@ const starting = startProxy({
   limits: { ...config.limits, ...config.statementLimits },
   logger,
   audit: config.audit,
+  lifetime: config.sessionLifetime,
 });
 
 // Installed before the listener reports ready: a SIGTERM right after "proxy listening" (ECS scaling

@@ -5,6 +5,7 @@
 import { DEFAULT_MAX_MASKED_ROW_BYTES, DEFAULT_MAX_STATEMENT_BYTES } from '../shared/config.ts';
 import type { ControlPlane } from '../shared/control-plane.ts';
 import type { Logger } from '../shared/logger.ts';
+import type { SessionLifetimeOptions } from './session-lifetime.ts';
 import type { StatementGate } from './statement-gate.ts';
 
 export interface UpstreamCredential {
@@ -91,6 +92,8 @@ export interface ProxyOptions {
    * stay joinable). Default: a random key per process, so masked values match within one proxy only.
    */
   maskingKey?: Uint8Array;
+  /** token expiry, maximum session age and re-checks of open sessions (proxy/session-lifetime.ts) */
+  lifetime?: SessionLifetimeOptions;
   /**
    * The audit trail (proxy/audit-trail.ts). Without `spoolDir` records are only buffered in memory
    * (tests, embedded use); every deployment and `npm start` give a spool directory.

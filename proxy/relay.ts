@@ -133,6 +133,9 @@ function messageHeader(type: number, bodyLength: number): Buffer {
 
 const NOT_EXECUTED = 'not executed: an earlier message in the same pipeline failed';
 
+/** how long a session pgwarden ended waits for its client to read the FATAL before the socket goes */
+const TERMINATED_CLIENT_GRACE_MS = 5_000;
+
 /**
  * Sent upstream in place of a refused statement: a syntax error, so the server fails it at once,
  * with no side effect, and applies its usual error semantics (the transaction block is aborted,
@@ -1687,6 +1690,19 @@ export class Relay {
         };
     this.o.client.end(errorResponse(fields));
     this.end('protocol_error');
+  }
+
+  /**
+   * Ends the session on pgwarden's own authority (proxy/session-lifetime.ts). The FATAL saying why
+   * goes out only between two server messages: never inside one the client is still receiving.
+   */
+  terminate(fields: NoticeFields, reason: SessionEndReason): void {
+    if (this.ended) return;
+    if (!this.scanner.inMessage() || this.partialHeld || this.heldBack !== undefined)
+      this.o.client.write(errorResponse(fields));
+    this.end(reason);
+    // a client that stopped reading must not keep the socket (and what is queued for it) alive
+    setTimeout(() => this.o.client.destroy(), TERMINATED_CLIENT_GRACE_MS).unref();
   }
 
   end(closedBecause: SessionEndReason): void {

@@ -8,6 +8,7 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import type { SessionContext } from '../shared/control-plane.ts';
 import { PgWardenError } from '../shared/errors.ts';
+import { sessionPrincipal } from '../shared/identity.ts';
 import type { Logger } from '../shared/logger.ts';
 import { type CheckedStartup, checkStartupParameters } from '../shared/startup-parameters.ts';
 import type { CancelRegistry } from './cancel-registry.ts';
@@ -16,6 +17,7 @@ import type { Catalogs } from './masking/catalogs.ts';
 import { SessionMasking } from './masking/session-masking.ts';
 import type { ProxyLimits, ProxyOptions } from './options.ts';
 import { type AuditSink, Relay } from './relay.ts';
+import { SessionLifetime } from './session-lifetime.ts';
 import { SetupReader } from './setup-reader.ts';
 import {
   connectUpstream,
@@ -239,11 +241,7 @@ async function authenticateAndRelay(
   });
   const session: SessionContext = {
     sessionId: opened.sessionId,
-    principal: {
-      name: opened.principal.name,
-      groups: opened.principal.groups,
-      actor: opened.principal.actor,
-    },
+    principal: sessionPrincipal(opened.principal),
     role: opened.role,
     roles: opened.roles,
     database,
@@ -312,6 +310,7 @@ async function authenticateAndRelay(
     ]),
   );
 
+  let lifetime: SessionLifetime | undefined;
   const relay: Relay = new Relay({
     client: socket,
     upstream: upstream.socket,
@@ -326,6 +325,7 @@ async function authenticateAndRelay(
     auditParams: ctx.options.audit?.params ?? 'hashed',
     masking: new SessionMasking(ctx.catalogs.forDatabase(database, opened.role), ctx.maskingKey),
     onEnd: (reason, statements) => {
+      lifetime?.stop();
       key.release();
       releasePrincipal();
       ctx.relays.delete(relay);
@@ -333,8 +333,18 @@ async function authenticateAndRelay(
     },
   });
   cancelled = () => relay.cancelRequested();
+  lifetime = new SessionLifetime({
+    relay,
+    session,
+    principal: opened.principal,
+    ...(ctx.options.lifetime && { options: ctx.options.lifetime }),
+    controlPlane: ctx.options.controlPlane,
+    logger: ctx.logger,
+    cancelUpstream: () => sendUpstreamCancel(ctx.options.upstream, upstream.backendKey),
+  });
   ctx.relays.add(relay);
   relay.start(reader.detach(), upstream.leftover);
+  lifetime.start();
 }
 
 /** The client's socket closed before the session could start. */
@@ -354,6 +364,8 @@ function recordClosed(
     sessionId: session.sessionId,
     at: new Date().toISOString(),
     principal: session.principal.name,
+    issuer: session.principal.issuer,
+    subject: session.principal.subject,
     durationMs: Date.now() - openedAt,
     statements,
     reason,

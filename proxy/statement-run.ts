@@ -160,6 +160,8 @@ export class StatementRun {
       sessionId: session.sessionId,
       seq: this.seq,
       principal: session.principal.name,
+      issuer: session.principal.issuer,
+      subject: session.principal.subject,
       actor: session.principal.actor,
       database: session.database,
       applicationName: session.applicationName,

@@ -6,11 +6,13 @@ import { approvalsCommand, approvalsUsage } from './cli/approvals.ts';
 import { auditCommand, auditUsage } from './cli/audit.ts';
 import type { CliCommand, CliIo } from './cli/command.ts';
 import { policyCommand, policyUsage } from './cli/policy.ts';
+import { principalsCommand, principalsUsage } from './cli/principals.ts';
 
 const areas: Record<string, { command: CliCommand; usage: string }> = {
   policy: { command: policyCommand, usage: policyUsage },
   approvals: { command: approvalsCommand, usage: approvalsUsage },
   audit: { command: auditCommand, usage: auditUsage },
+  principals: { command: principalsCommand, usage: principalsUsage },
 };
 
 function usage(): string {

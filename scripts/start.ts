@@ -162,7 +162,9 @@ async function start(config: LocalConfig): Promise<void> {
     logger,
     audit: config.audit,
     access: config.access,
+    lifetime: config.sessionLifetime,
     approvals: {
+      reviewerGroupsMaxAgeSeconds: config.reviewerGroupsMaxAgeSeconds,
       sqs: { endpoint: sqs.endpoint, queueUrl: sqs.queueUrl },
       ...(config.slack ? { slack: config.slack } : { console: (text: string) => process.stdout.write(text) }),
     },

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { loadLocalConfig, readLocalState } from './local/local-config.ts';
 import { readOrCreateIssuerKeys, signToken } from './local/oidc-issuer.ts';
 
-const usage = `usage: npm run -s token -- <email> [--groups g1,g2] [--ttl 1h|30m|3600] [--agent]
+const usage = `usage: npm run -s token -- <email> [--groups g1,g2] [--ttl 1h|30m|3600] [--agent] [--email verified|unverified|omitted]
 
 Prints a token of the local development issuer (the one \`npm start\` trusts) on stdout.
 
@@ -15,6 +15,9 @@ Prints a token of the local development issuer (the one \`npm start\` trusts) on
   --groups, -g     comma-separated groups (admins, engineering, auditors, reviewers)
   --ttl            lifetime: seconds, or a number with s, m, h or d (default 1h)
   --agent          mark the token as issued to an AI agent rather than a person
+  --email          how the token carries the email: verified (default), unverified
+                   (email_verified false) or omitted; without a verified email, connect
+                   with user=dev|<email> (the subject)
   --help, -h       this text
 
 example:
@@ -63,7 +66,14 @@ async function main(argv: string[], env: Record<string, string | undefined>): Pr
     ttlSeconds,
     audience: state?.audience ?? config.audience,
     actor: values.agent ? 'agent' : 'person',
+    emailClaim: emailClaimOf(values.email),
   });
+}
+
+function emailClaimOf(text: string | undefined): 'verified' | 'unverified' | 'omitted' {
+  const value = text ?? 'verified';
+  if (value === 'verified' || value === 'unverified' || value === 'omitted') return value;
+  throw new UsageError(`--email must be verified, unverified or omitted (got "${value}")`);
 }
 
 function parseCommandLine(argv: string[]) {
@@ -74,6 +84,7 @@ function parseCommandLine(argv: string[]) {
       groups: { type: 'string', short: 'g', multiple: true },
       ttl: { type: 'string' },
       agent: { type: 'boolean' },
+      email: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });

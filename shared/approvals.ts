@@ -28,6 +28,7 @@ import { createHash } from 'node:crypto';
 import { type ApprovalParam, type ApprovalParams, NO_PARAMS_HASH } from './approvals/params.ts';
 import type { Decision, SessionContext, StatementProtocol } from './control-plane.ts';
 import { PgWardenError } from './errors.ts';
+import { type PrincipalId, sameEmail, samePrincipal } from './identity.ts';
 import { DEFAULT_APPROVAL_TIMEOUT_SECONDS } from './policy/model.ts';
 
 export const APPROVAL_STATUSES = ['pending', 'approved', 'denied', 'expired', 'consumed'] as const;
@@ -50,8 +51,16 @@ export interface ApprovalExecution {
 export interface ApprovalView {
   id: string;
   status: ApprovalStatus;
-  /** the requester (the session's principal name: email, else subject) */
+  /** the requester's display name (verified email, else subject): shown, never compared */
   principal: string;
+  /**
+   * The requester: who may not decide it. Absent only in approvals stored before identities were
+   * bound; nobody can decide those (pgwarden cannot tell who asked).
+   */
+  requesterIssuer?: string;
+  requesterSubject?: string;
+  /** the requester's verified email, if known: a decider with the same verified email asked too */
+  requesterEmail?: string;
   /** person or agent: the Slack message says which */
   actor?: 'person' | 'agent';
   sessionId: string;
@@ -83,7 +92,10 @@ export interface ApprovalView {
   expiresAt: string;
   /** how long the proxy holds the statement on the wire before answering with the approval id */
   holdTimeoutSeconds: number;
+  /** the decider's display name; decidedByIssuer/decidedBySubject say who it was */
   decidedBy?: string;
+  decidedByIssuer?: string;
+  decidedBySubject?: string;
   decidedAt?: string;
   /** where the decision was made */
   decidedVia?: 'api' | 'slack';
@@ -124,11 +136,11 @@ export interface ApprovalNotification {
 }
 
 /** Who decides: a verified person (OIDC token, or Slack user mapped through the principals directory). */
-export interface ApprovalDecider {
+export interface ApprovalDecider extends PrincipalId {
+  /** display only */
   name: string;
+  /** verified by the issuer (or, from Slack, the directory's verified email) */
   email?: string;
-  /** the token's subject: a requester known by subject (no email) is still recognised */
-  subject?: string;
   groups: readonly string[];
   actor: 'person' | 'agent';
   via: 'api' | 'slack';
@@ -150,17 +162,30 @@ export function approvalTextHash(text: string): string {
 }
 
 /**
- * What a retry must share with an earlier approval to use it: the same principal (case-insensitive),
+ * What a retry must share with an earlier approval to use it: the same requester (issuer, subject),
  * database, fingerprint, exact text and exact parameter values. Hashed so the index key stays short
  * whatever the names.
  */
 export function approvalRetryKey(
-  approval: Pick<ApprovalView, 'principal' | 'database' | 'fingerprint' | 'textHash' | 'paramsHash'>,
+  approval: Pick<
+    ApprovalView,
+    | 'principal'
+    | 'requesterIssuer'
+    | 'requesterSubject'
+    | 'database'
+    | 'fingerprint'
+    | 'textHash'
+    | 'paramsHash'
+  >,
 ): string {
+  const requester =
+    approval.requesterIssuer === undefined || approval.requesterSubject === undefined
+      ? ['name', approval.principal.toLowerCase()]
+      : [approval.requesterIssuer, approval.requesterSubject];
   return createHash('sha256')
     .update(
       JSON.stringify([
-        approval.principal.toLowerCase(),
+        ...requester,
         approval.database,
         approval.fingerprint,
         approval.textHash,
@@ -189,10 +214,14 @@ export function newApproval(
   const holdTimeoutSeconds = decision.approval?.timeoutSeconds ?? DEFAULT_APPROVAL_TIMEOUT_SECONDS;
   const windows = options.windows ?? DEFAULT_APPROVAL_WINDOWS;
   const textHash = approvalTextHash(statement.text);
+  const requesterEmail = session.principal.email ?? session.principal.knownEmail;
   return {
     id: options.id,
     status: 'pending',
     principal: session.principal.name,
+    requesterIssuer: session.principal.issuer,
+    requesterSubject: session.principal.subject,
+    ...(requesterEmail === undefined ? {} : { requesterEmail }),
     actor: session.principal.actor,
     sessionId: session.sessionId,
     database: session.database,
@@ -231,15 +260,18 @@ export function asOf(approval: ApprovalView, now: Date): ApprovalView {
 }
 
 /**
- * Case-insensitive: principal names are emails or subjects, so any of the decider's email, subject
- * or name equal to the requester's name is the requester.
+ * The requester is the same (issuer, subject), whatever token or name they decide with. A verified
+ * email shared with the requester counts too (one mailbox, two accounts: at two issuers, say): it
+ * only ever refuses more. Display names are never compared. An approval without a recorded
+ * requester (stored before identities were bound) has everyone as a possible requester.
  */
 export function isRequester(
-  approval: Pick<ApprovalView, 'principal'>,
-  who: Pick<ApprovalDecider, 'name' | 'email' | 'subject'>,
+  approval: Pick<ApprovalView, 'requesterIssuer' | 'requesterSubject' | 'requesterEmail'>,
+  who: Pick<ApprovalDecider, 'issuer' | 'subject' | 'email'>,
 ): boolean {
-  const requester = approval.principal.toLowerCase();
-  return [who.name, who.email, who.subject].some((id) => id !== undefined && id.toLowerCase() === requester);
+  if (approval.requesterIssuer === undefined || approval.requesterSubject === undefined) return true;
+  const requester = { issuer: approval.requesterIssuer, subject: approval.requesterSubject };
+  return samePrincipal(requester, who) || sameEmail(approval.requesterEmail, who.email);
 }
 
 /**
@@ -254,6 +286,8 @@ export function decisionRefusal(approval: ApprovalView, who: ApprovalDecider, no
     return `approval ${approval.id} was already ${status}${by}; it cannot be decided again`;
   }
   if (who.actor !== 'person') return `approvals are decided by people; ${who.name} is an automated client`;
+  if (approval.requesterIssuer === undefined || approval.requesterSubject === undefined)
+    return `approval ${approval.id} does not record who asked, so nobody can decide it; run the statement again to ask anew`;
   if (isRequester(approval, who)) return `${who.name} requested this statement and cannot decide on it`;
   if (!who.groups.some((group) => approval.approvers.includes(group))) {
     return `${who.name} may not decide approval ${approval.id}: that needs membership of ${approval.approvers.map((g) => `"${g}"`).join(' or ')}`;
@@ -273,7 +307,14 @@ export function decideApproval(
 ): ApprovalView {
   const refusal = decisionRefusal(approval, who, now);
   if (refusal !== undefined) throw new PgWardenError('FORBIDDEN', refusal);
-  const decided = { ...approval, decidedBy: who.name, decidedAt: now.toISOString(), decidedVia: who.via };
+  const decided = {
+    ...approval,
+    decidedBy: who.name,
+    decidedByIssuer: who.issuer,
+    decidedBySubject: who.subject,
+    decidedAt: now.toISOString(),
+    decidedVia: who.via,
+  };
   if (verdict.verdict === 'approve') {
     return { ...decided, status: 'approved', expiresAt: addSeconds(now, windows.useSeconds) };
   }

@@ -7,7 +7,14 @@ import { PgWardenError } from './errors.ts';
 import type { RoleMapping } from './identity.ts';
 
 export interface ApiConfig {
-  oidc: { issuer: string; audience: string; algorithms: string[]; groupsClaim: string };
+  /** emailsVerified: PGWARDEN_OIDC_EMAILS_VERIFIED (see functions/adapters/oidc-verifier.ts) */
+  oidc: {
+    issuer: string;
+    audience: string;
+    algorithms: string[];
+    groupsClaim: string;
+    emailsVerified: boolean;
+  };
   roles: RoleMapping[];
   /** the proxy's credential: given directly, or (in AWS) read from Secrets Manager at cold start */
   serviceToken: { value: string } | { secretArn: string };
@@ -34,6 +41,16 @@ export const SIGNING_ALGORITHMS: readonly string[] = [
 ];
 
 export const DEFAULT_ALGORITHMS = ['RS256', 'ES256'];
+
+/**
+ * How stale a principal's groups may be where they decide something: an open session is re-checked
+ * this often (PGWARDEN_SESSION_RECHECK_SECONDS), and a Slack reviewer's groups must have been
+ * asserted no longer ago than this (PGWARDEN_REVIEWER_GROUPS_MAX_AGE_SECONDS).
+ */
+export const DEFAULT_SESSION_RECHECK_SECONDS = 300;
+export const DEFAULT_REVIEWER_GROUPS_MAX_AGE_SECONDS = 300;
+/** PGWARDEN_MAX_SESSION_SECONDS: no session lives longer, whatever its token's lifetime */
+export const DEFAULT_MAX_SESSION_SECONDS = 12 * 3600;
 const MIN_SERVICE_TOKEN_LENGTH = 16;
 
 type Env = Record<string, string | undefined>;
@@ -48,7 +65,9 @@ export function apiConfigFromEnv(env: Env): ApiConfig {
 
   const issuer = required('PGWARDEN_OIDC_ISSUER');
   if (issuer && !isIssuerUrl(issuer)) {
-    problems.push('PGWARDEN_OIDC_ISSUER must be an https URL (http only for localhost)');
+    problems.push(
+      'PGWARDEN_OIDC_ISSUER must be an https URL without query or fragment (http only for localhost)',
+    );
   }
   const audience = required('PGWARDEN_OIDC_AUDIENCE');
   const algorithms = list(env['PGWARDEN_OIDC_ALGORITHMS']) ?? DEFAULT_ALGORITHMS;
@@ -59,6 +78,7 @@ export function apiConfigFromEnv(env: Env): ApiConfig {
     );
   }
   const groupsClaim = env['PGWARDEN_OIDC_GROUPS_CLAIM']?.trim() || 'groups';
+  const emailsVerified = booleanSetting(env, 'PGWARDEN_OIDC_EMAILS_VERIFIED', false, problems);
 
   let roles: RoleMapping[] = [];
   const rolesText = required('PGWARDEN_ROLES');
@@ -88,7 +108,7 @@ export function apiConfigFromEnv(env: Env): ApiConfig {
     throw new PgWardenError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
   }
   return {
-    oidc: { issuer, audience, algorithms, groupsClaim },
+    oidc: { issuer, audience, algorithms, groupsClaim, emailsVerified },
     roles,
     serviceToken,
     ...tables,
@@ -141,9 +161,36 @@ function isHttpUrl(value: string): boolean {
   return url !== null && (url.protocol === 'https:' || url.protocol === 'http:');
 }
 
+/** true/false (unset: `fallback`). */
+function booleanSetting(env: Env, name: string, fallback: boolean, problems: string[]): boolean {
+  const value = env[name]?.trim().toLowerCase();
+  if (value === undefined || value === '') return fallback;
+  if (value !== 'true' && value !== 'false') problems.push(`${name} must be true or false`);
+  return value === 'true';
+}
+
+/** A whole number of seconds from `min` to `max` (unset: `fallback`). */
+function secondsSetting(
+  env: Env,
+  name: string,
+  fallback: number,
+  [min, max]: [number, number],
+  problems: string[],
+): number {
+  const text = env[name]?.trim();
+  if (!text) return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    problems.push(`${name} must be a whole number of seconds from ${min} to ${max}`);
+    return fallback;
+  }
+  return n;
+}
+
+/** An https issuer (http on loopback) without query or fragment: `issuer#subject` names a principal. */
 function isIssuerUrl(value: string): boolean {
   const url = URL.parse(value);
-  if (url === null) return false;
+  if (url === null || url.search !== '' || url.hash !== '' || value.includes('#')) return false;
   const loopback = url.hostname === 'localhost' || url.hostname === '127.0.0.1' || url.hostname === '[::1]';
   return url.protocol === 'https:' || (url.protocol === 'http:' && loopback);
 }
@@ -178,6 +225,8 @@ export interface ProxyConfig {
   policyText?: string;
   /** PGWARDEN_POLICY_REFRESH_SECONDS: how often the stored current policy is polled (default 30) */
   policyRefreshSeconds: number;
+  /** PGWARDEN_MAX_SESSION_SECONDS (default 12 h) and PGWARDEN_SESSION_RECHECK_SECONDS (default 300) */
+  sessionLifetime: { maxSessionSeconds: number; recheckSeconds: number };
   audit: AuditTrailConfig;
   /**
    * PGWARDEN_MASKING_KEY: the HMAC key of the `hash` and `fake` mask methods. Every proxy task must
@@ -256,6 +305,37 @@ export function auditTrailConfigFromEnv(
     maxSpoolBytes: Math.floor(maxMb * 1024 * 1024),
     params: choice('PGWARDEN_AUDIT_PARAMS', ['off', 'hashed', 'clear'], 'hashed'),
   };
+}
+
+/** PGWARDEN_MAX_SESSION_SECONDS and PGWARDEN_SESSION_RECHECK_SECONDS (the proxy, and local mode). */
+export function sessionLifetimeFromEnv(env: Env, problems: string[]): ProxyConfig['sessionLifetime'] {
+  return {
+    maxSessionSeconds: secondsSetting(
+      env,
+      'PGWARDEN_MAX_SESSION_SECONDS',
+      DEFAULT_MAX_SESSION_SECONDS,
+      [60, 7 * 24 * 3600],
+      problems,
+    ),
+    recheckSeconds: secondsSetting(
+      env,
+      'PGWARDEN_SESSION_RECHECK_SECONDS',
+      DEFAULT_SESSION_RECHECK_SECONDS,
+      [5, 3600],
+      problems,
+    ),
+  };
+}
+
+/** PGWARDEN_REVIEWER_GROUPS_MAX_AGE_SECONDS (the API, and local mode). */
+export function reviewerGroupsMaxAgeFromEnv(env: Env, problems: string[]): number {
+  return secondsSetting(
+    env,
+    'PGWARDEN_REVIEWER_GROUPS_MAX_AGE_SECONDS',
+    DEFAULT_REVIEWER_GROUPS_MAX_AGE_SECONDS,
+    [30, 7 * 24 * 3600],
+    problems,
+  );
 }
 
 const SSL_MODES = ['disable', 'prefer', 'require', 'verify-full'] as const;
@@ -349,6 +429,7 @@ export function proxyConfigFromEnv(env: Env): ProxyConfig {
     problems.push('PGWARDEN_POLICY_REFRESH_SECONDS must be a number of seconds from 1 to 3600');
   if (!Number.isFinite(drainSeconds) || drainSeconds < 0) problems.push('PGWARDEN_DRAIN_SECONDS must be ≥ 0');
 
+  const sessionLifetime = sessionLifetimeFromEnv(env, problems);
   const maskingKey = required('PGWARDEN_MASKING_KEY');
   if (maskingKey && maskingKey.length < 32)
     problems.push('PGWARDEN_MASKING_KEY must be at least 32 characters (a random secret)');
@@ -374,6 +455,7 @@ export function proxyConfigFromEnv(env: Env): ProxyConfig {
     drainSeconds,
     ...(env['PGWARDEN_POLICY']?.trim() ? { policyText: env['PGWARDEN_POLICY'] } : {}),
     policyRefreshSeconds,
+    sessionLifetime,
     // The container's working directory holds the proxy's data; mount a volume there to keep the
     // spool across task replacements.
     audit: auditTrailConfigFromEnv(env, 'pgwarden-data/spool', problems),
@@ -479,6 +561,8 @@ export interface ApprovalsConfig {
   channel: string;
   /** PGWARDEN_REVIEWER_GROUPS: may list and, when a rule names no approver group, decide */
   reviewerGroups: string[];
+  /** PGWARDEN_REVIEWER_GROUPS_MAX_AGE_SECONDS (default 300): see functions/api/routes/slack.ts */
+  reviewerGroupsMaxAgeSeconds: number;
 }
 
 /** The notifier Lambda: where approvals are, and how to post to Slack. */
@@ -506,10 +590,12 @@ export function approvalsConfigFromEnv(env: Env): ApprovalsConfig {
     problems.push('SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET go together (directly or as *_SECRET_ARN)');
   }
   const apiUrl = slackApiUrl(env, problems);
+  const reviewerGroupsMaxAgeSeconds = reviewerGroupsMaxAgeFromEnv(env, problems);
   if (problems.length > 0) {
     throw new PgWardenError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
   }
   return {
+    reviewerGroupsMaxAgeSeconds,
     ...(queueUrl === undefined ? {} : { queueUrl }),
     ...(botToken !== undefined && signingSecret !== undefined
       ? { slack: { botToken, signingSecret, ...(apiUrl === undefined ? {} : { apiUrl }) } }

@@ -5,7 +5,7 @@
  */
 
 import type { AuditEvent, SerializedAuditEvent } from './events.ts';
-import type { Principal } from './identity.ts';
+import type { Principal, SessionPrincipal } from './identity.ts';
 
 export interface OpenSessionRequest {
   /** the OIDC token the client sent as its password */
@@ -29,7 +29,8 @@ export interface OpenSessionResponse {
 /** What the proxy knows about the session, sent with every decision so the API stays stateless. */
 export interface SessionContext {
   sessionId: string;
-  principal: Pick<Principal, 'name' | 'groups' | 'actor'>;
+  /** who asks: (issuer, subject) and what decisions read; groups are refreshed by session checks */
+  principal: SessionPrincipal;
   role: string;
   roles: string[];
   database: string;
@@ -102,8 +103,33 @@ export interface Decision {
   approvalId?: string;
 }
 
+/**
+ * The proxy's periodic question about an open session (every PGWARDEN_SESSION_RECHECK_SECONDS):
+ * may this principal still hold this role, and with which groups?
+ */
+export interface SessionCheckRequest {
+  sessionId: string;
+  issuer: string;
+  subject: string;
+  /** the role the session logged in with upstream */
+  role: string;
+  /** when the session's groups were asserted (ISO): the token's iat, then each check's `groupsAsOf` */
+  groupsAsOf?: string;
+}
+
+export type SessionCheckResponse =
+  /** groups (and the roles they grant) present only when the control plane knows newer ones */
+  | { status: 'active'; groups?: string[]; roles?: string[]; groupsAsOf?: string }
+  /** the session must end: `reason` is shown to the client */
+  | { status: 'ended'; reason: string };
+
 export interface ControlPlane {
   openSession(request: OpenSessionRequest): Promise<OpenSessionResponse>;
+  /**
+   * Re-checks an open session against what the control plane knows now (principals directory:
+   * disabled principals, group changes). Absent: sessions are bounded by their token only.
+   */
+  checkSession?(request: SessionCheckRequest): Promise<SessionCheckResponse>;
   /** May answer synchronously (in-process, cached) so the hot path need not allocate a promise. */
   decide(request: DecisionRequest): Decision | Promise<Decision>;
   /**

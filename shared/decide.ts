@@ -33,7 +33,11 @@ export class StatementDecider {
   private readonly decisions = new Map<string, Map<string, Decision>>();
   /** decisions cached over all sessions, bounded by cacheSize */
   private cachedDecisions = 0;
-  private readonly sessionKeys = new WeakMap<SessionContext, string>();
+  /** per session object; recomputed when a re-check replaced its principal or roles */
+  private readonly sessionKeys = new WeakMap<
+    SessionContext,
+    { principal: SessionContext['principal']; roles: readonly string[]; key: string }
+  >();
   /** shapes whose decision reads a literal (SET client_encoding = '…'): decided by exact text */
   private readonly literalShapes = new Set<string>();
 
@@ -97,16 +101,25 @@ export class StatementDecider {
   }
 
   /**
-   * Everything about the session that a policy can read, as one string. The proxy passes the same
-   * session object with every statement, so it is built (and hashed) once per session, not per
-   * statement. Sessions are never changed after setup.
+   * Everything evaluation reads of the session. The principal is its identity and verified emails,
+   * never its display name: two principals can show the same name (a subject that looks like
+   * another person's email) and must never share decisions.
    */
   private sessionKey(s: SessionContext): string {
-    let key = this.sessionKeys.get(s);
-    if (key === undefined) {
-      key = `${s.principal.name}\u0000${s.principal.groups.join(',')}\u0000${s.role}\u0000${s.roles.join(',')}\u0000${s.database}`;
-      this.sessionKeys.set(s, key);
-    }
+    const known = this.sessionKeys.get(s);
+    if (known !== undefined && known.principal === s.principal && known.roles === s.roles) return known.key;
+    const p = s.principal;
+    const key = JSON.stringify([
+      p.issuer,
+      p.subject,
+      p.email?.toLowerCase() ?? null,
+      p.knownEmail?.toLowerCase() ?? null,
+      p.groups,
+      s.role,
+      s.roles,
+      s.database,
+    ]);
+    this.sessionKeys.set(s, { principal: p, roles: s.roles, key });
     return key;
   }
 

@@ -14,6 +14,8 @@ export type ErrorCode =
   | 'AUTH_ALGORITHM_NOT_ALLOWED'
   | 'AUTH_USER_MISMATCH'
   | 'AUTH_NO_ROLE'
+  /** an administrator disabled the principal (principals directory) */
+  | 'AUTH_DISABLED'
   | 'AUTH_ISSUER_UNAVAILABLE'
   | 'AUTH_SERVICE_CREDENTIAL'
   // authorisation (HTTP 403, SQLSTATE 42501)

@@ -33,6 +33,10 @@ export const SESSION_END_REASONS = [
   /** the server reported a pinned setting or the session's identity changed (proxy/session-pins.ts) */
   'pinned_setting_changed',
   'shutdown',
+  /** pgwarden ended it: the token expired, the maximum session age passed, or access was revoked */
+  'token_expired',
+  'max_age',
+  'access_revoked',
   /** the server ended the backend (FATAL 57P01, e.g. pg_terminate_backend or a fast shutdown) */
   'admin_kill',
   /** refused at open: the principal already held as many sessions as the proxy allows */
@@ -47,6 +51,8 @@ export interface SessionClosedEvent {
   sessionId: string;
   at: string;
   principal: string;
+  issuer?: string;
+  subject?: string;
   durationMs: number;
   statements: number;
   reason: SessionEndReason;
@@ -74,7 +80,10 @@ export interface StatementEvent {
   sessionId: string;
   /** 1-based order within the session */
   seq: number;
+  /** display name (verified email, else subject); issuer + subject say who it was */
   principal: string;
+  issuer?: string;
+  subject?: string;
   database: string;
   applicationName: string;
   text: string;
@@ -169,10 +178,16 @@ export interface ApprovalEvent {
   step: ApprovalStep;
   /** the session that asked for the approval */
   sessionId: string;
-  /** the requester */
+  /** the requester's display name */
   principal: string;
-  /** who took the step: a reviewer, or 'pgwarden' for the product's own steps */
+  /** the requester (absent in records of approvals stored before identities were bound) */
+  issuer?: string;
+  subject?: string;
+  /** who took the step: a reviewer's display name, or 'pgwarden' for the product's own steps */
   by: string;
+  /** the reviewer who took the step, when a person did */
+  byIssuer?: string;
+  bySubject?: string;
   via: 'api' | 'slack' | 'proxy' | 'notifier';
   database: string;
   ruleId: string;

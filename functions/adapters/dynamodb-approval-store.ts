@@ -29,6 +29,7 @@ import {
 } from '../../shared/approvals.ts';
 import { PgWardenError } from '../../shared/errors.ts';
 import { conditionalWrite, ensureTables, onDemandTable, orStoreUnavailable } from './dynamodb-common.ts';
+import { EMAIL_INDEX } from './dynamodb-principal-directory.ts';
 
 export interface ApprovalTableNames {
   approvals: string;
@@ -36,7 +37,7 @@ export interface ApprovalTableNames {
 }
 
 export function approvalTableNames(prefix: string): ApprovalTableNames {
-  return { approvals: `${prefix}approvals`, principals: `${prefix}principals` };
+  return { approvals: `${prefix}approvals`, principals: `${prefix}identities` };
 }
 
 export const RETRY_KEY_INDEX = 'by_retry_key';
@@ -172,7 +173,7 @@ export class DynamoDbApprovalStore implements ApprovalStore {
 }
 
 /**
- * Creates the approvals and principals tables (on-demand) when missing, with their indexes and TTL,
+ * Creates the approvals and principals (identities) tables (on-demand) when missing, with their indexes and TTL,
  * and waits until they are ACTIVE. For local mode and tests; deployed tables come from the CDK stack.
  */
 export async function ensureApprovalTables(client: DynamoDBClient, names: ApprovalTableNames): Promise<void> {
@@ -185,7 +186,11 @@ export async function ensureApprovalTables(client: DynamoDBClient, names: Approv
         { name: STATUS_INDEX, partitionKey: 'status', sortKey: 'requestedAt' },
       ],
     }),
-    onDemandTable({ name: names.principals, partitionKey: 'email' }),
+    onDemandTable({
+      name: names.principals,
+      partitionKey: 'id',
+      indexes: [{ name: EMAIL_INDEX, partitionKey: 'emailKey' }],
+    }),
   ]);
   await orStoreUnavailable(STORE, () =>
     client
@@ -230,6 +235,9 @@ const STRING_FIELDS = [
   'id',
   'status',
   'principal',
+  'requesterIssuer',
+  'requesterSubject',
+  'requesterEmail',
   'actor',
   'sessionId',
   'database',
@@ -245,6 +253,8 @@ const STRING_FIELDS = [
   'requestedAt',
   'expiresAt',
   'decidedBy',
+  'decidedByIssuer',
+  'decidedBySubject',
   'decidedAt',
   'decidedVia',
   'denyReason',

@@ -22,6 +22,12 @@ export interface OidcVerifierOptions {
   /** allow-list; only asymmetric algorithms are accepted (see SIGNING_ALGORITHMS) */
   algorithms?: string[];
   groupsClaim?: string;
+  /**
+   * The issuer puts only addresses it has verified in `email` (a workforce IdP whose users cannot
+   * set their own address) and so may omit `email_verified`. Default false: an email counts only
+   * with `email_verified: true`.
+   */
+  emailsVerified?: boolean;
   clockToleranceSeconds?: number;
   fetch?: typeof fetch;
   currentDate?: () => Date;
@@ -87,16 +93,19 @@ export function createOidcVerifier(options: OidcVerifierOptions): TokenVerifier 
         throw new PgWardenError('AUTH_TOKEN_INVALID', 'the password is too long to be a token');
       }
       const getKey = await keys();
+      const tolerance = options.clockToleranceSeconds ?? 30;
+      const now = options.currentDate?.() ?? new Date();
       try {
         const { payload } = await jwtVerify(compact, getKey, {
           issuer,
           audience: options.audience,
           algorithms,
-          clockTolerance: options.clockToleranceSeconds ?? 30,
+          clockTolerance: tolerance,
           requiredClaims: ['exp', 'sub'],
-          ...(options.currentDate ? { currentDate: options.currentDate() } : {}),
+          currentDate: now,
         });
-        return claimsFrom(payload, issuer, groupsClaim);
+        assertIssuedInThePast(payload, now, tolerance);
+        return claimsFrom(payload, issuer, groupsClaim, options.emailsVerified ?? false);
       } catch (error) {
         throw translate(error, { issuer, audience: options.audience, algorithms });
       }
@@ -147,13 +156,21 @@ function guardKeyFetch(jwks: JWTVerifyGetKey, issuer: string): JWTVerifyGetKey {
   };
 }
 
-function claimsFrom(payload: JWTPayload, issuer: string, groupsClaim: string): VerifiedClaims {
+function claimsFrom(
+  payload: JWTPayload,
+  issuer: string,
+  groupsClaim: string,
+  emailsVerified: boolean,
+): VerifiedClaims {
   if (typeof payload.sub !== 'string' || payload.sub === '') {
     throw new PgWardenError('AUTH_TOKEN_INVALID', 'the token names no subject ("sub" claim)');
   }
-  // An address the issuer says it has not verified could be anyone's: do not let it name the principal.
+  // An address the issuer does not vouch for could be anyone's: it names nobody (OIDC Core §5.1:
+  // without email_verified true, the address may not be the person's). Only the boolean counts.
+  const verified =
+    payload['email_verified'] === true || (emailsVerified && payload['email_verified'] !== false);
   const email =
-    typeof payload['email'] === 'string' && payload['email_verified'] !== false
+    typeof payload['email'] === 'string' && payload['email'] !== '' && verified
       ? payload['email']
       : undefined;
   return {
@@ -162,9 +179,26 @@ function claimsFrom(payload: JWTPayload, issuer: string, groupsClaim: string): V
     ...(email === undefined ? {} : { email }),
     groups: groupsFrom(payload[groupsClaim]),
     ...(typeof payload.jti === 'string' ? { tokenId: payload.jti } : {}),
+    ...(typeof payload.iat === 'number' && Number.isFinite(payload.iat) ? { issuedAt: payload.iat } : {}),
     expiresAt: payload.exp as number, // required and type-checked by jwtVerify
     actor: payload['pgwarden_actor'] === 'agent' || payload['act'] !== undefined ? 'agent' : 'person',
   };
+}
+
+/**
+ * A token's iat says when the issuer asserted its groups, and newer knowledge outranks older in
+ * the principals directory: a token "issued" in the future (an issuer's clock far ahead, or a
+ * forged-looking claim) would outrank changes made after it was really minted. Refused beyond the
+ * clock tolerance, so it cannot.
+ */
+function assertIssuedInThePast(payload: JWTPayload, now: Date, toleranceSeconds: number): void {
+  if (typeof payload.iat !== 'number') return;
+  if (payload.iat * 1000 > now.getTime() + toleranceSeconds * 1000) {
+    throw new PgWardenError(
+      'AUTH_TOKEN_NOT_YET_VALID',
+      `your token says it was issued at ${isoTime(payload.iat)}, in the future; check the identity provider's clock`,
+    );
+  }
 }
 
 function groupsFrom(value: unknown): string[] {

@@ -9,7 +9,7 @@ import { PgWardenError } from '../../shared/errors.ts';
 import { type Logger, silentLogger } from '../../shared/logger.ts';
 import { requireServiceToken } from './auth.ts';
 import { errorResponse } from './errors.ts';
-import { decisionRequest, eventBatch, openSessionRequest, parse } from './validate.ts';
+import { decisionRequest, eventBatch, openSessionRequest, parse, sessionCheckRequest } from './validate.ts';
 
 export interface AppDeps {
   service: ControlPlane;
@@ -47,6 +47,13 @@ export function createApp(deps: AppDeps): Hono {
   app.post('/v1/sessions', proxyOnly, async (c) => {
     const request = parse(openSessionRequest, await jsonBody(c));
     return c.json(await deps.service.openSession(request));
+  });
+
+  // The proxy's periodic re-check of an open session (proxy/session-lifetime.ts).
+  app.post('/v1/session-checks', proxyOnly, async (c) => {
+    const request = parse(sessionCheckRequest, await jsonBody(c));
+    if (deps.service.checkSession === undefined) return c.json({ status: 'active' });
+    return c.json(await deps.service.checkSession(request));
   });
 
   app.post('/v1/decisions', proxyOnly, async (c) => {

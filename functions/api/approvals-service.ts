@@ -107,10 +107,11 @@ export function createApprovalsService(deps: ApprovalsServiceDeps): ApprovalsSer
     });
   }
 
+  /** `by`: a display name for pgwarden's own steps, or the person who took the step */
   async function record(
     approval: ApprovalView,
     step: ApprovalEvent['step'],
-    by: string,
+    by: string | ApprovalDecider,
     via: ApprovalEvent['via'],
     message: string,
     reason?: string,
@@ -123,7 +124,9 @@ export function createApprovalsService(deps: ApprovalsServiceDeps): ApprovalsSer
       step,
       sessionId: approval.sessionId,
       principal: approval.principal,
-      by,
+      ...(approval.requesterIssuer === undefined ? {} : { issuer: approval.requesterIssuer }),
+      ...(approval.requesterSubject === undefined ? {} : { subject: approval.requesterSubject }),
+      ...(typeof by === 'string' ? { by } : { by: by.name, byIssuer: by.issuer, bySubject: by.subject }),
       via,
       database: approval.database,
       ruleId: approval.ruleId,
@@ -292,7 +295,7 @@ export function createApprovalsService(deps: ApprovalsServiceDeps): ApprovalsSer
       await record(
         current,
         'refused',
-        who.name,
+        who,
         who.via,
         `${who.name} could not ${verdict.verdict}: ${message}`,
         message,
@@ -306,6 +309,8 @@ export function createApprovalsService(deps: ApprovalsServiceDeps): ApprovalsSer
         status: decided.status,
         expiresAt: decided.expiresAt,
         decidedBy: decided.decidedBy,
+        decidedByIssuer: decided.decidedByIssuer,
+        decidedBySubject: decided.decidedBySubject,
         decidedAt: decided.decidedAt,
         decidedVia: decided.decidedVia,
         ...(decided.denyReason === undefined ? {} : { denyReason: decided.denyReason }),
@@ -319,7 +324,7 @@ export function createApprovalsService(deps: ApprovalsServiceDeps): ApprovalsSer
       await record(
         latest,
         'refused',
-        who.name,
+        who,
         who.via,
         `${who.name} could not ${verdict.verdict}: ${refusal}`,
         refusal,
@@ -331,7 +336,7 @@ export function createApprovalsService(deps: ApprovalsServiceDeps): ApprovalsSer
     await record(
       decided,
       verb,
-      who.name,
+      who,
       who.via,
       `${who.name} ${verb} ${decided.principal}'s statement on ${decided.database}${because}`,
       decided.denyReason,

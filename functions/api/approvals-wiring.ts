@@ -28,6 +28,7 @@ export async function approvalsRouteContext(
         ...(config.slack.apiUrl === undefined ? {} : { apiUrl: config.slack.apiUrl }),
       }),
       signingSecret,
+      maxGroupsAgeSeconds: config.reviewerGroupsMaxAgeSeconds,
     };
   }
   return context;

@@ -6,9 +6,20 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
+import type { PrincipalDirectory } from '../../shared/approvals/ports.ts';
 import { PgWardenError } from '../../shared/errors.ts';
 import { type Principal, principalFromClaims } from '../../shared/identity.ts';
 import type { TokenVerifier } from '../../shared/ports.ts';
+import { currentPrincipal } from './remember-principal.ts';
+
+/**
+ * Where people's tokens are checked against what pgwarden knows now (a disabled principal, groups
+ * removed since the token was issued): see remember-principal.ts. Absent: the token alone counts.
+ */
+export interface CurrentPrincipals {
+  principals?: PrincipalDirectory;
+  now: () => Date;
+}
 
 /** Groups that grant the API's human capabilities; each list is "any of". */
 export interface AccessGroups {
@@ -47,23 +58,18 @@ export function requireServiceToken(serviceToken: string): MiddlewareHandler {
 }
 
 /**
- * A person with a verified OIDC token who is in one of `groups`. The principal is left on the
- * context (`c.get('principal')`) for the route. 401 without a valid token, 403 outside the groups.
+ * A person with a verified OIDC token who is in one of `groups` (as pgwarden knows them now, when
+ * `current` is given). The principal is left on the context (`c.get('principal')`) for the route.
+ * 401 without a valid token (or disabled), 403 outside the groups.
  */
 export function requireUser(
   verifier: TokenVerifier,
   groups: readonly string[],
   capability: string,
+  current?: CurrentPrincipals,
 ): MiddlewareHandler {
   return async (c, next) => {
-    const token = bearer(c);
-    if (token === undefined) {
-      throw new PgWardenError(
-        'AUTH_TOKEN_MISSING',
-        'send your OIDC token as "Authorization: Bearer <token>" (npm run -s token -- EMAIL --groups ... locally)',
-      );
-    }
-    const principal = principalFromClaims(await verifier.verify(token));
+    const principal = await verifiedCaller(c, verifier, current);
     if (!principal.groups.some((group) => groups.includes(group))) {
       throw new PgWardenError(
         'FORBIDDEN',
@@ -73,6 +79,23 @@ export function requireUser(
     c.set('principal' as never, principal as never);
     await next();
   };
+}
+
+/** The caller's verified principal, brought up to date through the directory when one is given. */
+export async function verifiedCaller(
+  c: Context,
+  verifier: TokenVerifier,
+  current?: CurrentPrincipals,
+): Promise<Principal> {
+  const token = bearer(c);
+  if (token === undefined) {
+    throw new PgWardenError(
+      'AUTH_TOKEN_MISSING',
+      'send your OIDC token as "Authorization: Bearer <token>" (npm run -s token -- EMAIL --groups ... locally)',
+    );
+  }
+  const principal = principalFromClaims(await verifier.verify(token));
+  return current === undefined ? principal : currentPrincipal(current.principals, principal, current.now());
 }
 
 /** The principal `requireUser` verified for this request. */

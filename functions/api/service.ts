@@ -9,19 +9,22 @@ import type {
   DecisionRequest,
   OpenSessionRequest,
   OpenSessionResponse,
+  SessionCheckRequest,
+  SessionCheckResponse,
 } from '../../shared/control-plane.ts';
 import { DEFAULT_POLICY_VERSION, StatementDecider } from '../../shared/decide.ts';
-import { isAuthenticationCode, isPgWardenError, type PgWardenError } from '../../shared/errors.ts';
+import { isAuthenticationCode, isPgWardenError, PgWardenError } from '../../shared/errors.ts';
 import {
   assertStartupUserMatches,
   primaryRole,
   principalFromClaims,
   type RoleMapping,
+  rolesForGroups,
 } from '../../shared/identity.ts';
 import { type Logger, silentLogger } from '../../shared/logger.ts';
 import type { AuditStore, TokenVerifier } from '../../shared/ports.ts';
 import type { StoredPolicySource } from './policy-source.ts';
-import { rememberPrincipal } from './remember-principal.ts';
+import { currentPrincipal } from './remember-principal.ts';
 import { auditEvents } from './validate.ts';
 
 export interface ControlPlaneServiceDeps {
@@ -35,7 +38,11 @@ export interface ControlPlaneServiceDeps {
   /** the stored current policy; when given, decisions use its decider (the first waits for a read) */
   policies?: StoredPolicySource;
   logger?: Logger;
-  /** remembers each person's verified email and groups, so Slack approvals can map users (optional) */
+  /**
+   * The principals directory: each token updates it, and disabled principals and newer groups it
+   * holds apply to sessions (at open and at each check) and to Slack clicks. Absent: a session
+   * knows only its token (local tests); every deployment and `npm start` configure it.
+   */
   principals?: PrincipalDirectory;
 }
 
@@ -46,7 +53,17 @@ export function createControlPlaneService(deps: ControlPlaneServiceDeps): Contro
   const logger = deps.logger ?? silentLogger;
 
   async function admit(request: OpenSessionRequest): Promise<OpenSessionResponse> {
-    const principal = principalFromClaims(await deps.verifier.verify(request.token));
+    const claims = await deps.verifier.verify(request.token);
+    const now = deps.now();
+    // The verifier tolerates a little clock skew on exp; a session would end the moment it opened.
+    if (claims.expiresAt * 1000 <= now.getTime()) {
+      throw new PgWardenError(
+        'AUTH_TOKEN_EXPIRED',
+        `your token expired at ${new Date(claims.expiresAt * 1000).toISOString()}; get a new one`,
+      );
+    }
+    // Before the checks below: a verified token is news about its principal even when refused.
+    const principal = await currentPrincipal(deps.principals, principalFromClaims(claims), now);
     assertStartupUserMatches(principal, request.user);
     const { role, roles } = primaryRole(principal, deps.roles);
     const sessionId = deps.newId();
@@ -71,8 +88,30 @@ export function createControlPlaneService(deps: ControlPlaneServiceDeps): Contro
         proxyId: request.proxyId,
       },
     ]);
-    await rememberPrincipal(deps.principals, principal, deps.now, logger);
     return { sessionId, principal, role, roles };
+  }
+
+  /** See SessionCheckRequest: only the directory knows more than the session's own token. */
+  async function checkSession(request: SessionCheckRequest): Promise<SessionCheckResponse> {
+    const known = await deps.principals?.get(request);
+    if (known === undefined) return { status: 'active' };
+    if (known.disabled !== undefined) {
+      const because = known.disabled.reason ? ` (${known.disabled.reason})` : '';
+      return {
+        status: 'ended',
+        reason: `${known.name}'s access through pgwarden was disabled on ${known.disabled.at}${because}`,
+      };
+    }
+    if (request.groupsAsOf !== undefined && known.groupsAsOf <= request.groupsAsOf)
+      return { status: 'active' };
+    const roles = rolesForGroups(known.groups, deps.roles);
+    if (!roles.includes(request.role)) {
+      return {
+        status: 'ended',
+        reason: `${known.name} is no longer in a group that grants the role "${request.role}" (groups as of ${known.groupsAsOf}: ${known.groups.join(', ') || 'none'})`,
+      };
+    }
+    return { status: 'active', groups: known.groups, roles, groupsAsOf: known.groupsAsOf };
   }
 
   /** Best effort: losing this record must not turn an auth error into a store error. */
@@ -107,6 +146,8 @@ export function createControlPlaneService(deps: ControlPlaneServiceDeps): Contro
         throw error;
       }
     },
+
+    checkSession,
 
     currentPolicyVersion: () => decider.policyVersion,
 

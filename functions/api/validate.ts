@@ -2,7 +2,12 @@
  * Hand-written request validators. Each check returns the value typed (unknown fields dropped) or
  * throws BAD_REQUEST naming the offending field, e.g. `events[3].seq must be a positive integer`.
  */
-import type { DecisionRequest, OpenSessionRequest, SessionContext } from '../../shared/control-plane.ts';
+import type {
+  DecisionRequest,
+  OpenSessionRequest,
+  SessionCheckRequest,
+  SessionContext,
+} from '../../shared/control-plane.ts';
 import { PgWardenError } from '../../shared/errors.ts';
 import {
   APPROVAL_STEPS,
@@ -118,10 +123,22 @@ export const openSessionRequest: Check<OpenSessionRequest> = object<OpenSessionR
   proxyId: nonEmpty,
 });
 
+export const sessionCheckRequest: Check<SessionCheckRequest> = object<SessionCheckRequest>({
+  sessionId,
+  issuer: nonEmpty,
+  subject: nonEmpty,
+  role: nonEmpty,
+  groupsAsOf: optional(isoTime),
+});
+
 const sessionContext = object<SessionContext>({
   sessionId,
   principal: object<SessionContext['principal']>({
     name: nonEmpty,
+    issuer: nonEmpty,
+    subject: nonEmpty,
+    email: optional(string),
+    knownEmail: optional(string),
     groups: stringList,
     actor: oneOf(['person', 'agent']),
   }),
@@ -175,6 +192,8 @@ const eventChecks: { [K in AuditEvent['type']]: Check<Extract<AuditEvent, { type
     sessionId,
     at: isoTime,
     principal: nonEmpty,
+    issuer: optional(string),
+    subject: optional(string),
     durationMs: duration,
     statements: integer(0),
     reason: oneOf(SESSION_END_REASONS),
@@ -200,7 +219,11 @@ const eventChecks: { [K in AuditEvent['type']]: Check<Extract<AuditEvent, { type
     step: oneOf(APPROVAL_STEPS),
     sessionId,
     principal: nonEmpty,
+    issuer: optional(string),
+    subject: optional(string),
     by: nonEmpty,
+    byIssuer: optional(string),
+    bySubject: optional(string),
     via: oneOf(['api', 'slack', 'proxy', 'notifier']),
     database: string,
     ruleId: nonEmpty,
@@ -216,6 +239,8 @@ const eventChecks: { [K in AuditEvent['type']]: Check<Extract<AuditEvent, { type
     sessionId,
     seq: integer(1, 999_999_999_999), // the store's sort key holds 12 digits
     principal: nonEmpty, // key of the by_principal index: may not be empty
+    issuer: optional(string),
+    subject: optional(string),
     database: nonEmpty,
     applicationName: string,
     text: string,

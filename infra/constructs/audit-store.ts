@@ -5,8 +5,11 @@
  * - sessions (PK sessionId) and events (PK sessionId, SK sk; GSIs by_principal, by_day,
  *   by_decision): functions/adapters/dynamodb-audit-store.ts and dynamodb-audit-layout.ts; TTL
  *   attribute expiresAt, set only when a retention is configured;
- * - approvals (PK id; GSIs by_retry_key, by_status; TTL expiresAtEpoch) and principals (PK email):
+ * - approvals (PK id; GSIs by_retry_key, by_status; TTL expiresAtEpoch):
  *   functions/adapters/dynamodb-approval-store.ts;
+ * - identities, the principals directory (PK id = issuer#subject; GSI by_email):
+ *   functions/adapters/dynamodb-principal-directory.ts. (The earlier `principals` table, keyed by
+ *   email, is no longer part of the stack; being retained, it stays in the account until removed.)
  * - policies (PK policy, SK version): functions/adapters/dynamodb-policy-store.ts.
  * Data outlives the stack: tables and key are retained and protected from deletion.
  */
@@ -22,6 +25,7 @@ import {
   BY_PRINCIPAL_INDEX,
   TTL_ATTRIBUTE,
 } from '../../functions/adapters/dynamodb-audit-layout.ts';
+import { EMAIL_INDEX } from '../../functions/adapters/dynamodb-principal-directory.ts';
 import { grantKeyViaDynamoDb, grantTable, protectedTable } from './protected-table.ts';
 
 export interface PgWardenAuditStoreProps {
@@ -82,7 +86,10 @@ export class PgWardenAuditStore extends Construct {
         { name: STATUS_INDEX, partitionKey: 'status', sortKey: 'requestedAt' },
       ],
     });
-    this.principals = table('Principals', 'principals', { partitionKey: 'email' });
+    this.principals = table('Identities', 'identities', {
+      partitionKey: 'id',
+      indexes: [{ name: EMAIL_INDEX, partitionKey: 'emailKey' }],
+    });
     this.policies = table('Policies', 'policies', { partitionKey: 'policy', sortKey: 'version' });
   }
 
@@ -109,7 +116,10 @@ export class PgWardenAuditStore extends Construct {
     grantKeyViaDynamoDb(grantee, this.key);
   }
 
-  /** DynamoDbApprovalStore (create, transitions, retry-key and status queries) and the principals directory. */
+  /**
+   * DynamoDbApprovalStore (create, transitions, retry-key and status queries) and the principals
+   * directory (read, conditional updates, lookup by verified email; never a delete).
+   */
   grantApprovalsReadWrite(grantee: IGrantable): void {
     grantTable(
       grantee,
@@ -117,7 +127,12 @@ export class PgWardenAuditStore extends Construct {
       ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
       APPROVAL_INDEXES,
     );
-    grantTable(grantee, this.principals, ['dynamodb:GetItem', 'dynamodb:PutItem']);
+    grantTable(
+      grantee,
+      this.principals,
+      ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
+      [EMAIL_INDEX],
+    );
     grantKeyViaDynamoDb(grantee, this.key);
   }
 

@@ -59,6 +59,11 @@ export class BackendScanner {
     return undefined;
   }
 
+  /** Whether the stream scanned so far ends inside a message (its header or body). */
+  inMessage(): boolean {
+    return this.headerFill > 0 || this.remaining > 0;
+  }
+
   /** Scans `chunk`; returns how many bytes it consumed (fewer than all only after stop()). */
   scan(chunk: Buffer): number {
     let i = 0;

@@ -48,7 +48,7 @@ function refusalText(
 }
 
 export interface ApiRequest {
-  method?: 'GET' | 'POST' | 'PUT';
+  method?: 'GET' | 'POST' | 'PUT' | 'PATCH';
   /** relative to PGWARDEN_API_URL, without a leading slash: `v1/approvals?status=pending` */
   path: string;
   body?: { contentType: string; text: string };

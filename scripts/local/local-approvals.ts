@@ -52,6 +52,8 @@ export interface LocalApprovalsOptions {
   windows?: ApprovalWindows;
   /** long-poll wait of the notifier poller (seconds, ≤ 20); default 20 */
   pollWaitSeconds?: number;
+  /** PGWARDEN_REVIEWER_GROUPS_MAX_AGE_SECONDS for Slack clicks; default 300 */
+  reviewerGroupsMaxAgeSeconds?: number;
 }
 
 export interface LocalApprovals {
@@ -65,8 +67,8 @@ export interface LocalApprovals {
 }
 
 /**
- * Who pgwarden has seen with a verified token (by email): Slack clicks are mapped to groups through
- * it. The control plane fills it when a person opens a session; the API when one calls it.
+ * What pgwarden knows of each (issuer, subject): Slack clicks are mapped to it by verified email,
+ * and sessions are re-checked against it. Every verified token updates it.
  */
 export function localPrincipalDirectory(
   dynamodb: DynamoDBClient,
@@ -162,7 +164,15 @@ export async function startLocalApprovals(
       ...(queue === undefined ? {} : { approvalsQueue: queue }),
       ...(slackApi === undefined || options.slack === undefined
         ? {}
-        : { slack: { api: slackApi, signingSecret: options.slack.signingSecret } }),
+        : {
+            slack: {
+              api: slackApi,
+              signingSecret: options.slack.signingSecret,
+              ...(options.reviewerGroupsMaxAgeSeconds === undefined
+                ? {}
+                : { maxGroupsAgeSeconds: options.reviewerGroupsMaxAgeSeconds }),
+            },
+          }),
     },
     gate,
     watch: (controlPlane) => reporter.watch(controlPlane),

@@ -10,6 +10,8 @@ import {
   type AuditTrailConfig,
   accessGroupsFromEnv,
   auditTrailConfigFromEnv,
+  reviewerGroupsMaxAgeFromEnv,
+  sessionLifetimeFromEnv,
 } from '../../shared/config.ts';
 import { PgWardenError } from '../../shared/errors.ts';
 import type { RoleMapping } from '../../shared/identity.ts';
@@ -57,6 +59,10 @@ export interface LocalConfig {
   audit: AuditTrailConfig;
   /** PGWARDEN_AUDITOR_GROUPS, PGWARDEN_ADMIN_GROUPS, PGWARDEN_REVIEWER_GROUPS: as in the Lambda */
   access: AccessGroupsConfig;
+  /** PGWARDEN_MAX_SESSION_SECONDS, PGWARDEN_SESSION_RECHECK_SECONDS: as in the proxy */
+  sessionLifetime: { maxSessionSeconds: number; recheckSeconds: number };
+  /** PGWARDEN_REVIEWER_GROUPS_MAX_AGE_SECONDS: as in the Lambda */
+  reviewerGroupsMaxAgeSeconds: number;
 }
 
 export interface LocalSlackConfig {
@@ -107,6 +113,8 @@ export function loadLocalConfig(env: Env, cwd: string): LocalConfig {
   audit.spoolDir = resolve(cwd, audit.spoolDir);
 
   const slack = localSlackFromEnv(env, problems);
+  const sessionLifetime = sessionLifetimeFromEnv(env, problems);
+  const reviewerGroupsMaxAgeSeconds = reviewerGroupsMaxAgeFromEnv(env, problems);
 
   let externalUpstream: ExternalUpstream | undefined;
   const policyFile = env['PGWARDEN_POLICY_FILE']?.trim() || undefined;
@@ -142,6 +150,8 @@ export function loadLocalConfig(env: Env, cwd: string): LocalConfig {
     ...(slack && { slack }),
     audit,
     access: accessGroupsFromEnv(env),
+    sessionLifetime,
+    reviewerGroupsMaxAgeSeconds,
   };
 }
 

@@ -43,6 +43,12 @@ export interface TokenRequest {
   audience: string;
   /** 'agent' marks a token issued to an automated client (an AI agent) */
   actor?: 'person' | 'agent';
+  /**
+   * How the token carries the email, as real issuers differ: 'verified' (default, with
+   * email_verified true), 'unverified' (email_verified false) or 'omitted' (no email claim at all, as
+   * in many access tokens). The subject is `dev|<email>` in every case: one person, one subject.
+   */
+  emailClaim?: 'verified' | 'unverified' | 'omitted';
   /** defaults to the current time */
   now?: Date;
 }
@@ -131,7 +137,11 @@ export async function signToken(key: IssuerKey, issuerUrl: string, request: Toke
   }
   const email = request.email.trim().toLowerCase();
   const now = Math.floor((request.now ?? new Date()).getTime() / 1000);
-  const claims: Record<string, unknown> = { email, email_verified: true, groups: [...request.groups] };
+  const emailClaim = request.emailClaim ?? 'verified';
+  const claims: Record<string, unknown> =
+    emailClaim === 'omitted'
+      ? { groups: [...request.groups] }
+      : { email, email_verified: emailClaim === 'verified', groups: [...request.groups] };
   // read by functions/adapters/oidc-verifier.ts to tell agent traffic from human traffic
   if (request.actor === 'agent') claims['pgwarden_actor'] = 'agent';
   return new SignJWT(claims)

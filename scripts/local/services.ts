@@ -12,6 +12,10 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import {
+  approvalTableNames,
+  ensureApprovalTables,
+} from '../../functions/adapters/dynamodb-approval-store.ts';
+import {
   DynamoDbAuditStore,
   ensureAuditTables,
   tableNames,
@@ -29,6 +33,7 @@ import { apiRoutes } from '../../functions/api/routes/index.ts';
 import { createControlPlaneService } from '../../functions/api/service.ts';
 import type { CredentialProvider, ProxyAuditOptions, UpstreamTarget } from '../../proxy/options.ts';
 import { type RunningProxy, startProxy } from '../../proxy/server.ts';
+import type { SessionLifetimeOptions } from '../../proxy/session-lifetime.ts';
 import type { ControlPlane } from '../../shared/control-plane.ts';
 import type { StatementDecider } from '../../shared/decide.ts';
 import type { RoleMapping } from '../../shared/identity.ts';
@@ -74,6 +79,8 @@ export interface LocalServicesOptions {
   approvals?: LocalApprovalsOptions;
   /** who reads the trail, changes policies, reviews (PGWARDEN_*_GROUPS); default auditors/admins/reviewers */
   access?: AccessGroups;
+  /** token expiry, maximum age and re-checks of open sessions (proxy/session-lifetime.ts) */
+  lifetime?: SessionLifetimeOptions;
 }
 
 export interface LocalServices {
@@ -159,13 +166,14 @@ export async function startLocalServices(options: LocalServicesOptions): Promise
       // ahead), so a refetch for an unknown key may come soon after the last one.
       jwksCooldownMs: 1_000,
     });
+    // the principals directory: what each token taught pgwarden, and administrators' changes
+    await ensureApprovalTables(dynamodb, approvalTableNames(options.tablePrefix));
     const controlPlane = createControlPlaneService({
       verifier,
       store: new DynamoDbAuditStore(dynamodb, names),
       ...(options.decider === undefined ? {} : { decider: options.decider }),
       policies,
-      // with approvals, sessions teach pgwarden people's groups (for their Slack clicks)
-      ...(options.approvals && { principals: localPrincipalDirectory(dynamodb, options.tablePrefix) }),
+      principals: localPrincipalDirectory(dynamodb, options.tablePrefix),
       roles: options.roleMappings,
       now: () => new Date(),
       newId: randomUUID,
@@ -223,6 +231,7 @@ export async function startLocalServices(options: LocalServicesOptions): Promise
       ...(options.maskingKey && { maskingKey: options.maskingKey }),
       logger,
       audit: { spoolDir: join(options.dataDir, 'spool'), ...options.audit },
+      ...(options.lifetime && { lifetime: options.lifetime }),
     }).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== 'EADDRINUSE') throw error;
       throw new PortInUseError('the proxy', options.proxyPort, proxyPortHint);

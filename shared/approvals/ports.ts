@@ -3,12 +3,21 @@
  * how the notifier is told, who a Slack user is, and the few Slack Web API calls pgwarden makes.
  */
 import type { ApprovalExecution, ApprovalNotification, ApprovalStatus, ApprovalView } from '../approvals.ts';
+import type { PrincipalId } from '../identity.ts';
 
 /** The fields a transition may set (never the binding: principal, text, hashes, session). */
 export type ApprovalChanges = Partial<
   Pick<
     ApprovalView,
-    'status' | 'expiresAt' | 'decidedBy' | 'decidedAt' | 'decidedVia' | 'denyReason' | 'consumedAt'
+    | 'status'
+    | 'expiresAt'
+    | 'decidedBy'
+    | 'decidedByIssuer'
+    | 'decidedBySubject'
+    | 'decidedAt'
+    | 'decidedVia'
+    | 'denyReason'
+    | 'consumedAt'
   >
 >;
 
@@ -46,20 +55,55 @@ export interface ApprovalQueue {
   enqueueLater?(notification: ApprovalNotification, delaySeconds: number): Promise<void>;
 }
 
-/** What pgwarden last saw in a verified OIDC token of a person, keyed by email. */
+/**
+ * What pgwarden knows of one principal, keyed by (issuer, subject): what its latest token said, and
+ * what an administrator (or the IdP's provisioning, through the admin route) changed since.
+ */
 export interface KnownPrincipal {
-  email: string;
-  name: string;
-  subject: string;
   issuer: string;
+  subject: string;
+  /** display name */
+  name: string;
+  /** the latest email its issuer verified (a token without one never erases it) */
+  email?: string;
+  actor: 'person' | 'agent';
   groups: string[];
+  /**
+   * When `groups` were asserted (ISO): the iat of the token that carried them, or the time of the
+   * administrator's change. Older knowledge never replaces newer.
+   */
+  groupsAsOf: string;
+  /** last time a verified token of this principal was presented */
   seenAt: string;
+  /** set by an administrator: no session, API call or Slack click of this principal is accepted */
+  disabled?: { at: string; by: string; reason?: string };
+}
+
+/** What a verified token tells the directory. */
+export type PrincipalFacts = Pick<
+  KnownPrincipal,
+  'issuer' | 'subject' | 'name' | 'email' | 'actor' | 'groups'
+>;
+
+/** An administrator's change: disable (with a reason) or enable, and/or set the groups. */
+export interface PrincipalChange {
+  disabled?: boolean;
+  reason?: string;
+  groups?: string[];
 }
 
 export interface PrincipalDirectory {
-  remember(principal: Omit<KnownPrincipal, 'seenAt'>, now: Date): Promise<void>;
-  /** by email, case-insensitively */
-  lookup(email: string): Promise<KnownPrincipal | undefined>;
+  /**
+   * Records a verified token's facts; its groups replace the stored ones only when `asOf` (the
+   * token's iat) is not older than `groupsAsOf`. Never touches `disabled`.
+   */
+  remember(facts: PrincipalFacts, asOf: Date, now: Date): Promise<void>;
+  /** strongly consistent */
+  get(id: PrincipalId): Promise<KnownPrincipal | undefined>;
+  /** principals whose verified email is `email` (case-insensitive); eventually consistent */
+  findByEmail(email: string): Promise<KnownPrincipal[]>;
+  /** an administrator's change, effective at `now`; creates the entry if pgwarden has not seen it yet */
+  change(id: PrincipalId, change: PrincipalChange, by: string, now: Date): Promise<KnownPrincipal>;
 }
 
 /** Block Kit message content: `text` is the notification fallback, `blocks` the layout. */

@@ -21,6 +21,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { SessionContext } from '../control-plane.ts';
+import { type PrincipalPattern, principalMatches, principalPattern } from '../identity.ts';
 import type { ColumnFact, DdlObject, RelationName, SqlAnalysis, StatementKind } from '../sql/facts.ts';
 import {
   ACTION_RANK,
@@ -189,7 +190,7 @@ export interface PolicyDecision {
 interface CompiledRule {
   rule: PolicyRule;
   certainty: Certainty;
-  principals?: Set<string>;
+  principals?: PrincipalPattern[];
   groups?: Set<string>;
   roles?: Set<string>;
   databases?: Set<string>;
@@ -228,7 +229,7 @@ function compileRule(rule: PolicyRule): CompiledRule {
   return {
     rule,
     certainty: rule.action === 'allow' ? 'surely' : 'may',
-    principals: set(m.principals, true),
+    principals: patterns(m.principals, principalPattern),
     groups: set(m.groups),
     roles: set(m.roles),
     databases: set(m.databases),
@@ -243,7 +244,12 @@ function compileRule(rule: PolicyRule): CompiledRule {
 }
 
 function sessionMatches(rule: CompiledRule, session: SessionContext): boolean {
-  if (rule.principals && !rule.principals.has(session.principal.name.toLowerCase())) return false;
+  const principals = rule.principals;
+  if (principals) {
+    // restrictive rules also catch the person's other tokens (see principalMatches)
+    const restrictive = rule.rule.action !== 'allow';
+    if (!principals.some((p) => principalMatches(p, session.principal, restrictive))) return false;
+  }
   const groups = rule.groups;
   if (groups && !session.principal.groups.some((g) => groups.has(g))) return false;
   const roles = rule.roles;
@@ -464,7 +470,8 @@ function mergeMasks(outcomes: StatementOutcome[]): MaskDirective[] {
 
 /**
  * A key under which a decision may be cached: the same key always yields the same decision. It is
- * built from exactly what evaluation reads (the policy input, the principal's name, groups and roles,
+ * built from exactly what evaluation reads (the policy input, the principal's identity, verified
+ * emails, groups and roles,
  * the database and the policy version), hashed. It deliberately does not use the parser's
  * fingerprint, which ignores schema names, digits in table names and alias names: two statements
  * with one fingerprint can touch different tables.
@@ -487,7 +494,10 @@ export function decisionCacheKeyOf(
 ): string {
   const material = JSON.stringify([
     policyVersion,
-    session.principal.name,
+    session.principal.issuer,
+    session.principal.subject,
+    session.principal.email?.toLowerCase() ?? null,
+    session.principal.knownEmail?.toLowerCase() ?? null,
     [...session.principal.groups].sort(),
     session.role,
     [...session.roles].sort(),

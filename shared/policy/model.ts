@@ -47,7 +47,10 @@ export const DEFAULT_APPROVAL_TIMEOUT_SECONDS = 300;
  * in a statement meet qualified patterns.
  */
 export interface PolicyMatch {
-  /** principal names (email or subject), case-insensitive */
+  /**
+   * people: `issuer#subject`, a verified email, or a subject (shared/identity.ts principalPattern);
+   * rules other than allow also catch the person's other tokens (principalMatches)
+   */
   principals?: string[];
   /** identity-provider groups of the principal */
   groups?: string[];

@@ -6,6 +6,7 @@
  */
 import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import { PgWardenError } from '../errors.ts';
+import { principalPattern } from '../identity.ts';
 import { DEFAULT_DETECTOR_METHOD, DETECTOR_NAMES, type DetectorName } from '../masking/model.ts';
 import { isSlackChannel } from '../slack-channel.ts';
 import { DDL_OBJECTS, STATEMENT_KINDS } from '../sql/facts.ts';
@@ -423,7 +424,7 @@ function validateMatch(v: Validator, value: unknown, path: Segment[]): PolicyMat
   const enumCheck = (options: readonly string[], what: string) => (item: string, p: Segment[]) =>
     v.oneOf(item, p, options, what) !== undefined;
   const checks: Record<(typeof MATCH_KEYS)[number], (item: string, p: Segment[]) => boolean> = {
-    principals: () => true,
+    principals: (item, p) => checkPrincipal(v, item, p),
     groups: () => true,
     roles: () => true,
     databases: () => true,
@@ -442,6 +443,15 @@ function validateMatch(v: Validator, value: unknown, path: Segment[]): PolicyMat
     if (items) (out as Record<string, any>)[key] = items;
   }
   return v.issues.length === before ? out : undefined;
+}
+
+function checkPrincipal(v: Validator, text: string, path: Segment[]): boolean {
+  if (principalPattern(text) !== undefined) return true;
+  v.fail(
+    path,
+    `"${text}" names nobody: expected an email, a subject, or issuer#subject (e.g. https://idp.example.com#00u1abc)`,
+  );
+  return false;
 }
 
 function checkName(

@@ -285,7 +285,7 @@ describe('Slack clicks that must not decide', () => {
     // people Slack knows but pgwarden may not let decide
     for (const [user, why] of [
       ['U0BOB', /bob@example.com may not decide/],
-      ['U0STRANGER', /does not know stranger@example.com/],
+      ['U0STRANGER', /does not know anyone whose identity provider verified stranger@example.com/],
       ['U0UNCONFIRMED', /not confirmed/],
     ] as const) {
       expect((await click(user, 'approval_approve', post)).status).toBe(200);

@@ -10,11 +10,18 @@ import type { AuditEvent } from '../../shared/events.ts';
 import type { AuditStore } from '../../shared/ports.ts';
 
 export const REQUESTER = 'dev@example.com';
+export const ISSUER = 'https://issuer.example';
+/** the requester's subject at ISSUER */
+export const REQUESTER_SUBJECT = 'sub|dev';
 
 export function approvalRequest(
   overrides: {
     text?: string;
+    /** display name; a name with an @ is also the requester's verified email */
     principal?: string;
+    /** default: REQUESTER_SUBJECT */
+    subject?: string;
+    issuer?: string;
     actor?: 'person' | 'agent';
     database?: string;
     sessionId?: string;
@@ -31,6 +38,9 @@ export function approvalRequest(
       sessionId: overrides.sessionId ?? 'session-1',
       principal: {
         name: overrides.principal ?? REQUESTER,
+        issuer: overrides.issuer ?? ISSUER,
+        subject: overrides.subject ?? REQUESTER_SUBJECT,
+        ...((overrides.principal ?? REQUESTER).includes('@') && { email: overrides.principal ?? REQUESTER }),
         groups: ['engineering'],
         actor: overrides.actor ?? 'person',
       },
@@ -63,6 +73,8 @@ export function reviewer(overrides: Partial<ApprovalDecider> = {}): ApprovalDeci
   return {
     name: 'rita@example.com',
     email: 'rita@example.com',
+    issuer: ISSUER,
+    subject: 'sub|rita',
     groups: ['reviewers'],
     actor: 'person',
     via: 'api',

@@ -69,7 +69,13 @@ export const openSessionBody: OpenSessionRequest = {
 export const decisionBody: DecisionRequest = {
   session: {
     sessionId: 'sess-42',
-    principal: { name: 'ada@example.com', groups: ['engineering'], actor: 'person' },
+    principal: {
+      name: 'ada@example.com',
+      issuer: 'https://issuer.example',
+      subject: 'ada@example.com',
+      groups: ['engineering'],
+      actor: 'person',
+    },
     role: 'developer',
     roles: ['developer'],
     database: 'app',

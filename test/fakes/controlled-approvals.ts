@@ -71,7 +71,13 @@ export class ControlledApprovals implements ApprovalsApi {
     return {
       session: {
         sessionId: 'earlier',
-        principal: { name: 'alice@example.com', groups: ['engineering'], actor: 'person' },
+        principal: {
+          name: 'alice@example.com',
+          issuer: 'https://issuer.example',
+          subject: 'alice@example.com',
+          groups: ['engineering'],
+          actor: 'person',
+        },
         role: 'developer',
         roles: ['developer'],
         database: 'app',

@@ -26,7 +26,10 @@ export interface TestIssuer {
   issuer: string;
   audience: string;
   current(): SigningKey;
-  /** A token with iss, aud, sub, iat, exp defaults; a claim given as undefined is left out. */
+  /**
+   * A token with iss, aud, sub, iat, exp defaults; a claim given as undefined is left out. An
+   * `email` comes with `email_verified: true` unless the claims say otherwise (as most issuers send).
+   */
   sign(claims?: Record<string, unknown>, options?: SignOptions): Promise<string>;
   /** Makes a new current key (published alongside the old ones). */
   rotate(alg?: SigningKey['alg']): Promise<SigningKey>;
@@ -84,6 +87,7 @@ export async function startTestIssuer(audience = 'pgwarden'): Promise<TestIssuer
         sub: 'user-1',
         iat: now,
         exp: now + (options.expiresIn ?? 300),
+        ...('email' in claims && !('email_verified' in claims) ? { email_verified: true } : {}),
         ...claims,
       };
       for (const name of Object.keys(payload)) if (payload[name] === undefined) delete payload[name];

@@ -35,9 +35,10 @@ export class InMemoryControlPlane implements ControlPlane {
         name,
         subject: name,
         email: name,
-        issuer: 'test',
+        issuer: 'https://issuer.test',
         groups: ['engineering'],
-        expiresAt: 0,
+        // an hour from now: the proxy ends a session at its token's exp
+        expiresAt: Math.floor(Date.now() / 1000) + 3600,
         actor: 'person',
       },
       role: 'developer',

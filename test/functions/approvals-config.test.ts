@@ -10,6 +10,7 @@ describe('approvalsConfigFromEnv', () => {
     expect(approvalsConfigFromEnv({})).toEqual({
       channel: 'pgwarden-approvals',
       reviewerGroups: ['reviewers'],
+      reviewerGroupsMaxAgeSeconds: 300,
     });
   });
 
@@ -22,6 +23,7 @@ describe('approvalsConfigFromEnv', () => {
         PGWARDEN_SLACK_CHANNEL: 'C0123',
         PGWARDEN_SLACK_API_URL: 'http://127.0.0.1:9999/api',
         PGWARDEN_REVIEWER_GROUPS: 'dba, sre',
+        PGWARDEN_REVIEWER_GROUPS_MAX_AGE_SECONDS: '900',
       }),
     ).toEqual({
       queueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/approvals',
@@ -32,11 +34,13 @@ describe('approvalsConfigFromEnv', () => {
       },
       channel: 'C0123',
       reviewerGroups: ['dba', 'sre'],
+      reviewerGroupsMaxAgeSeconds: 900,
     });
   });
 
   it.each([
     [{ SLACK_BOT_TOKEN: 'xoxb-1' }, /go together/],
+    [{ PGWARDEN_REVIEWER_GROUPS_MAX_AGE_SECONDS: '5' }, /PGWARDEN_REVIEWER_GROUPS_MAX_AGE_SECONDS must be/],
     [{ SLACK_SIGNING_SECRET: 's' }, /go together/],
     [
       { SLACK_BOT_TOKEN: 'x', SLACK_BOT_TOKEN_SECRET_ARN: ARN, SLACK_SIGNING_SECRET: 's' },
@@ -68,8 +72,11 @@ describe('notifierConfigFromEnv', () => {
 
 describe('approvalsRouteContext', () => {
   it('gives the API the queue and Slack from the configuration, and nothing when unset', async () => {
-    expect(await approvalsRouteContext({ channel: 'c', reviewerGroups: ['r'] })).toEqual({});
+    expect(
+      await approvalsRouteContext({ channel: 'c', reviewerGroups: ['r'], reviewerGroupsMaxAgeSeconds: 300 }),
+    ).toEqual({});
     const context = await approvalsRouteContext({
+      reviewerGroupsMaxAgeSeconds: 300,
       channel: 'c',
       reviewerGroups: ['r'],
       queueUrl: 'http://127.0.0.1:1/q',

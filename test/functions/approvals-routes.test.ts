@@ -277,18 +277,61 @@ describe('listing', () => {
 });
 
 describe('the principals directory', () => {
-  it('learns each person who calls with a verified token, for Slack to map later', async () => {
+  it('learns each principal who calls with a verified token, by (issuer, subject)', async () => {
     const token = await api.token('Ravi@Example.com', ['reviewers', 'engineering']);
     await call('GET', '/v1/approvals', { token });
-    expect(await api.principals.lookup('ravi@example.com')).toMatchObject({
+    expect(
+      await api.principals.get({ issuer: api.idp.issuer, subject: 'sub-Ravi@Example.com' }),
+    ).toMatchObject({
       name: 'Ravi@Example.com',
+      email: 'Ravi@Example.com',
+      actor: 'person',
       groups: ['reviewers', 'engineering'],
     });
   });
 
-  it('does not learn agents', async () => {
+  it('learns agents too (so they can be disabled), as agents', async () => {
     const token = await api.token('agent-x@example.com', ['reviewers'], { pgwarden_actor: 'agent' });
     await call('GET', '/v1/approvals', { token });
-    expect(await api.principals.lookup('agent-x@example.com')).toBeUndefined();
+    expect(
+      await api.principals.get({ issuer: api.idp.issuer, subject: 'sub-agent-x@example.com' }),
+    ).toMatchObject({ actor: 'agent' });
+  });
+
+  it('refuses a disabled reviewer whose token is still valid', async () => {
+    const token = await api.token('gone@example.com', ['reviewers']);
+    expect((await call('GET', '/v1/approvals', { token })).status).toBe(200);
+    await api.principals.change(
+      { issuer: api.idp.issuer, subject: 'sub-gone@example.com' },
+      { disabled: true, reason: 'left the company' },
+      'admin@example.com',
+      new Date(),
+    );
+    const refused = await call('GET', '/v1/approvals', { token });
+    expect(refused.status).toBe(401);
+    expect(refused.body).toMatchObject({
+      error: { code: 'AUTH_DISABLED', message: expect.stringMatching(/left the company/) },
+    });
+    const approval = await ask();
+    const decided = await call('POST', `/v1/approvals/${approval.id}/approve`, { token });
+    expect(decided.status).toBe(401);
+    expect((await api.store.get(approval.id))?.status).toBe('pending');
+  });
+
+  it('refuses a reviewer removed from the group after their token was issued', async () => {
+    const token = await api.token('moved@example.com', ['reviewers']);
+    await api.principals.change(
+      { issuer: api.idp.issuer, subject: 'sub-moved@example.com' },
+      { groups: ['engineering'] },
+      'admin@example.com',
+      new Date(Date.now() + 2_000), // after the token's iat (whole seconds)
+    );
+    const approval = await ask();
+    const decided = await call('POST', `/v1/approvals/${approval.id}/approve`, { token });
+    expect(decided.status).toBe(403);
+    expect(decided.body).toMatchObject({
+      error: { message: expect.stringMatching(/membership of "reviewers"/) },
+    });
+    expect((await api.store.get(approval.id))?.status).toBe('pending');
   });
 });

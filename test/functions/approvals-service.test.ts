@@ -105,6 +105,18 @@ describe('waiting', () => {
     expect(released).toMatchObject({ id: approval.id, status: 'approved', decidedBy: 'rita@example.com' });
     expect((await store.get(approval.id))?.status).toBe('consumed');
     expect(audit.steps(approval.id)).toEqual(['requested', 'approved', 'consumed']);
+    // the trail says who asked and who decided by issuer and subject, not only by display name
+    expect(audit.events.find((e) => e.type === 'approval' && e.step === 'approved')).toMatchObject({
+      by: 'rita@example.com',
+      byIssuer: 'https://issuer.example',
+      bySubject: 'sub|rita',
+      issuer: 'https://issuer.example',
+      subject: 'sub|dev',
+    });
+    expect(await store.get(approval.id)).toMatchObject({
+      decidedByIssuer: 'https://issuer.example',
+      decidedBySubject: 'sub|rita',
+    });
     // a second wait (or a retry) cannot use it again
     expect((await service.wait(approval.id, 0)).status).toBe('consumed');
     expect((await service.request(request({ text: approval.text }))).id).not.toBe(approval.id);
@@ -206,12 +218,22 @@ describe('a retry after the hold timed out', () => {
     expect(third.status).toBe('pending');
   });
 
+  it('passes for the same person with another token (no email: another display name)', async () => {
+    const ask = request();
+    const approval = await service.request(ask);
+    await service.decide(approval.id, reviewer(), { verdict: 'approve' });
+    const retry = await service.request(request({ text: ask.statement.text, principal: 'sub|dev' }));
+    expect(retry).toMatchObject({ id: approval.id, status: 'approved' });
+  });
+
   it('does not pass for another principal, database or text', async () => {
     const ask = request();
     const approval = await service.request(ask);
     await service.decide(approval.id, reviewer(), { verdict: 'approve' });
     for (const other of [
-      request({ text: ask.statement.text, principal: 'mallory@example.com' }),
+      request({ text: ask.statement.text, principal: 'mallory@example.com', subject: 'sub|mallory' }),
+      // the same subject at another issuer is someone else
+      request({ text: ask.statement.text, issuer: 'https://other-issuer.example' }),
       request({ text: ask.statement.text, database: 'prod' }),
       request({ text: `${ask.statement.text} ` }),
     ]) {

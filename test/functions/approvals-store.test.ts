@@ -9,7 +9,6 @@ import {
   DynamoDbApprovalStore,
   ensureApprovalTables,
 } from '../../functions/adapters/dynamodb-approval-store.ts';
-import { DynamoDbPrincipalDirectory } from '../../functions/adapters/dynamodb-principal-directory.ts';
 import { type ApprovalView, approvalRetryKey, newApproval } from '../../shared/approvals.ts';
 import { approvalRequest } from '../fakes/approvals.ts';
 import { type LocalDynamoDb, startDynamoDb } from '../fakes/dynamodb.ts';
@@ -126,7 +125,7 @@ describe('DynamoDbApprovalStore', () => {
     const text = `update accounts set frozen = true -- ${Math.random()}`;
     const older = fresh({ text }, new Date('2026-01-01T09:00:00.000Z'));
     const newer = fresh({ text, sessionId: 'session-2' }, new Date('2026-01-01T09:30:00.000Z'));
-    const other = fresh({ text, principal: 'someone@example.com' });
+    const other = fresh({ text, principal: 'someone@example.com', subject: 'sub|someone' });
     for (const a of [older, newer, other]) await store.create(a);
     const found = await store.findByRetryKey(approvalRetryKey(older));
     expect(found.map((a) => a.id)).toEqual([newer.id, older.id]);
@@ -146,32 +145,5 @@ describe('DynamoDbApprovalStore', () => {
   it('reports an unreachable DynamoDB as STORE_UNAVAILABLE', async () => {
     const broken = new DynamoDbApprovalStore(db.client, 'no-such-table');
     await expect(broken.get('x')).rejects.toThrow(expect.objectContaining({ code: 'STORE_UNAVAILABLE' }));
-  });
-});
-
-describe('DynamoDbPrincipalDirectory', () => {
-  it('remembers people by email, case-insensitively, last seen wins', async () => {
-    const directory = new DynamoDbPrincipalDirectory(db.client, tables.principals);
-    const person = {
-      email: 'Rita@Example.com',
-      name: 'Rita@Example.com',
-      subject: 's1',
-      issuer: 'https://idp',
-      groups: ['engineering'],
-    };
-    await directory.remember(person, now);
-    await directory.remember(
-      { ...person, groups: ['engineering', 'reviewers'] },
-      new Date('2026-01-02T00:00:00.000Z'),
-    );
-    expect(await directory.lookup('rita@example.COM')).toEqual({
-      email: 'rita@example.com',
-      name: 'Rita@Example.com',
-      subject: 's1',
-      issuer: 'https://idp',
-      groups: ['engineering', 'reviewers'],
-      seenAt: '2026-01-02T00:00:00.000Z',
-    });
-    expect(await directory.lookup('nobody@example.com')).toBeUndefined();
   });
 });

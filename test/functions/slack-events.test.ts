@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ApprovalView } from '../../shared/approvals.ts';
-import { approvalRequest, REQUESTER } from '../fakes/approvals.ts';
+import { approvalRequest, ISSUER, REQUESTER, REQUESTER_SUBJECT } from '../fakes/approvals.ts';
 import { type ApprovalsApi, SIGNING_SECRET, startApprovalsApi } from '../fakes/approvals-api.ts';
 import {
   blockActionPayload,
@@ -26,20 +26,27 @@ const now = () => new Date();
 beforeAll(async () => {
   api = await startApprovalsApi({ slack: true });
   slack = api.slack!;
-  const person = (email: string, groups: string[]) => ({
+  const person = (email: string, groups: string[], subject = `sub-${email}`, issuer = api.idp.issuer) => ({
     email,
     name: email,
-    subject: `sub-${email}`,
-    issuer: api.idp.issuer,
+    subject,
+    issuer,
+    actor: 'person' as const,
     groups,
   });
-  await api.principals.remember(person('rita@example.com', ['reviewers']), now());
-  await api.principals.remember(person('sam@example.com', ['reviewers']), now());
-  await api.principals.remember(person('eve@example.com', ['engineering']), now());
-  await api.principals.remember(person(REQUESTER, ['engineering', 'reviewers']), now());
+  await api.principals.remember(person('rita@example.com', ['reviewers']), now(), now());
+  await api.principals.remember(person('sam@example.com', ['reviewers']), now(), now());
+  await api.principals.remember(person('eve@example.com', ['engineering']), now(), now());
+  await api.principals.remember(
+    person(REQUESTER, ['engineering', 'reviewers'], REQUESTER_SUBJECT, ISSUER),
+    now(),
+    now(),
+  );
+  // groups learned from a token issued half an hour ago: too old to decide on
   await api.principals.remember(
     person('old@example.com', ['reviewers']),
-    new Date(Date.now() - 30 * 86_400_000),
+    new Date(Date.now() - 30 * 60_000),
+    now(),
   );
   slack.users.set('U-RITA', { email: 'Rita@Example.com', confirmed: true });
   slack.users.set('U-SAM', { email: 'sam@example.com', confirmed: true });
@@ -184,9 +191,17 @@ describe('Approve', () => {
     ['a non-approver', 'U-EVE', /membership of "reviewers"/],
     ['the requester (a reviewer too)', 'U-DEV', /requested this statement/],
     ['a Slack user whose email is not confirmed', 'U-UNCONFIRMED', /not confirmed/],
-    ['a Slack user pgwarden has never seen', 'U-STRANGER', /sign in to pgwarden once/],
+    [
+      'a Slack user pgwarden has never seen',
+      'U-STRANGER',
+      /does not know anyone whose identity provider verified/,
+    ],
     ['a Slack user without an email', 'U-NOEMAIL', /users:read.email/],
-    ['a Slack user last seen a month ago', 'U-OLD', /last saw old@example.com/],
+    [
+      'a reviewer whose groups were learned 30 minutes ago',
+      'U-OLD',
+      /last learned your groups at .* more than 5 minutes ago/,
+    ],
   ])('refuses %s, privately, and the approval stays pending', async (_label, user, message) => {
     const approval = await posted();
     const response = await click(user, 'approve', approval);
@@ -227,8 +242,20 @@ describe('Approve', () => {
     const approval = await posted();
     api.clock.now = new Date(Date.now() + 2 * 3600 * 1000);
     try {
-      // Two hours later, Slack signs with its own (equally later) clock.
+      // Two hours later, Slack signs with its own (equally later) clock; rita signed in since.
       const timestamp = Math.floor(api.clock.now.getTime() / 1000);
+      await api.principals.remember(
+        {
+          issuer: api.idp.issuer,
+          subject: 'sub-rita@example.com',
+          name: 'rita@example.com',
+          email: 'rita@example.com',
+          actor: 'person',
+          groups: ['reviewers'],
+        },
+        api.clock.now,
+        api.clock.now,
+      );
       const response = await click('U-RITA', 'approve', approval, { timestamp });
       expect(response.status).toBe(200);
     } finally {
@@ -363,5 +390,137 @@ describe('malformed requests', () => {
   it('tells the user about an approval that does not exist', async () => {
     await click('U-RITA', 'approve', { id: 'no-such-approval', slack: { ts: '1.1' } });
     expect(ephemeralTexts()).toEqual([expect.stringMatching(/there is no approval no-such-approval/)]);
+  });
+});
+
+describe('who a Slack user is, as of now', () => {
+  const at = (issuer: string, subject: string) => ({ issuer, subject });
+
+  it('refuses a reviewer removed from the approver group after their last token: their next click', async () => {
+    await api.principals.remember(
+      {
+        issuer: api.idp.issuer,
+        subject: 'sub-nina',
+        name: 'nina@example.com',
+        email: 'nina@example.com',
+        actor: 'person',
+        groups: ['reviewers'],
+      },
+      now(),
+      now(),
+    );
+    slack.users.set('U-NINA', { email: 'nina@example.com', confirmed: true });
+    const first = await posted();
+    await click('U-NINA', 'approve', first);
+    expect(await status(first.id)).toBe('approved');
+
+    await api.principals.change(
+      at(api.idp.issuer, 'sub-nina'),
+      { groups: ['engineering'] },
+      'admin@example.com',
+      now(),
+    );
+    slack.calls.length = 0;
+    const second = await posted();
+    await click('U-NINA', 'approve', second);
+    expect(await status(second.id)).toBe('pending');
+    expect(ephemeralTexts()).toEqual([expect.stringMatching(/membership of "reviewers"/)]);
+  });
+
+  it('refuses a disabled reviewer', async () => {
+    await api.principals.remember(
+      {
+        issuer: api.idp.issuer,
+        subject: 'sub-omar',
+        name: 'omar@example.com',
+        email: 'omar@example.com',
+        actor: 'person',
+        groups: ['reviewers'],
+      },
+      now(),
+      now(),
+    );
+    await api.principals.change(
+      at(api.idp.issuer, 'sub-omar'),
+      { disabled: true },
+      'admin@example.com',
+      now(),
+    );
+    slack.users.set('U-OMAR', { email: 'omar@example.com', confirmed: true });
+    const approval = await posted();
+    await click('U-OMAR', 'approve', approval);
+    expect(await status(approval.id)).toBe('pending');
+    expect(ephemeralTexts()).toEqual([expect.stringMatching(/access through pgwarden was disabled/)]);
+  });
+
+  it('refuses an email that two principals hold (two issuers), naming both', async () => {
+    for (const issuer of [api.idp.issuer, 'https://second-issuer.example']) {
+      await api.principals.remember(
+        {
+          issuer,
+          subject: 'twin',
+          name: 'twin@example.com',
+          email: 'Twin@Example.com',
+          actor: 'person',
+          groups: ['reviewers'],
+        },
+        now(),
+        now(),
+      );
+    }
+    slack.users.set('U-TWIN', { email: 'twin@example.com', confirmed: true });
+    const approval = await posted();
+    await click('U-TWIN', 'approve', approval);
+    expect(await status(approval.id)).toBe('pending');
+    expect(ephemeralTexts()).toEqual([
+      expect.stringMatching(
+        /2 pgwarden identities have the verified email twin@example.com .*second-issuer.example#twin/,
+      ),
+    ]);
+  });
+
+  it('does not map a Slack email that pgwarden only saw unverified (or only as an agent)', async () => {
+    // the directory keeps verified emails only: a token with email_verified false leaves none
+    await api.principals.remember(
+      {
+        issuer: api.idp.issuer,
+        subject: 'sub-unverified',
+        name: 'sub-unverified',
+        actor: 'person',
+        groups: ['reviewers'],
+      },
+      now(),
+      now(),
+    );
+    await api.principals.remember(
+      {
+        issuer: api.idp.issuer,
+        subject: 'bot-7',
+        name: 'bot@example.com',
+        email: 'bot@example.com',
+        actor: 'agent',
+        groups: ['reviewers'],
+      },
+      now(),
+      now(),
+    );
+    slack.users.set('U-UNVERIFIED', { email: 'sub-unverified@example.com', confirmed: true });
+    slack.users.set('U-BOT', { email: 'bot@example.com', confirmed: true });
+    const approval = await posted();
+    await click('U-UNVERIFIED', 'approve', approval);
+    await click('U-BOT', 'approve', approval);
+    expect(await status(approval.id)).toBe('pending');
+    expect(ephemeralTexts()).toEqual([
+      expect.stringMatching(/does not know anyone whose identity provider verified/),
+      expect.stringMatching(/automated client/),
+    ]);
+  });
+
+  it("treats the requester's Slack account as the requester, whatever name the directory shows", async () => {
+    // the requester (REQUESTER_SUBJECT at ISSUER) approving from Slack: refused by identity
+    const approval = await posted();
+    await click('U-DEV', 'approve', approval);
+    expect(await status(approval.id)).toBe('pending');
+    expect(ephemeralTexts()).toEqual([expect.stringMatching(/requested this statement/)]);
   });
 });

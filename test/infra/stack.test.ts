@@ -89,7 +89,7 @@ const ALL_TABLES = [
   'pgwarden-sessions',
   'pgwarden-events',
   'pgwarden-approvals',
-  'pgwarden-principals',
+  'pgwarden-identities',
   'pgwarden-policies',
 ];
 
@@ -172,7 +172,7 @@ describe('tables (DynamoDB)', () => {
     for (const name of ['pgwarden-sessions', 'pgwarden-events']) {
       expect(ttlOf(name)).toEqual({ AttributeName: TTL_ATTRIBUTE, Enabled: true });
     }
-    expect(ttlOf('pgwarden-principals')).toBeUndefined();
+    expect(ttlOf('pgwarden-identities')).toBeUndefined();
     expect(ttlOf('pgwarden-policies')).toBeUndefined();
   });
 
@@ -410,8 +410,8 @@ describe('control-plane API (Lambda + HTTP API)', () => {
       },
       {
         Effect: 'Allow',
-        Action: ['dynamodb:GetItem', 'dynamodb:PutItem'],
-        Resource: tableArn('pgwarden-principals'),
+        Action: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
+        Resource: [tableArn('pgwarden-identities'), indexArn('pgwarden-identities', 'by_email')],
       },
       {
         Effect: 'Allow',

@@ -12,7 +12,13 @@ import { InMemoryControlPlane } from '../fakes/proxy-control-plane.ts';
 const request = (sessionId: string, text: string): DecisionRequest => ({
   session: {
     sessionId,
-    principal: { name: 'alice@example.com', groups: [], actor: 'person' },
+    principal: {
+      name: 'alice@example.com',
+      issuer: 'https://issuer.example',
+      subject: 'alice@example.com',
+      groups: [],
+      actor: 'person',
+    },
     role: 'developer',
     roles: ['developer'],
     database: 'app',

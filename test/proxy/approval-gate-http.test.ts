@@ -12,7 +12,13 @@ const approval = { id: 'appr 1/x', status: 'pending' } as ApprovalView;
 const body: CreateApprovalRequest = {
   session: {
     sessionId: 's',
-    principal: { name: 'alice@example.com', groups: [], actor: 'person' },
+    principal: {
+      name: 'alice@example.com',
+      issuer: 'https://issuer.example',
+      subject: 'alice@example.com',
+      groups: [],
+      actor: 'person',
+    },
     role: 'developer',
     roles: ['developer'],
     database: 'app',

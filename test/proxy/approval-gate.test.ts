@@ -19,7 +19,13 @@ import { PgWardenError } from '../../shared/errors.ts';
 const request: DecisionRequest = {
   session: {
     sessionId: 'sess-1',
-    principal: { name: 'alice@example.com', groups: ['engineering'], actor: 'agent' },
+    principal: {
+      name: 'alice@example.com',
+      issuer: 'https://issuer.example',
+      subject: 'alice@example.com',
+      groups: ['engineering'],
+      actor: 'agent',
+    },
     role: 'developer',
     roles: ['developer'],
     database: 'app',

@@ -106,7 +106,7 @@ function setUp(decision: Decision = { action: 'allow', ruleId: 'r', policyVersio
     upstream: upstream as never,
     session: {
       sessionId: 's',
-      principal: { name: 'p', groups: [], actor: 'agent' },
+      principal: { name: 'p', issuer: 'https://issuer.example', subject: 'p', groups: [], actor: 'agent' },
       role: 'developer',
       roles: ['developer'],
       database: 'app',

@@ -5,7 +5,13 @@ import type { Decision, DecisionRequest } from '../../shared/control-plane.ts';
 const request = {
   session: {
     sessionId: 's',
-    principal: { name: 'alice@example.com', groups: [], actor: 'person' },
+    principal: {
+      name: 'alice@example.com',
+      issuer: 'https://issuer.example',
+      subject: 'alice@example.com',
+      groups: [],
+      actor: 'person',
+    },
     role: 'developer',
     roles: ['developer'],
     database: 'app',

@@ -7,7 +7,13 @@ import type { StatementEvent } from '../../shared/events.ts';
 const who: RunIdentity = {
   session: {
     sessionId: 'sess-1',
-    principal: { name: 'ada@example.com', groups: ['engineering'], actor: 'agent' },
+    principal: {
+      name: 'ada@example.com',
+      issuer: 'https://issuer.example',
+      subject: 'ada@example.com',
+      groups: ['engineering'],
+      actor: 'agent',
+    },
     role: 'developer',
     roles: ['developer'],
     database: 'app',

@@ -11,6 +11,10 @@ import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  approvalTableNames,
+  ensureApprovalTables,
+} from '../../functions/adapters/dynamodb-approval-store.ts';
+import {
   DynamoDbAuditStore,
   ensureAuditTables,
   tableNames,
@@ -48,6 +52,8 @@ beforeAll(async () => {
   apiUrl = `http://127.0.0.1:${port}`;
   issuer = createDevIssuer({ dataDir: dir, issuerUrl: `${apiUrl}/dev-oidc` });
   await ensureAuditTables(dynamo.client, tableNames(prefix));
+  // people's calls are checked against the principals directory (its table must exist)
+  await ensureApprovalTables(dynamo.client, approvalTableNames(prefix));
   const store = new DynamoDbAuditStore(dynamo.client, tableNames(prefix));
   const verifier = createOidcVerifier({ issuer: issuer.issuerUrl, audience, algorithms: [issuerAlgorithm] });
   const controlPlane = createControlPlaneService({

@@ -134,3 +134,28 @@ describe('proxyConfigFromEnv: the session edge', () => {
     expect(message).toContain('PGWARDEN_AUTH_TIMEOUT_SECONDS');
   });
 });
+
+describe('session lifetime settings', () => {
+  it('default to a 12 h maximum age and a re-check every 5 minutes', () => {
+    expect(proxyConfigFromEnv(valid).sessionLifetime).toEqual({
+      maxSessionSeconds: 43_200,
+      recheckSeconds: 300,
+    });
+    expect(
+      proxyConfigFromEnv({
+        ...valid,
+        PGWARDEN_MAX_SESSION_SECONDS: '3600',
+        PGWARDEN_SESSION_RECHECK_SECONDS: '60',
+      }).sessionLifetime,
+    ).toEqual({ maxSessionSeconds: 3600, recheckSeconds: 60 });
+  });
+
+  it.each([
+    ['PGWARDEN_MAX_SESSION_SECONDS', '0'],
+    ['PGWARDEN_MAX_SESSION_SECONDS', '99999999'],
+    ['PGWARDEN_SESSION_RECHECK_SECONDS', '1.5'],
+    ['PGWARDEN_SESSION_RECHECK_SECONDS', '7200'],
+  ])('refuses %s=%s', (name, value) => {
+    expect(problems({ ...valid, [name]: value })).toContain(name);
+  });
+});

@@ -43,6 +43,9 @@ export function approvalRouteGroups(ctx: RouteContext): RouteGroup[] {
         principals,
         now: ctx.now,
         logger: ctx.logger,
+        ...(ctx.slack.maxGroupsAgeSeconds === undefined
+          ? {}
+          : { maxGroupsAgeSeconds: ctx.slack.maxGroupsAgeSeconds }),
       }),
     );
   }

@@ -21,14 +21,13 @@ import {
 } from '../../../shared/approvals.ts';
 import type { Decision } from '../../../shared/control-plane.ts';
 import { PgWardenError } from '../../../shared/errors.ts';
-import { type Principal, principalFromClaims } from '../../../shared/identity.ts';
+import type { Principal } from '../../../shared/identity.ts';
 import type { Logger } from '../../../shared/logger.ts';
 import type { TokenVerifier } from '../../../shared/ports.ts';
 import { isSlackChannel } from '../../../shared/slack-channel.ts';
 import { jsonBody } from '../app.ts';
 import type { ApprovalsService } from '../approvals-service.ts';
-import { requireServiceToken, requireUser, userOf } from '../auth.ts';
-import { rememberPrincipal } from '../remember-principal.ts';
+import { requireServiceToken, requireUser, userOf, verifiedCaller } from '../auth.ts';
 import { decisionRequest, parse } from '../validate.ts';
 
 export interface ApprovalRoutesDeps {
@@ -37,7 +36,10 @@ export interface ApprovalRoutesDeps {
   serviceToken: string;
   /** groups that may list approvals */
   reviewers: readonly string[];
-  /** remembers the people who call, so their Slack clicks can be mapped to their groups */
+  /**
+   * Each caller's token updates it (so their Slack clicks can be mapped), and what it knows now
+   * (disabled, groups removed since the token) applies to the call
+   */
   principals?: PrincipalDirectory;
   now: () => Date;
   logger: Logger;
@@ -48,9 +50,9 @@ const MAX_ID_LENGTH = 200;
 export function approvalRoutes(deps: ApprovalRoutesDeps): (app: Hono) => void {
   return (app) => {
     const proxyOnly = requireServiceToken(deps.serviceToken);
-    const reviewer = requireUser(deps.verifier, deps.reviewers, 'list approvals');
-    const person = requirePerson(deps.verifier);
-    const remember = rememberCaller(deps);
+    const current = { ...(deps.principals && { principals: deps.principals }), now: deps.now };
+    const reviewer = requireUser(deps.verifier, deps.reviewers, 'list approvals', current);
+    const person = requirePerson(deps.verifier, current);
 
     app.post('/v1/approvals', proxyOnly, async (c) => {
       const approval = await deps.approvals.request(createRequest(await jsonBody(c)));
@@ -72,22 +74,22 @@ export function approvalRoutes(deps: ApprovalRoutesDeps): (app: Hono) => void {
       return c.json({ approval });
     });
 
-    app.get('/v1/approvals', reviewer, remember, async (c) => {
+    app.get('/v1/approvals', reviewer, async (c) => {
       const status = c.req.query('status') ?? 'pending';
       if (status !== 'pending') throw new PgWardenError('BAD_REQUEST', 'status must be pending');
       return c.json({ approvals: await deps.approvals.listPending() });
     });
 
-    app.get('/v1/approvals/:id', reviewer, remember, async (c) => {
+    app.get('/v1/approvals/:id', reviewer, async (c) => {
       return c.json({ approval: await deps.approvals.get(approvalId(c)) });
     });
 
-    app.post('/v1/approvals/:id/approve', person, remember, async (c) => {
+    app.post('/v1/approvals/:id/approve', person, async (c) => {
       const approval = await deps.approvals.decide(approvalId(c), decider(userOf(c)), { verdict: 'approve' });
       return c.json({ approval });
     });
 
-    app.post('/v1/approvals/:id/deny', person, remember, async (c) => {
+    app.post('/v1/approvals/:id/deny', person, async (c) => {
       const reason = denyReason(await optionalJsonBody(c));
       const approval = await deps.approvals.decide(approvalId(c), decider(userOf(c)), {
         verdict: 'deny',
@@ -101,8 +103,12 @@ export function approvalRoutes(deps: ApprovalRoutesDeps): (app: Hono) => void {
 export function decider(principal: Principal): ApprovalDecider {
   return {
     name: principal.name,
-    ...(principal.email === undefined ? {} : { email: principal.email }),
+    issuer: principal.issuer,
     subject: principal.subject,
+    // an email verified earlier for this (issuer, subject) also counts: it only ever refuses more
+    ...((principal.email ?? principal.knownEmail) === undefined
+      ? {}
+      : { email: principal.email ?? principal.knownEmail }),
     groups: principal.groups,
     actor: principal.actor,
     via: 'api',
@@ -110,24 +116,12 @@ export function decider(principal: Principal): ApprovalDecider {
 }
 
 /** Any person with a verified token; what they may decide is the approval's business. */
-function requirePerson(verifier: TokenVerifier): MiddlewareHandler {
+function requirePerson(
+  verifier: TokenVerifier,
+  current: Parameters<typeof verifiedCaller>[2],
+): MiddlewareHandler {
   return async (c, next) => {
-    const token = /^Bearer +(\S+) *$/i.exec(c.req.header('authorization') ?? '')?.[1];
-    if (token === undefined) {
-      throw new PgWardenError(
-        'AUTH_TOKEN_MISSING',
-        'send your OIDC token as "Authorization: Bearer <token>" (npm run -s token -- EMAIL --groups ... locally)',
-      );
-    }
-    c.set('principal' as never, principalFromClaims(await verifier.verify(token)) as never);
-    await next();
-  };
-}
-
-/** Best effort: the directory only helps Slack; it must never fail the caller's request. */
-function rememberCaller(deps: ApprovalRoutesDeps): MiddlewareHandler {
-  return async (c, next) => {
-    await rememberPrincipal(deps.principals, userOf(c), deps.now, deps.logger);
+    c.set('principal' as never, (await verifiedCaller(c, verifier, current)) as never);
     await next();
   };
 }

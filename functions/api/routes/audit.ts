@@ -14,7 +14,7 @@ import { PgWardenError } from '../../../shared/errors.ts';
 import type { AuditQuery, TokenVerifier } from '../../../shared/ports.ts';
 import { DynamoDbAuditQuery } from '../../adapters/dynamodb-audit-query.ts';
 import { tableNames } from '../../adapters/dynamodb-audit-store.ts';
-import { requireUser } from '../auth.ts';
+import { type CurrentPrincipals, requireUser } from '../auth.ts';
 import type { RouteContext, RouteGroup } from './index.ts';
 
 export interface AuditRoutesDeps {
@@ -24,6 +24,8 @@ export interface AuditRoutesDeps {
   /** signs page cursors; a secret of this deployment */
   cursorKey: string;
   now: () => Date;
+  /** auditors' tokens checked against the principals directory (disabled, groups removed since) */
+  current?: CurrentPrincipals;
 }
 
 export function auditRouteGroup(ctx: RouteContext): RouteGroup {
@@ -33,6 +35,7 @@ export function auditRouteGroup(ctx: RouteContext): RouteGroup {
     auditors: ctx.access.auditors,
     cursorKey: cursorKeyFrom(ctx.serviceToken),
     now: ctx.now,
+    current: { ...(ctx.principals && { principals: ctx.principals }), now: ctx.now },
   });
 }
 
@@ -43,7 +46,7 @@ export function cursorKeyFrom(serviceToken: string): string {
 
 export function auditRoutes(deps: AuditRoutesDeps): RouteGroup {
   return (app: Hono) => {
-    const auditorsOnly = requireUser(deps.verifier, deps.auditors, 'read the audit trail');
+    const auditorsOnly = requireUser(deps.verifier, deps.auditors, 'read the audit trail', deps.current);
 
     app.get('/v1/audit/events', auditorsOnly, async (c) => {
       const query = parseAuditQuery(queryParams(c), deps.now(), deps.cursorKey);

@@ -9,12 +9,15 @@ import type { ApprovalQueue, PrincipalDirectory, SlackApi } from '../../../share
 import type { ControlPlane } from '../../../shared/control-plane.ts';
 import type { Logger } from '../../../shared/logger.ts';
 import type { TokenVerifier } from '../../../shared/ports.ts';
+import { approvalTableNames } from '../../adapters/dynamodb-approval-store.ts';
+import { DynamoDbPrincipalDirectory } from '../../adapters/dynamodb-principal-directory.ts';
 import type { ApprovalsService } from '../approvals-service.ts';
 import type { AccessGroups } from '../auth.ts';
 import type { StoredPolicySource } from '../policy-source.ts';
 import { approvalRouteGroups } from './approval-groups.ts';
 import { auditRouteGroup } from './audit.ts';
 import { policyRouteGroup } from './policies.ts';
+import { principalRoutes } from './principals.ts';
 
 export interface RouteContext {
   /** verifies people's OIDC tokens (the same issuer and audience the proxy accepts) */
@@ -38,17 +41,23 @@ export interface RouteContext {
   /** where approval changes are queued for the Slack notifier (absent: nothing is posted to Slack) */
   approvalsQueue?: ApprovalQueue;
   /** Slack interactivity: POST /slack/events is served only when this is given */
-  slack?: { api: SlackApi; signingSecret: string };
+  slack?: { api: SlackApi; signingSecret: string; maxGroupsAgeSeconds?: number };
   /** maps Slack users (by email) to groups (default: the <prefix>principals table) */
   principals?: PrincipalDirectory;
 }
 
 export type RouteGroup = (app: Hono) => void;
 
-export function apiRoutes(ctx: RouteContext): RouteGroup[] {
+export function apiRoutes(context: RouteContext): RouteGroup[] {
+  // one directory for every group: people's calls are checked against it (disabled, groups)
+  const principals =
+    context.principals ??
+    new DynamoDbPrincipalDirectory(context.dynamodb, approvalTableNames(context.tablePrefix).principals);
+  const ctx = { ...context, principals };
   return [
     policyRouteGroup(ctx),
     auditRouteGroup(ctx), // GET /v1/audit/events, GET /v1/sessions/:id (auditors)
     ...approvalRouteGroups(ctx), // approvals API + /slack/events
+    principalRoutes({ verifier: ctx.verifier, admins: ctx.access.admins, principals, now: ctx.now }),
   ];
 }

@@ -17,7 +17,7 @@ import { checkPolicyText, formatIssue } from '../../../shared/policy/parse-polic
 import type { PolicyStore, StoredPolicy } from '../../../shared/policy/stored.ts';
 import type { TokenVerifier } from '../../../shared/ports.ts';
 import { DynamoDbPolicyStore, policyTableName } from '../../adapters/dynamodb-policy-store.ts';
-import { type AccessGroups, requireUser, userOf } from '../auth.ts';
+import { type AccessGroups, type CurrentPrincipals, requireUser, userOf } from '../auth.ts';
 import type { RouteContext } from './index.ts';
 
 export interface PolicyRoutesDeps {
@@ -30,6 +30,8 @@ export interface PolicyRoutesDeps {
   now: () => Date;
   /** told about each stored version (local mode: the in-process decisions switch at once) */
   onStored?: (stored: StoredPolicy) => void;
+  /** people's tokens checked against the principals directory (disabled, groups removed since) */
+  current?: CurrentPrincipals;
 }
 
 /**
@@ -45,6 +47,7 @@ export function policyRouteGroup(ctx: RouteContext): (app: Hono) => void {
     store: source?.store ?? new DynamoDbPolicyStore(ctx.dynamodb, policyTableName(ctx.tablePrefix)),
     fallback: source?.fallback ?? DEFAULT_POLICY,
     now: ctx.now,
+    current: { ...(ctx.principals && { principals: ctx.principals }), now: ctx.now },
     ...(source && { onStored: (stored: StoredPolicy) => source.accept(stored) }),
   });
 }
@@ -72,36 +75,45 @@ export function policyRoutes(deps: PolicyRoutesDeps): (app: Hono) => void {
       return c.json(body);
     });
 
-    app.put('/v1/policies', requireUser(deps.verifier, deps.access.admins, 'change policies'), async (c) => {
-      const text = await c.req.text();
-      if (Buffer.byteLength(text) > MAX_POLICY_BYTES)
-        throw new PgWardenError('BAD_REQUEST', `the policy is larger than ${MAX_POLICY_BYTES} bytes`);
-      if (text.trim() === '')
-        throw new PgWardenError('BAD_REQUEST', 'send the policy document (YAML or JSON) as the body');
-      const check = checkPolicyText(text);
-      if (!check.ok) {
-        const message = `invalid policy:\n${check.issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`;
-        return c.json({ error: { code: 'BAD_REQUEST', message, issues: check.issues } }, 400);
-      }
-      const stored = await deps.store.put({
-        text,
-        policy: check.policy,
-        storedBy: userOf(c).name,
-        storedAt: deps.now().toISOString(),
-      });
-      deps.onStored?.(stored);
-      return c.json({
-        version: stored.version,
-        declaredVersion: stored.declaredVersion,
-        storedAt: stored.storedAt,
-        storedBy: stored.storedBy,
-        rules: stored.policy.rules.length,
-      });
-    });
+    app.put(
+      '/v1/policies',
+      requireUser(deps.verifier, deps.access.admins, 'change policies', deps.current),
+      async (c) => {
+        const text = await c.req.text();
+        if (Buffer.byteLength(text) > MAX_POLICY_BYTES)
+          throw new PgWardenError('BAD_REQUEST', `the policy is larger than ${MAX_POLICY_BYTES} bytes`);
+        if (text.trim() === '')
+          throw new PgWardenError('BAD_REQUEST', 'send the policy document (YAML or JSON) as the body');
+        const check = checkPolicyText(text);
+        if (!check.ok) {
+          const message = `invalid policy:\n${check.issues.map((i) => `  ${formatIssue(i)}`).join('\n')}`;
+          return c.json({ error: { code: 'BAD_REQUEST', message, issues: check.issues } }, 400);
+        }
+        const stored = await deps.store.put({
+          text,
+          policy: check.policy,
+          storedBy: userOf(c).name,
+          storedAt: deps.now().toISOString(),
+        });
+        deps.onStored?.(stored);
+        return c.json({
+          version: stored.version,
+          declaredVersion: stored.declaredVersion,
+          storedAt: stored.storedAt,
+          storedBy: stored.storedBy,
+          rules: stored.policy.rules.length,
+        });
+      },
+    );
 
     app.get(
       '/v1/policies',
-      requireUser(deps.verifier, [...deps.access.admins, ...deps.access.auditors], 'read the policy history'),
+      requireUser(
+        deps.verifier,
+        [...deps.access.admins, ...deps.access.auditors],
+        'read the policy history',
+        deps.current,
+      ),
       async (c) => {
         const limitText = c.req.query('limit');
         const limit = limitText === undefined ? 20 : Number(limitText);

@@ -1,7 +1,10 @@
 /**
  * POST /slack/events: Slack's interactivity requests (Approve, Deny, the deny dialog, View full
  * text). The signature is verified on the raw body before anything is parsed. A Slack user is mapped
- * to a pgwarden identity by their Slack-confirmed email through the principals directory, and then
+ * to a pgwarden identity by their Slack-confirmed email through the principals directory: exactly
+ * one (issuer, subject) whose issuer verified that email, not disabled, with groups known no longer
+ * ago than maxGroupsAgeSeconds (slack knows nothing of groups; a stale entry could be a reviewer
+ * removed since). Then
  * the same use case as the HTTP API decides (approver group, never the requester, once, in time).
  * Refusals are shown to the clicking user only (ephemeral); the message is updated with the outcome.
  * Everything happens before the 200, well within Slack's 3 seconds (a few DynamoDB and Slack calls).
@@ -17,7 +20,9 @@ import {
 } from '../../../shared/approvals/slack-blocks.ts';
 import { parseSlackInteraction, type SlackMessageRef } from '../../../shared/approvals/slack-interaction.ts';
 import type { ApprovalDecider, ApprovalView } from '../../../shared/approvals.ts';
+import { DEFAULT_REVIEWER_GROUPS_MAX_AGE_SECONDS } from '../../../shared/config.ts';
 import { isPgWardenError, PgWardenError } from '../../../shared/errors.ts';
+import { principalKey, sameEmail } from '../../../shared/identity.ts';
 import type { Logger } from '../../../shared/logger.ts';
 import { verifySlackSignature } from '../../adapters/slack-signature.ts';
 import type { ApprovalsService } from '../approvals-service.ts';
@@ -29,15 +34,19 @@ export interface SlackRoutesDeps {
   principals: PrincipalDirectory;
   now: () => Date;
   logger: Logger;
-  /** a directory entry older than this is not trusted (groups change): sign in again; default 7 */
-  maxDirectoryAgeDays?: number;
+  /**
+   * PGWARDEN_REVIEWER_GROUPS_MAX_AGE_SECONDS: a reviewer's groups must have been asserted (a token's
+   * iat, or an administrator's change) no longer ago than this; default 300, the same bound as an
+   * open session's re-check
+   */
+  maxGroupsAgeSeconds?: number;
 }
 
 /** Slack's interaction payloads are small; a view submission with a long reason stays far below. */
 const MAX_SLACK_BODY_BYTES = 256 * 1024;
 
 export function slackRoutes(deps: SlackRoutesDeps): (app: Hono) => void {
-  const maxAgeMs = (deps.maxDirectoryAgeDays ?? 7) * 24 * 3600 * 1000;
+  const maxAgeMs = (deps.maxGroupsAgeSeconds ?? DEFAULT_REVIEWER_GROUPS_MAX_AGE_SECONDS) * 1000;
 
   /** The pgwarden identity behind a Slack user, or why there is none. */
   async function reviewerFor(userId: string): Promise<ApprovalDecider | string> {
@@ -45,17 +54,29 @@ export function slackRoutes(deps: SlackRoutesDeps): (app: Hono) => void {
     if (email === undefined)
       return 'pgwarden could not read your Slack email (the app needs users:read.email)';
     if (!confirmed) return `your Slack email ${email} is not confirmed, so pgwarden cannot tell who you are`;
-    const known = await deps.principals.lookup(email);
     const signIn =
-      'sign in to pgwarden once (connect through the gateway or run a pgwarden command with your token)';
-    if (known === undefined)
-      return `pgwarden does not know ${email} yet: ${signIn} so it learns your groups, then click again`;
-    if (deps.now().getTime() - Date.parse(known.seenAt) > maxAgeMs) {
-      return `pgwarden last saw ${email} on ${known.seenAt.slice(0, 10)}; ${signIn} so your groups are current, then click again`;
+      'sign in to pgwarden with a fresh token (connect through the gateway or run a pgwarden command)';
+    const matches = (await deps.principals.findByEmail(email)).filter((p) => sameEmail(p.email, email));
+    if (matches.length > 1) {
+      const who = matches.map((p) => principalKey(p)).join(', ');
+      return `${matches.length} pgwarden identities have the verified email ${email} (${who}), so pgwarden cannot tell which one you are and takes no decision from Slack; decide with the CLI and your own token, or ask an administrator to disable the identity that is not yours`;
+    }
+    const match = matches[0];
+    // The index is eventually consistent: what counts is the entry itself, read consistently.
+    const known = match === undefined ? undefined : await deps.principals.get(match);
+    if (known === undefined || !sameEmail(known.email, email))
+      return `pgwarden does not know anyone whose identity provider verified ${email}: ${signIn} so it learns who you are, then click again`;
+    if (known.disabled !== undefined)
+      return `your access through pgwarden was disabled on ${known.disabled.at}; ask an administrator`;
+    if (known.actor !== 'person') return `${email} is an automated client; approvals are decided by people`;
+    const age = deps.now().getTime() - Date.parse(known.groupsAsOf);
+    if (!(age <= maxAgeMs)) {
+      return `pgwarden last learned your groups at ${known.groupsAsOf}, more than ${Math.round(maxAgeMs / 60_000)} minutes ago, and groups change: ${signIn}, then click again`;
     }
     return {
       name: known.name,
-      email: known.email,
+      email: known.email ?? email,
+      issuer: known.issuer,
       subject: known.subject,
       groups: known.groups,
       actor: 'person',

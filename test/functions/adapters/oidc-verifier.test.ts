@@ -46,6 +46,7 @@ describe('createOidcVerifier', () => {
       email: 'ada@example.com',
       groups: ['engineering', 'admins'],
       tokenId: 't-1',
+      issuedAt: expect.any(Number),
       expiresAt: expect.any(Number),
       actor: 'person',
     });

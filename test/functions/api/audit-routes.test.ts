@@ -11,6 +11,10 @@ import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  approvalTableNames,
+  ensureApprovalTables,
+} from '../../../functions/adapters/dynamodb-approval-store.ts';
+import {
   DynamoDbAuditStore,
   ensureAuditTables,
   tableNames,
@@ -51,6 +55,8 @@ beforeAll(async () => {
     const server = serve({ fetch: root.fetch, hostname: '127.0.0.1', port }, () => resolve(server as Server));
   });
   await ensureAuditTables(dynamo.client, tableNames(prefix));
+  // people's calls are checked against the principals directory (its table must exist)
+  await ensureApprovalTables(dynamo.client, approvalTableNames(prefix));
   const store = new DynamoDbAuditStore(dynamo.client, tableNames(prefix));
   const today = new Date().toISOString().slice(0, 10);
   const at = (s: number) => new Date(Date.parse(`${today}T00:00:00.000Z`) + s * 1000).toISOString();

@@ -31,6 +31,7 @@ describe('apiConfigFromEnv', () => {
         issuer: 'https://login.example.com',
         audience: 'pgwarden',
         algorithms: ['RS256', 'ES256'],
+        emailsVerified: false,
         groupsClaim: 'groups',
       },
       roles: [
@@ -123,5 +124,25 @@ describe('parseRoleMappings', () => {
     ['admin=a;admin=b', /listed twice/],
   ])('refuses %j', (text, message) => {
     expect(() => parseRoleMappings(text)).toThrow(message);
+  });
+});
+
+describe('identity settings', () => {
+  it('refuses an issuer with a fragment or query: issuer#subject must name one principal', () => {
+    expect(configError({ ...valid, PGWARDEN_OIDC_ISSUER: 'https://login.example.com#x' }).message).toMatch(
+      /without query or fragment/,
+    );
+    expect(
+      configError({ ...valid, PGWARDEN_OIDC_ISSUER: 'https://login.example.com/?tenant=1' }).message,
+    ).toMatch(/PGWARDEN_OIDC_ISSUER/);
+  });
+
+  it('reads PGWARDEN_OIDC_EMAILS_VERIFIED as true or false only', () => {
+    expect(apiConfigFromEnv({ ...valid, PGWARDEN_OIDC_EMAILS_VERIFIED: 'true' }).oidc.emailsVerified).toBe(
+      true,
+    );
+    expect(configError({ ...valid, PGWARDEN_OIDC_EMAILS_VERIFIED: 'yes' }).message).toMatch(
+      /PGWARDEN_OIDC_EMAILS_VERIFIED must be true or false/,
+    );
   });
 });

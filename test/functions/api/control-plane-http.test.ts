@@ -148,3 +148,56 @@ describe('createHttpControlPlane', () => {
     expect((await failure(viaGarbled.decide(decisionBody))).code).toBe('CONTROL_PLANE_UNAVAILABLE');
   });
 });
+
+describe('session checks over HTTP', () => {
+  const check = {
+    sessionId: 'sess-42',
+    issuer: 'https://issuer.example',
+    subject: 'ada-1',
+    role: 'developer',
+  };
+
+  async function serving(checkSession?: FakeControlPlane['checkSession']) {
+    const app = createApp({
+      service: { ...fakeControlPlane(), ...(checkSession && { checkSession }) },
+      serviceToken,
+    });
+    return async (path: string, init: RequestInit) => app.request(path, init);
+  }
+
+  it('carries the answer both ways, and only for the proxy', async () => {
+    const seen: unknown[] = [];
+    const request = await serving(async (body) => {
+      seen.push(body);
+      return body.subject === 'gone-1' ? { status: 'ended', reason: 'disabled' } : { status: 'active' };
+    });
+    const client = createHttpControlPlane({
+      baseUrl: 'http://api.test',
+      serviceToken,
+      fetch: async (input, init) => request(new URL(String(input)).pathname, init ?? {}),
+    });
+    expect(await client.checkSession!(check)).toEqual({ status: 'active' });
+    expect(await client.checkSession!({ ...check, subject: 'gone-1' })).toEqual({
+      status: 'ended',
+      reason: 'disabled',
+    });
+    expect(seen[0]).toEqual(check);
+    const anonymous = await request('/v1/session-checks', { method: 'POST', body: JSON.stringify(check) });
+    expect(anonymous.status).toBe(401);
+    const invalid = await request('/v1/session-checks', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${serviceToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ ...check, issuer: '' }),
+    });
+    expect(invalid.status).toBe(400);
+  });
+
+  it('treats an answer it does not understand as no confirmation', async () => {
+    const client = createHttpControlPlane({
+      baseUrl: 'http://api.test',
+      serviceToken,
+      fetch: async () => new Response(JSON.stringify({ status: 'fine' }), { status: 200 }),
+    });
+    expect((await failure(client.checkSession!(check))).code).toBe('CONTROL_PLANE_UNAVAILABLE');
+  });
+});

@@ -6,6 +6,7 @@ import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createOidcVerifier } from '../../../functions/adapters/oidc-verifier.ts';
 import {
   createDevIssuer,
   type DevIssuer,
@@ -82,6 +83,32 @@ describe('dev OIDC issuer', () => {
     const second = await jwtVerify(again, jwksFor(), { issuer: issuerUrl, audience: 'x' });
     expect(second.payload.sub).toBe(payload.sub);
     expect(second.payload.jti).not.toBe(payload.jti);
+  });
+
+  it('issues the three email shapes real issuers send; pgwarden names all three the same principal', async () => {
+    const verifier = createOidcVerifier({ issuer: issuerUrl, audience: 'pgwarden', algorithms: ['ES256'] });
+    const claims = async (emailClaim: 'verified' | 'unverified' | 'omitted') =>
+      verifier.verify(
+        await issuer.issueToken({
+          email: 'ada@example.com',
+          groups: ['engineering'],
+          ttlSeconds: 60,
+          audience: 'pgwarden',
+          emailClaim,
+        }),
+      );
+    const verified = await claims('verified');
+    const unverified = await claims('unverified');
+    const omitted = await claims('omitted');
+    expect(verified.email).toBe('ada@example.com');
+    expect(unverified.email).toBeUndefined();
+    expect(omitted.email).toBeUndefined();
+    for (const other of [unverified, omitted]) {
+      expect({ issuer: other.issuer, subject: other.subject }).toEqual({
+        issuer: verified.issuer,
+        subject: 'dev|ada@example.com',
+      });
+    }
   });
 
   it('marks agent tokens', async () => {

@@ -11,7 +11,7 @@ import {
   newApproval,
 } from '../../../shared/approvals.ts';
 import { PgWardenError } from '../../../shared/errors.ts';
-import { approvalRequest, REQUESTER, reviewer } from '../../fakes/approvals.ts';
+import { approvalRequest, REQUESTER, REQUESTER_SUBJECT, reviewer } from '../../fakes/approvals.ts';
 
 const t0 = new Date('2026-01-01T10:00:00.000Z');
 const at = (seconds: number) => new Date(t0.getTime() + seconds * 1000);
@@ -71,11 +71,14 @@ describe('a new approval', () => {
     const otherSpacing = pending({ text: 'delete from orders where id = 7 ' });
     expect(approvalRetryKey(otherLiteral)).not.toBe(approvalRetryKey(base));
     expect(approvalRetryKey(otherSpacing)).not.toBe(approvalRetryKey(base));
-    expect(approvalRetryKey(pending({ principal: 'other@example.com' }))).not.toBe(approvalRetryKey(base));
-    expect(approvalRetryKey(pending({ database: 'prod' }))).not.toBe(approvalRetryKey(base));
-    expect(approvalRetryKey(pending({ principal: 'DEV@example.com', sessionId: 's2' }))).toBe(
+    expect(approvalRetryKey(pending({ subject: 'sub|other' }))).not.toBe(approvalRetryKey(base));
+    // the same subject at another issuer is another person
+    expect(approvalRetryKey(pending({ issuer: 'https://other-issuer.example' }))).not.toBe(
       approvalRetryKey(base),
     );
+    expect(approvalRetryKey(pending({ database: 'prod' }))).not.toBe(approvalRetryKey(base));
+    // one person, whatever their display name (another token without the email): one retry key
+    expect(approvalRetryKey(pending({ principal: 'sub|dev', sessionId: 's2' }))).toBe(approvalRetryKey(base));
   });
 });
 
@@ -103,29 +106,32 @@ describe('deciding', () => {
     expect(decideApproval(pending(), reviewer(), { verdict: 'deny' }, at(1)).denyReason).toBeUndefined();
   });
 
-  const refusals: Array<[string, Parameters<typeof reviewer>[0], RegExp, string?]> = [
-    ['the requester (same email)', { name: REQUESTER, email: REQUESTER }, /requested this statement/],
+  const refusals: Array<[string, Parameters<typeof reviewer>[0], RegExp]> = [
     [
-      'the requester in other case',
-      { name: 'Dev@Example.com', email: undefined },
+      'the requester (same issuer and subject)',
+      { name: REQUESTER, email: REQUESTER, subject: REQUESTER_SUBJECT },
       /requested this statement/,
     ],
     [
-      'the requester under another name with the same email',
-      { name: 'sub-123', email: 'DEV@example.com' },
-      /requested/,
+      'the requester with another token that carries no email',
+      { name: REQUESTER_SUBJECT, email: undefined, subject: REQUESTER_SUBJECT },
+      /requested this statement/,
     ],
     [
-      'the requester known by subject, now with an email',
-      { name: 'x@example.com', email: 'x@example.com', subject: 'SUB-7' },
+      'the requester with another token whose display name is someone else',
+      { name: 'rita@example.com', email: undefined, subject: REQUESTER_SUBJECT },
+      /requested this statement/,
+    ],
+    [
+      'another account with the requester verified email (in other case), at another issuer',
+      { name: 'x', email: 'DEV@example.com', issuer: 'https://other-issuer.example', subject: 'u-1' },
       /requested/,
-      'sub-7',
     ],
     ['a non-member of the approver group', { groups: ['engineering'] }, /membership of "reviewers"/],
     ['an agent token', { actor: 'agent' }, /decided by people/],
   ];
-  it.each(refusals)('refuses %s', (_label, who, message, requester) => {
-    const approval = pending(requester === undefined ? {} : { principal: requester });
+  it.each(refusals)('refuses %s', (_label, who, message) => {
+    const approval = pending();
     expect(decisionRefusal(approval, reviewer(who), at(1))).toMatch(message);
     expect(() => decideApproval(approval, reviewer(who), { verdict: 'approve' }, at(1))).toThrow(
       PgWardenError,
@@ -135,6 +141,44 @@ describe('deciding', () => {
     } catch (error) {
       expect((error as PgWardenError).code).toBe('FORBIDDEN');
     }
+  });
+
+  it('lets another person decide: the same subject at another issuer, or a display name that looks like the requester', () => {
+    const approval = pending();
+    for (const who of [
+      reviewer({
+        issuer: 'https://other-issuer.example',
+        subject: REQUESTER_SUBJECT,
+        email: 'x@example.com',
+      }),
+      reviewer({ name: REQUESTER, email: undefined, subject: 'sub|rita' }),
+      // an address the requester's issuer did not verify was never recorded as theirs
+      reviewer({ subject: 'sub|rita', email: 'rita@example.com' }),
+    ]) {
+      expect(decisionRefusal(approval, who, at(1))).toBeUndefined();
+    }
+    const unverified = pending({ principal: 'sub|dev' }); // requester token without a verified email
+    expect(unverified.requesterEmail).toBeUndefined();
+    expect(decisionRefusal(unverified, reviewer({ email: REQUESTER }), at(1))).toBeUndefined();
+    expect(decisionRefusal(unverified, reviewer({ subject: REQUESTER_SUBJECT }), at(1))).toMatch(/requested/);
+  });
+
+  it('lets nobody decide an approval stored before requesters were recorded', () => {
+    const { requesterIssuer: _i, requesterSubject: _s, ...legacy } = pending();
+    expect(decisionRefusal(legacy, reviewer(), at(1))).toMatch(/does not record who asked/);
+    expect(() => decideApproval(legacy, reviewer(), { verdict: 'approve' }, at(1))).toThrow(PgWardenError);
+  });
+
+  it('records who decided by issuer and subject', () => {
+    const approved = decideApproval(pending(), reviewer(), { verdict: 'approve' }, at(1));
+    expect(approved).toMatchObject({
+      decidedBy: 'rita@example.com',
+      decidedByIssuer: 'https://issuer.example',
+      decidedBySubject: 'sub|rita',
+      requesterIssuer: 'https://issuer.example',
+      requesterSubject: REQUESTER_SUBJECT,
+      requesterEmail: REQUESTER,
+    });
   });
 
   it('refuses a second decision, whichever it is', () => {

@@ -56,7 +56,13 @@ describe('literalInsensitiveKey', () => {
   it('never lets two texts with one key get different decisions (default pack)', () => {
     const session: SessionContext = {
       sessionId: 's',
-      principal: { name: 'dev@example.com', groups: ['engineering'], actor: 'person' },
+      principal: {
+        name: 'dev@example.com',
+        issuer: 'https://issuer.example',
+        subject: 'dev@example.com',
+        groups: ['engineering'],
+        actor: 'person',
+      },
       role: 'developer',
       roles: ['developer'],
       database: 'app',
