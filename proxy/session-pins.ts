@@ -19,8 +19,10 @@ export function pinBreach(body: Buffer, loginUser: string | undefined): string |
 export function assertStartupPins(parameters: ReadonlyMap<string, string>, loginUser: string): void {
   for (const [name, value] of parameters) {
     const why = pinBroken(name, value);
-    if (why !== undefined)
-      throw new PgWardenError('FORBIDDEN', `the database session cannot be used: ${why}`);
+    if (why === undefined) continue;
+    const hint =
+      name === 'client_encoding' ? '; connect with client_encoding UTF8 (psql: PGCLIENTENCODING=UTF8)' : '';
+    throw new PgWardenError('FORBIDDEN', `the database session cannot be used: ${why}${hint}`);
   }
   for (const name of ['client_encoding', 'standard_conforming_strings']) {
     if (!parameters.has(name))
