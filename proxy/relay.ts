@@ -238,12 +238,14 @@ export class Relay {
   private readonly describing = new WeakSet<object>();
   /** the COPY TO STDOUT in progress is in text format (detectors scan its rows) */
   private copyOutText = false;
+  /** the longest Query or Parse text the proxy parses; a longer one is refused (54000) */
   private readonly maxStatementBytes: number;
-  /** pipelined text that a moved pin could make the server read differently (pipeline-guard.ts) */
-  private readonly guard: PipelineGuard;
-  private drainWaiters: Array<() => void> = [];
   /** the largest row (or other message) masking collects whole; a larger one ends the session (54000) */
   private readonly maxMaskedRowBytes: number;
+  /** pipelined text that a moved pin could make the server read differently (pipeline-guard.ts) */
+  private readonly guard: PipelineGuard;
+  /** client messages the guard holds until every statement in flight has been answered */
+  private drainWaiters: Array<() => void> = [];
 
   constructor(private readonly o: RelayOptions) {
     this.clientReader = new FrameReader(o.maxMessageBytes);

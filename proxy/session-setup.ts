@@ -319,6 +319,7 @@ async function authenticateAndRelay(
     gate: ctx.options.gate,
     audit: ctx.audit,
     maxMessageBytes: ctx.limits.maxMessageBytes,
+    limits: ctx.limits,
     logger: ctx.logger,
     newId: ctx.newId,
     upstreamUser,
