@@ -89,5 +89,11 @@ export function sqlPrepared(
  * proxy knows).
  */
 export function dropEndedPortals(portals: Map<string, Portal>, epoch: number): void {
+  // the common case, once per transaction on the hot path: only the unnamed portal, no iterator
+  const unnamed = portals.size === 1 ? portals.get('') : undefined;
+  if (unnamed) {
+    if (unnamed.epoch < epoch) portals.delete('');
+    return;
+  }
   for (const [name, portal] of portals) if (portal.epoch < epoch) portals.delete(name);
 }
