@@ -44,8 +44,10 @@ interface Ctx {
 }
 
 /**
- * Functions that run SQL (or read a table) named in a string argument the gateway never sees parsed:
- * a statement calling one is not confident.
+ * Functions that run SQL (or read a table or cursor) named in a string argument the gateway never
+ * sees parsed: a statement calling one is not confident. ts_rewrite(query, select) runs its second
+ * argument; cursor_to_xml reads an open cursor by name, so its rows reach the client as one XML
+ * value without the masks the cursor's own FETCH would get.
  */
 const DYNAMIC_SQL_FUNCTIONS = new Set([
   'query_to_xml',
@@ -61,6 +63,8 @@ const DYNAMIC_SQL_FUNCTIONS = new Set([
   'database_to_xmlschema',
   'database_to_xml_and_xmlschema',
   'ts_stat',
+  'ts_rewrite',
+  'cursor_to_xml',
   'dblink',
   'dblink_exec',
   'dblink_open',
