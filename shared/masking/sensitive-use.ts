@@ -22,6 +22,7 @@
  */
 import type { RawStmt } from 'libpg-query';
 import type { Body } from '../sql/classify.ts';
+import { WHOLE_ROW_FUNCTIONS } from '../sql/collect.ts';
 import type { RelationName } from '../sql/facts.ts';
 import { parseSql } from '../sql/parser.ts';
 import { aliasOf, commonTableExpressions, list, relationOf, stringValue, unwrap } from '../sql/tree.ts';
@@ -545,7 +546,13 @@ class UseWalker {
   ): ValueOrigin[] {
     const written = parts.join('.');
     const last = parts[parts.length - 1] as string;
-    const whole = parts.length === 1 ? this.findSources(parts, scope) : [];
+    // `c` is the whole row when c has no column of that name; so is `c.row_to_json` (row_to_json(c))
+    const whole =
+      parts.length === 1
+        ? this.findSources(parts, scope)
+        : WHOLE_ROW_FUNCTIONS.has(last.toLowerCase())
+          ? this.findSources(parts.slice(0, -1), scope)
+          : [];
     const qualifierSources =
       last !== '*' ? [] : parts.length === 1 ? scope.all() : this.findSources(parts.slice(0, -1), scope);
     const columnOrigins = last === '*' ? [] : this.resolve(parts, scope);

@@ -44,8 +44,10 @@ interface Ctx {
 }
 
 /**
- * Functions that run SQL (or read a table) named in a string argument the gateway never sees parsed:
- * a statement calling one is not confident.
+ * Functions that run SQL (or read a table or cursor) named in a string argument the gateway never
+ * sees parsed: a statement calling one is not confident. ts_rewrite(query, select) runs its second
+ * argument; cursor_to_xml reads an open cursor by name, so its rows reach the client as one XML
+ * value without the masks the cursor's own FETCH would get.
  */
 const DYNAMIC_SQL_FUNCTIONS = new Set([
   'query_to_xml',
@@ -61,10 +63,37 @@ const DYNAMIC_SQL_FUNCTIONS = new Set([
   'database_to_xmlschema',
   'database_to_xml_and_xmlschema',
   'ts_stat',
+  'ts_rewrite',
+  'cursor_to_xml',
   'dblink',
   'dblink_exec',
   'dblink_open',
   'dblink_send_query',
+]);
+
+/**
+ * Built-in functions PostgreSQL calls on a whole row written in field-selection notation:
+ * `t.row_to_json` is `row_to_json(t)` when t has no column of that name (measured on PostgreSQL 18:
+ * every function one argument of a table's row type reaches).
+ */
+export const WHOLE_ROW_FUNCTIONS: ReadonlySet<string> = new Set([
+  'concat',
+  'hash_record',
+  'json_build_array',
+  'jsonb_build_array',
+  'num_nonnulls',
+  'num_nulls',
+  'pg_column_compression',
+  'pg_column_size',
+  'pg_column_toast_chunk_id',
+  'pg_typeof',
+  'quote_literal',
+  'quote_nullable',
+  'record_out',
+  'record_send',
+  'row_to_json',
+  'to_json',
+  'to_jsonb',
 ]);
 
 /** DROP of these object types removes a relation. */
@@ -228,6 +257,14 @@ export class StatementCollector {
         this.funcCall(body);
         this.children(type, body, ctx);
         break;
+      case 'A_Indirection':
+        // `(expr).name` calls name(expr) when expr has no field of that name: `(pid).pg_terminate_backend`
+        for (const field of list(body.indirection)) {
+          const name = stringValue(field);
+          if (name !== undefined) this.calledFunction([name]);
+        }
+        this.children(type, body, ctx);
+        break;
       case 'IndexElem':
         if (typeof body.name === 'string')
           this.addColumn(body.name, ctx.clause, this.entriesHere(ctx), false);
@@ -373,6 +410,13 @@ export class StatementCollector {
       const entry = this.findEntry(ctx.scope, parts.slice(0, k));
       if (entry) {
         this.addColumn(parts[k] ?? name, ctx.clause, [entry], false, direct && k === parts.length - 1);
+        // `t.name` may call name(t): any function when t is not a table (a scalar function in FROM
+        // is its value), one of the whole-row functions when it is
+        if (
+          k === parts.length - 1 &&
+          (entry.relation === undefined || WHOLE_ROW_FUNCTIONS.has(name.toLowerCase()))
+        )
+          this.calledFunction([name]);
         return;
       }
     }
@@ -398,9 +442,14 @@ export class StatementCollector {
       .filter((p): p is string => p !== undefined)
       .map((p) => p.toLowerCase());
     if (parts.length === 0) return;
-    this.functions.add(parts.join('.'));
-    const last = parts[parts.length - 1] ?? '';
-    if (last === SET_CONFIG) this.setConfig(body);
+    this.calledFunction(parts);
+    if (parts[parts.length - 1] === SET_CONFIG) this.setConfig(body);
+  }
+
+  /** A function the statement may call, by its name parts (lower-case), however it is written. */
+  private calledFunction(parts: string[]): void {
+    this.functions.add(parts.join('.').toLowerCase());
+    const last = parts[parts.length - 1]?.toLowerCase() ?? '';
     if (DYNAMIC_SQL_FUNCTIONS.has(last)) {
       this.uncertain(`${last} runs SQL (or reads a table) named in a string that cannot be analysed`);
     }
