@@ -165,7 +165,9 @@ describe('frontend fuzzer', () => {
   });
 
   it(
-    `survives ${settings.cases} generated cases (seed ${settings.seed}) and the regression cases`,
+    settings.only
+      ? `replays cases ${settings.only.join(', ')} (seed ${settings.seed})`
+      : `survives ${settings.cases} generated cases (seed ${settings.seed}) and the regression cases`,
     async () => {
       const cases = casesToRun();
       const watchdog = startWatchdog({
@@ -208,6 +210,7 @@ describe('frontend fuzzer', () => {
           } catch (error) {
             failures.push({ c, problems: [`the case could not run: ${String(error)}`] });
           }
+          durations.push([Date.now() - caseStarted, c]);
           if (escaped.length > 0)
             failures.push({ c, problems: escaped.splice(0).map((e) => `escaped: ${String(e)}`) });
         }
@@ -233,7 +236,7 @@ describe('frontend fuzzer', () => {
 
       const mb = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MB`;
       console.log(
-        `frontend fuzzer: ${cases.length} cases (${REGRESSION_CASES.length} regression) in ${seconds.toFixed(1)} s, ` +
+        `frontend fuzzer: ${cases.length} cases (${cases.filter((c) => REGRESSION_CASES.includes(c)).length} regression) in ${seconds.toFixed(1)} s, ` +
           `seed ${settings.seed}, concurrency ${settings.concurrency}; closed ${endings.closed}, ` +
           `probed ${endings.probed}; good session ${goodRounds} rounds; RSS ${mb(rssBefore)} -> ${mb(rssAfter)}; ` +
           `SQLSTATEs ${JSON.stringify(Object.fromEntries([...sqlstates].sort((a, b) => b[1] - a[1])))}`,
