@@ -164,6 +164,19 @@ describe('frontend fuzzer', () => {
     expect(other.filter((b, i) => b.equals(same[i]!)).length).toBeLessThan(20);
   });
 
+  it('counts every write statement that reaches the canary, even one that changed nothing and was rolled back', async () => {
+    const before = await canaryState(h.postgres);
+    // the gateway's own login, straight on the server: only pgwarden's policy stands in its way
+    const direct = await h.direct();
+    await direct.query('BEGIN');
+    await direct.query('DELETE FROM canary WHERE id = -1');
+    await direct.query('ROLLBACK');
+    await direct.end();
+    const after = await canaryState(h.postgres);
+    expect(after.touches).toBe(before.touches + 1);
+    expect(after.digest).toBe(before.digest);
+  });
+
   it(
     settings.only
       ? `replays cases ${settings.only.join(', ')} (seed ${settings.seed})`
@@ -183,7 +196,7 @@ describe('frontend fuzzer', () => {
       await waitFor(() => good.rounds >= 3 || good.failures.length > 0, 10_000);
       const baseline = { upstream: await upstreamSessions(), sessions: h.proxy.sessions };
       const canaryBefore = await canaryState(h.postgres);
-      const rssBefore = process.memoryUsage().rss;
+      const memoryBefore = process.memoryUsage();
       const started = Date.now();
 
       const failures: Failure[] = [];
@@ -231,14 +244,14 @@ describe('frontend fuzzer', () => {
         upstreamAfter = await upstreamSessions();
       }
       const canaryAfter = await canaryState(h.postgres);
-      const rssAfter = process.memoryUsage().rss;
+      const memoryAfter = process.memoryUsage();
       await goodClient.end();
 
       const mb = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MB`;
       console.log(
         `frontend fuzzer: ${cases.length} cases (${cases.filter((c) => REGRESSION_CASES.includes(c)).length} regression) in ${seconds.toFixed(1)} s, ` +
           `seed ${settings.seed}, concurrency ${settings.concurrency}; closed ${endings.closed}, ` +
-          `probed ${endings.probed}; good session ${goodRounds} rounds; RSS ${mb(rssBefore)} -> ${mb(rssAfter)}; ` +
+          `probed ${endings.probed}; good session ${goodRounds} rounds; RSS ${mb(memoryBefore.rss)} -> ${mb(memoryAfter.rss)}, heap ${mb(memoryBefore.heapUsed)} -> ${mb(memoryAfter.heapUsed)}; ` +
           `SQLSTATEs ${JSON.stringify(Object.fromEntries([...sqlstates].sort((a, b) => b[1] - a[1])))}`,
       );
 
@@ -260,7 +273,7 @@ describe('frontend fuzzer', () => {
       expect(canaryAfter).toEqual(canaryBefore);
       expect(canaryAfter.rows).toBe(CANARY_ROWS);
       // generous sanity bound, not a measurement: memory must not grow without bound
-      expect(rssAfter - rssBefore).toBeLessThan(1024 * 1024 * 1024);
+      expect(memoryAfter.rss - memoryBefore.rss).toBeLessThan(1024 * 1024 * 1024);
     },
     600_000 + settings.cases * 100,
   );
