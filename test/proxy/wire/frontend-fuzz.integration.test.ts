@@ -68,6 +68,16 @@ afterAll(async () => {
   await h?.stop();
 });
 
+/** The fuzz cases whose connections are still open on the server (by their application_name). */
+async function casesStillConnected(): Promise<string[]> {
+  return withSuperuser(h.postgres, async (c) => {
+    const r = await c.query<{ name: string }>(
+      `SELECT application_name AS name FROM pg_stat_activity WHERE application_name LIKE 'fuzz-case-%'`,
+    );
+    return r.rows.map((row) => row.name);
+  });
+}
+
 /** Connections the gateway's login holds on the server, apart from the catalog side connections. */
 async function upstreamSessions(): Promise<number> {
   return withSuperuser(h.postgres, async (c) => {
@@ -243,6 +253,7 @@ describe('frontend fuzzer', () => {
         await new Promise((r) => setTimeout(r, 250));
         upstreamAfter = await upstreamSessions();
       }
+      const leaked = await casesStillConnected();
       const canaryAfter = await canaryState(h.postgres);
       const memoryAfter = process.memoryUsage();
       await goodClient.end();
@@ -268,6 +279,7 @@ describe('frontend fuzzer', () => {
       expect(escaped).toEqual([]);
       expect(good.failures).toEqual([]);
       expect(goodRounds).toBeGreaterThan(3);
+      expect(leaked, `upstream connections left open by: ${leaked.join(', ')}`).toEqual([]);
       expect(sessionsAfter).toBe(baseline.sessions);
       expect(upstreamAfter).toBe(baseline.upstream);
       expect(canaryAfter).toEqual(canaryBefore);
