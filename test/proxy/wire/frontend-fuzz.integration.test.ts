@@ -16,11 +16,11 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSqlParser } from '../../../shared/sql/analyze.ts';
-import { corpusOf, type FuzzCase, generateCase } from '../../fixtures/frontend-fuzz/cases.ts';
+import { caseLabel, corpusOf, type FuzzCase, generateCase } from '../../fixtures/frontend-fuzz/cases.ts';
 import { REGRESSION_CASES } from '../../fixtures/frontend-fuzz/regressions.ts';
 import { type CaseOutcome, runCase } from '../../fixtures/frontend-fuzz/run-case.ts';
 import { fuzzSettings } from '../../fixtures/frontend-fuzz/settings.ts';
-import { startWatchdog } from '../../fixtures/frontend-fuzz/watchdog.ts';
+import { startWatchdog, type Watchdog } from '../../fixtures/frontend-fuzz/watchdog.ts';
 import { loadTraffic } from '../../fixtures/frontend-traffic/traffic.ts';
 import {
   CANARY_ROWS,
@@ -139,6 +139,15 @@ interface Failure {
   problems: string[];
 }
 
+/** What a run saw, case by case. */
+interface Tally {
+  failures: Failure[];
+  endings: Record<CaseOutcome['ending'], number>;
+  sqlstates: Map<string, number>;
+  serverInternalErrors: Set<string>;
+  durations: Array<[number, FuzzCase]>;
+}
+
 /** Problems of one outcome that only the test can see: masked values in the replies. */
 function leaks(outcome: CaseOutcome): string[] {
   const text = outcome.received.toString('latin1');
@@ -149,7 +158,7 @@ function leaks(outcome: CaseOutcome): string[] {
 }
 
 function describeCase(c: FuzzCase): string {
-  return `case ${c.id} (${c.phase}, ${c.source}, writes ${c.writes.kind}): ${c.mutations.join('; ') || 'unchanged'}`;
+  return `case ${c.id} (${c.phase}, ${c.source}, writes ${c.writes.kind}, hang-up ${c.hangUp}): ${c.mutations.join('; ') || 'unchanged'}`;
 }
 
 function casesToRun(): FuzzCase[] {
@@ -158,6 +167,88 @@ function casesToRun(): FuzzCase[] {
     return settings.only.map((id) => REGRESSION_CASES.find((c) => c.id === id) ?? generated(id));
   }
   return [...REGRESSION_CASES, ...Array.from({ length: settings.cases }, (_, i) => generated(String(i)))];
+}
+
+/** Plays the cases, `settings.concurrency` at a time, each slot watched by the watchdog. */
+async function playAll(cases: FuzzCase[], watchdog: Watchdog): Promise<Tally> {
+  const tally: Tally = {
+    failures: [],
+    endings: { closed: 0, probed: 0 },
+    sqlstates: new Map(),
+    serverInternalErrors: new Set(),
+    durations: [],
+  };
+  const target = {
+    host: '127.0.0.1',
+    port: h.proxy.port,
+    timeoutMs: settings.timeoutMs,
+    quietMs: settings.quietMs,
+  };
+  let next = 0;
+  const slot = async (index: number) => {
+    for (let i = next++; i < cases.length; i = next++) {
+      const c = cases[i]!;
+      watchdog.inFlight(index, c.id);
+      const started = Date.now();
+      try {
+        const outcome = await runCase(c, target);
+        tally.endings[outcome.ending]++;
+        for (const code of outcome.errors) tally.sqlstates.set(code, (tally.sqlstates.get(code) ?? 0) + 1);
+        for (const message of outcome.serverInternalErrors) tally.serverInternalErrors.add(message);
+        const problems = [...outcome.problems, ...leaks(outcome)];
+        if (problems.length > 0) tally.failures.push({ c, problems });
+      } catch (error) {
+        tally.failures.push({ c, problems: [`the case could not run: ${String(error)}`] });
+      }
+      tally.durations.push([Date.now() - started, c]);
+      if (escaped.length > 0)
+        tally.failures.push({ c, problems: escaped.splice(0).map((e) => `escaped: ${String(e)}`) });
+    }
+    watchdog.inFlight(index, undefined);
+  };
+  await Promise.all(Array.from({ length: settings.concurrency }, (_, index) => slot(index)));
+  return tally;
+}
+
+/** What the run left behind once the proxy had time to let go: sessions, upstream connections. */
+async function leftBehind(baseline: { sessions: number; upstream: number }) {
+  await waitFor(() => h.proxy.sessions <= baseline.sessions, 15_000).catch(() => undefined);
+  let upstream = await upstreamSessions();
+  for (let i = 0; i < 60 && upstream > baseline.upstream; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    upstream = await upstreamSessions();
+  }
+  const cases = (await casesStillConnected()).map((name) => name.slice(caseLabel('').length));
+  return { sessions: h.proxy.sessions, upstream, cases };
+}
+
+function printSummary(
+  cases: FuzzCase[],
+  tally: Tally,
+  seconds: number,
+  goodRounds: number,
+  memory: [NodeJS.MemoryUsage, NodeJS.MemoryUsage],
+): void {
+  const mb = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MB`;
+  const regressions = cases.filter((c) => REGRESSION_CASES.includes(c)).length;
+  const sqlstates = Object.fromEntries([...tally.sqlstates].sort((a, b) => b[1] - a[1]));
+  const slowest = [...tally.durations].sort((a, b) => b[0] - a[0]).slice(0, 5);
+  console.log(
+    [
+      `frontend fuzzer: ${cases.length} cases (${regressions} regression) in ${seconds.toFixed(1)} s, ` +
+        `seed ${settings.seed}, concurrency ${settings.concurrency}`,
+      `  endings: closed ${tally.endings.closed}, probe answered ${tally.endings.probed}; good session ${goodRounds} rounds`,
+      `  memory: RSS ${mb(memory[0].rss)} -> ${mb(memory[1].rss)}, heap ${mb(memory[0].heapUsed)} -> ${mb(memory[1].heapUsed)}`,
+      `  SQLSTATEs received: ${JSON.stringify(sqlstates)}`,
+      ...(tally.serverInternalErrors.size > 0
+        ? [
+            `  the server's own internal errors (not pgwarden's): ${[...tally.serverInternalErrors].join('; ')}`,
+          ]
+        : []),
+      '  slowest cases:',
+      ...slowest.map(([ms, c]) => `    ${ms} ms ${describeCase(c)}`),
+    ].join('\n'),
+  );
 }
 
 describe('frontend fuzzer', () => {
@@ -209,79 +300,30 @@ describe('frontend fuzzer', () => {
       const memoryBefore = process.memoryUsage();
       const started = Date.now();
 
-      const failures: Failure[] = [];
-      const endings = { closed: 0, probed: 0 };
-      const sqlstates = new Map<string, number>();
-      const durations: Array<[number, FuzzCase]> = [];
-      let next = 0;
-      const worker = async (slot: number) => {
-        for (let i = next++; i < cases.length; i = next++) {
-          const c = cases[i]!;
-          watchdog.inFlight(slot, c.id);
-          const caseStarted = Date.now();
-          try {
-            const outcome = await runCase(c, {
-              host: '127.0.0.1',
-              port: h.proxy.port,
-              timeoutMs: settings.timeoutMs,
-              quietMs: settings.quietMs,
-            });
-            endings[outcome.ending]++;
-            for (const code of outcome.errors) sqlstates.set(code, (sqlstates.get(code) ?? 0) + 1);
-            const problems = [...outcome.problems, ...leaks(outcome)];
-            if (problems.length > 0) failures.push({ c, problems });
-          } catch (error) {
-            failures.push({ c, problems: [`the case could not run: ${String(error)}`] });
-          }
-          durations.push([Date.now() - caseStarted, c]);
-          if (escaped.length > 0)
-            failures.push({ c, problems: escaped.splice(0).map((e) => `escaped: ${String(e)}`) });
-        }
-        watchdog.inFlight(slot, undefined);
-      };
-      await Promise.all(Array.from({ length: settings.concurrency }, (_, slot) => worker(slot)));
+      const tally = await playAll(cases, watchdog);
       const seconds = (Date.now() - started) / 1000;
       await watchdog.stop();
-
       await good.stop();
-      const goodRounds = good.rounds;
-      // nothing of the fuzz cases stays behind: on the proxy, nor on the server
-      await waitFor(() => h.proxy.sessions <= baseline.sessions, 15_000).catch(() => undefined);
-      const sessionsAfter = h.proxy.sessions;
-      let upstreamAfter = await upstreamSessions();
-      for (let i = 0; i < 60 && upstreamAfter > baseline.upstream; i++) {
-        await new Promise((r) => setTimeout(r, 250));
-        upstreamAfter = await upstreamSessions();
-      }
-      const leaked = await casesStillConnected();
+      const left = await leftBehind(baseline);
       const canaryAfter = await canaryState(h.postgres);
       const memoryAfter = process.memoryUsage();
       await goodClient.end();
+      printSummary(cases, tally, seconds, good.rounds, [memoryBefore, memoryAfter]);
 
-      const mb = (n: number) => `${(n / 1024 / 1024).toFixed(0)} MB`;
-      console.log(
-        `frontend fuzzer: ${cases.length} cases (${cases.filter((c) => REGRESSION_CASES.includes(c)).length} regression) in ${seconds.toFixed(1)} s, ` +
-          `seed ${settings.seed}, concurrency ${settings.concurrency}; closed ${endings.closed}, ` +
-          `probed ${endings.probed}; good session ${goodRounds} rounds; RSS ${mb(memoryBefore.rss)} -> ${mb(memoryAfter.rss)}, heap ${mb(memoryBefore.heapUsed)} -> ${mb(memoryAfter.heapUsed)}; ` +
-          `SQLSTATEs ${JSON.stringify(Object.fromEntries([...sqlstates].sort((a, b) => b[1] - a[1])))}`,
-      );
-
-      const slowest = durations.sort((a, b) => b[0] - a[0]).slice(0, 5);
-      console.log(`slowest cases:\n${slowest.map(([ms, c]) => `  ${ms} ms ${describeCase(c)}`).join('\n')}`);
-      const report = failures
+      const report = tally.failures
         .slice(0, 20)
         .map((f) => `${describeCase(f.c)}\n    ${f.problems.join('\n    ')}`)
         .join('\n');
-      expect(
-        failures.length,
-        `${failures.length} failing cases\n${report}\n${replayHint(failures.map((f) => f.c.id))}`,
-      ).toBe(0);
+      const failed = tally.failures.map((f) => f.c.id);
+      expect(tally.failures.length, `${failed.length} failing cases\n${report}\n${replayHint(failed)}`).toBe(
+        0,
+      );
       expect(escaped).toEqual([]);
       expect(good.failures).toEqual([]);
-      expect(goodRounds).toBeGreaterThan(3);
-      expect(leaked, `upstream connections left open by: ${leaked.join(', ')}`).toEqual([]);
-      expect(sessionsAfter).toBe(baseline.sessions);
-      expect(upstreamAfter).toBe(baseline.upstream);
+      expect(good.rounds).toBeGreaterThan(3);
+      expect(left.cases, `connections left open on the server\n${replayHint(left.cases)}`).toEqual([]);
+      expect(left.sessions).toBe(baseline.sessions);
+      expect(left.upstream).toBe(baseline.upstream);
       expect(canaryAfter).toEqual(canaryBefore);
       expect(canaryAfter.rows).toBe(CANARY_ROWS);
       // generous sanity bound, not a measurement: memory must not grow without bound
