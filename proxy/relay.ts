@@ -805,8 +805,10 @@ export class Relay {
         // CopyDone, CopyInResponse, ParameterDescription, ParameterStatus, … pass as they are.
         return;
     }
-    if (this.o.masking?.active && !this.planHead()) this.scanner.stop();
+    // The proxy's own replies first: an Execute queued behind one becomes the head only then, and
+    // must have its masking plan before its rows, which may follow in this very read.
     this.emitSynthetic(end);
+    if (this.o.masking?.active && !this.planHead()) this.scanner.stop();
   }
 
   private complete(kind: Expectation['kind'], type: number): void {
