@@ -30,13 +30,14 @@ export function captureBindParams(body: Buffer, mode: AuditParamsMode): Captured
   if (mode === 'off') return undefined;
   let at = skipCString(body, skipCString(body, 0));
   need(body, at, 2);
-  const formatCount = body.readInt16BE(at);
+  // counts are unsigned 16-bit, as PostgreSQL reads them
+  const formatCount = body.readUInt16BE(at);
   at += 2;
   need(body, at, formatCount * 2);
   const formatsAt = at;
   at += formatCount * 2;
   need(body, at, 2);
-  const count = body.readInt16BE(at);
+  const count = body.readUInt16BE(at);
   at += 2;
   if (count <= 0) return undefined;
   // One format code applies to all parameters; none means all text (PostgreSQL's rule).

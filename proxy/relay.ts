@@ -274,6 +274,12 @@ export class Relay {
     upstream.on('error', (error) => this.o.logger.warn('upstream socket error', { error: error.message }));
     client.on('close', () => this.end('network_loss'));
     upstream.on('close', () => this.end('upstream_closed'));
+    // A side that closed while the session was set up has emitted 'close' already: without this,
+    // the relay and its upstream connection would wait for it forever.
+    if (client.destroyed || upstream.destroyed) {
+      this.end(client.destroyed ? 'network_loss' : 'upstream_closed');
+      return;
+    }
     if (upstreamLeftover.length > 0) this.onUpstreamData(upstreamLeftover);
     if (clientLeftover.length > 0) this.onClientData(clientLeftover);
     // The setup phase left the client socket paused so no byte was lost in between.
@@ -1219,8 +1225,10 @@ export class Relay {
         // CopyDone, CopyInResponse, ParameterDescription, … pass as they are.
         return;
     }
-    if (this.o.masking?.active && !this.planHead()) this.scanner.stop();
+    // The proxy's own replies first: an Execute queued behind one becomes the head only then, and
+    // must have its masking plan before its rows, which may follow in this very read.
     this.emitSynthetic(end);
+    if (this.o.masking?.active && !this.planHead()) this.scanner.stop();
   }
 
   /**

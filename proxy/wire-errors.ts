@@ -4,6 +4,7 @@
  */
 import { type ErrorCode, isPgWardenError } from '../shared/errors.ts';
 import type { NoticeFields } from './wire/backend-writer.ts';
+import { ProtocolViolation } from './wire/protocol-violation.ts';
 
 const SQLSTATE: Partial<Record<ErrorCode, string>> = {
   AUTH_TOKEN_MISSING: '28P01',
@@ -25,6 +26,10 @@ const SQLSTATE: Partial<Record<ErrorCode, string>> = {
 
 /** The FATAL error that ends a connection which could not be set up. */
 export function fatalFor(error: unknown): NoticeFields {
+  if (error instanceof ProtocolViolation) {
+    // a malformed startup or password message is the client's fault, not an internal error
+    return { severity: 'FATAL', code: '08P01', message: `pgwarden: invalid startup: ${error.message}` };
+  }
   if (!isPgWardenError(error)) {
     return {
       severity: 'FATAL',

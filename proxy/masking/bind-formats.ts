@@ -14,10 +14,11 @@ export function parseBindResultFormats(body: Buffer): number[] {
     if (i + n > body.length) throw new ProtocolViolation('Bind is truncated');
   };
   need(2);
-  const paramFormats = body.readInt16BE(i);
+  // counts are unsigned 16-bit, as PostgreSQL reads them (a signed read made a negative array length)
+  const paramFormats = body.readUInt16BE(i);
   i += 2 + 2 * paramFormats;
   need(2);
-  const params = body.readInt16BE(i);
+  const params = body.readUInt16BE(i);
   i += 2;
   for (let p = 0; p < params; p++) {
     need(4);
@@ -25,7 +26,7 @@ export function parseBindResultFormats(body: Buffer): number[] {
     i += 4 + Math.max(length, 0);
   }
   need(2);
-  const count = body.readInt16BE(i);
+  const count = body.readUInt16BE(i);
   i += 2;
   need(2 * count);
   const formats: number[] = new Array(count);
