@@ -40,6 +40,8 @@ const knownCodes: Record<ErrorCode, true> = {
   FORBIDDEN: true,
   BAD_REQUEST: true,
   NOT_FOUND: true,
+  AUDIT_CONFLICT: true,
+  RATE_LIMITED: true,
   STORE_UNAVAILABLE: true,
   CONTROL_PLANE_UNAVAILABLE: true,
   UPSTREAM_UNAVAILABLE: true,

@@ -387,7 +387,11 @@ describe('control-plane API (Lambda + HTTP API)', () => {
         Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
         Resource: tableArn('pgwarden-sessions'),
       },
-      { Effect: 'Allow', Action: 'dynamodb:BatchWriteItem', Resource: tableArn('pgwarden-events') },
+      {
+        Effect: 'Allow',
+        Action: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+        Resource: tableArn('pgwarden-events'),
+      },
       dynamoDbKey,
       {
         Effect: 'Allow',
@@ -778,7 +782,11 @@ describe('approvals (SQS, dead-letter queue and alarm, notifier Lambda)', () => 
         Resource: tableArn('pgwarden-approvals'),
       },
       dynamoDbKey,
-      { Effect: 'Allow', Action: 'dynamodb:BatchWriteItem', Resource: tableArn('pgwarden-events') },
+      {
+        Effect: 'Allow',
+        Action: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+        Resource: tableArn('pgwarden-events'),
+      },
       { Effect: 'Allow', Action: secretRead, Resource: botTokenRef() },
       // What Lambda's SQS poller needs to read messages encrypted with the key.
       { Effect: 'Allow', Action: 'kms:Decrypt', Resource: keyArn() },
@@ -858,6 +866,41 @@ describe('network', () => {
 });
 
 describe('least privilege', () => {
+  it('lets no role delete, batch-write or replace audit items: conditional PutItem and UpdateItem only', () => {
+    const policies = { ...resources('AWS::IAM::Policy'), ...resources('AWS::IAM::ManagedPolicy') };
+    const audit = [tableArn('pgwarden-sessions'), tableArn('pgwarden-events')].map((arn) =>
+      JSON.stringify(arn),
+    );
+    const actions = new Map<string, Set<string>>();
+    for (const policy of Object.values(policies)) {
+      for (const statement of policy.Properties['PolicyDocument'].Statement as Array<Record<string, Json>>) {
+        const onAudit = [statement.Resource].flat().filter((r) => audit.includes(JSON.stringify(r)));
+        for (const resource of onAudit) {
+          const table = JSON.stringify(resource).includes('Sessions') ? 'sessions' : 'events';
+          for (const action of [statement.Action].flat()) {
+            if (!actions.has(table)) actions.set(table, new Set());
+            actions.get(table)!.add(action);
+          }
+        }
+      }
+    }
+    const writes = (table: string) =>
+      [...(actions.get(table) ?? [])]
+        .filter((a) => !['dynamodb:GetItem', 'dynamodb:Query'].includes(a))
+        .sort();
+    // sessions: attributes added by a conditional UpdateItem; events: items added by a conditional PutItem
+    expect(writes('sessions')).toEqual(['dynamodb:UpdateItem']);
+    expect(writes('events')).toEqual(['dynamodb:PutItem']);
+    const everything = JSON.stringify(policies);
+    for (const forbidden of [
+      'dynamodb:DeleteItem',
+      'dynamodb:BatchWriteItem',
+      'dynamodb:*',
+      'dynamodb:Delete*',
+    ])
+      expect(everything).not.toContain(forbidden);
+  });
+
   it('grants "*" resources only for ecr:GetAuthorizationToken', () => {
     const policies = { ...resources('AWS::IAM::Policy'), ...resources('AWS::IAM::ManagedPolicy') };
     const wildcard = Object.values(policies).flatMap((policy) =>
