@@ -152,3 +152,146 @@ export function cappedText(name: string, text: string, maxBytes: number): Record
   const head = buffer.toString('utf8', 0, cut);
   return { [name]: head, [`${name}Bytes`]: bytes, [`${name}Truncated`]: true };
 }
+
+/** The first thing wrong with a session's trail: which record, what was expected, what was found. */
+export interface ChainBreak {
+  seq?: number;
+  eventId?: string;
+  chainIndex?: number;
+  problem: string;
+  expected?: string;
+  found?: string;
+}
+
+export interface ChainVerdict {
+  sessionId: string;
+  /**
+   * intact: every link checks and the close anchors the chain; open: every link checks but the
+   * session has no close yet (still running, or its proxy stopped before it ended); broken: see
+   * firstBreak.
+   */
+  status: 'intact' | 'open' | 'broken';
+  /** completed statement records in the chain */
+  links: number;
+  /** statement records read (intents included) */
+  statements: number;
+  firstBreak?: ChainBreak;
+}
+
+/** What verification needs of the session item (opened and closed merged, as the store keeps it). */
+export interface ChainSessionItem {
+  openedAt?: unknown;
+  closedAt?: unknown;
+  chainLength?: unknown;
+  chainHead?: unknown;
+}
+
+/**
+ * Checks one session's statement records (any order) against its chain and the close's anchor,
+ * and names the first broken link in chain order: a changed field (the record's own hash), a
+ * deleted record (a missing link or seq), records swapped or inserted (prevHash), a link after the
+ * anchor or an anchor that does not match (the last records deleted or added).
+ */
+export function verifySessionChain(
+  sessionId: string,
+  session: ChainSessionItem | undefined,
+  statements: ReadonlyArray<Readonly<Record<string, unknown>>>,
+): ChainVerdict {
+  const verdict = (status: ChainVerdict['status'], links: number, firstBreak?: ChainBreak): ChainVerdict => ({
+    sessionId,
+    status,
+    links,
+    statements: statements.length,
+    ...(firstBreak && { firstBreak }),
+  });
+  const broken = (links: number, problem: ChainBreak) => verdict('broken', links, problem);
+  const where = (record: Readonly<Record<string, unknown>>): ChainBreak => ({
+    problem: '',
+    ...(typeof record['seq'] === 'number' && { seq: record['seq'] }),
+    ...(typeof record['eventId'] === 'string' && { eventId: record['eventId'] }),
+    ...(typeof record['chainIndex'] === 'number' && { chainIndex: record['chainIndex'] }),
+  });
+
+  if (session?.openedAt === undefined) {
+    return broken(0, {
+      problem: 'the session has no opened record: it was not opened through the API',
+    });
+  }
+  const links = new Map<number, Readonly<Record<string, unknown>>>();
+  for (const record of statements) {
+    const index = record['chainIndex'];
+    if (index === undefined) {
+      if (record['outcome'] === 'pending') continue; // an intent: covered through its completion
+      const own = recordHashProblem(record);
+      return broken(0, {
+        ...where(record),
+        problem: own
+          ? `the record's ${own.field} does not match its fields`
+          : 'a completed record that is not linked into the chain',
+        ...(own && { expected: own.expected, found: own.found }),
+      });
+    }
+    if (typeof index !== 'number' || !Number.isInteger(index) || index < 1)
+      return broken(0, { ...where(record), problem: 'chainIndex is not a positive integer' });
+    if (links.has(index))
+      return broken(0, { ...where(record), problem: `two records claim link ${index} (one was inserted)` });
+    links.set(index, record);
+  }
+
+  let previous = genesisHash(sessionId);
+  const last = Math.max(0, ...links.keys());
+  for (let index = 1; index <= last; index++) {
+    const record = links.get(index);
+    if (record === undefined)
+      return broken(index - 1, {
+        chainIndex: index,
+        problem: `link ${index} is missing (a record was deleted)`,
+      });
+    const own = recordHashProblem(record);
+    if (own) {
+      return broken(index - 1, {
+        ...where(record),
+        problem: `the record's ${own.field} does not match its fields (a field was changed)`,
+        expected: own.expected,
+        found: own.found,
+      });
+    }
+    if (record['prevHash'] !== previous) {
+      return broken(index - 1, {
+        ...where(record),
+        problem: 'prevHash is not the previous link (records were reordered, inserted or deleted)',
+        expected: previous,
+        found: String(record['prevHash']),
+      });
+    }
+    previous = String(record['recordHash']);
+  }
+
+  const seqs = statements.map((r) => Number(r['seq'])).sort((a, b) => a - b);
+  for (let i = 0; i < seqs.length; i++) {
+    if (seqs[i] !== i + 1) {
+      return broken(last, {
+        seq: i + 1,
+        problem: `statement seq ${i + 1} is missing (a record was deleted)`,
+        expected: String(i + 1),
+        found: String(seqs[i]),
+      });
+    }
+  }
+
+  if (session.closedAt === undefined) return verdict('open', last);
+  if (session.chainLength !== last || session.chainHead !== previous) {
+    return broken(last, {
+      problem: 'the close does not anchor this chain (records after the last link were deleted or added)',
+      expected: `${String(session.chainLength)} links ending ${String(session.chainHead)}`,
+      found: `${last} links ending ${previous}`,
+    });
+  }
+  const pending = statements.find((r) => r['outcome'] === 'pending');
+  if (pending)
+    return broken(last, {
+      ...where(pending),
+      problem: 'a record of intent in a closed session (its completion is missing)',
+    });
+  return verdict('intact', last);
+}

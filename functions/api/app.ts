@@ -22,6 +22,9 @@ export interface AppDeps {
   routes?: ReadonlyArray<(app: Hono) => void>;
 }
 
+/** What the proxy records through POST /v1/events. */
+const PROXY_EVENT_TYPES = new Set(['statement', 'session_closed']);
+
 /** Above a full batch of 500 statement events; Lambda refuses bodies over 6 MB anyway. */
 const MAX_BODY_BYTES = 5 * 1024 * 1024;
 
@@ -56,6 +59,14 @@ export function createApp(deps: AppDeps): Hono {
 
   app.post('/v1/events', proxyOnly, async (c) => {
     const { events } = parse(eventBatch, await jsonBody(c));
+    // The API writes session opens, failed logins and approval steps itself: whoever holds the
+    // proxy's identity must not fabricate a session (verification requires its open) or its approvals.
+    const foreign = events.findIndex((event) => !PROXY_EVENT_TYPES.has(event.type));
+    if (foreign >= 0)
+      throw new PgWardenError(
+        'BAD_REQUEST',
+        `events[${foreign}].type must be statement or session_closed (the API records ${events[foreign]!.type} itself)`,
+      );
     await deps.service.ingest(events);
     return c.json({ stored: events.length });
   });
