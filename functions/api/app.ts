@@ -7,13 +7,16 @@ import { bodyLimit } from 'hono/body-limit';
 import type { ControlPlane } from '../../shared/control-plane.ts';
 import { PgWardenError } from '../../shared/errors.ts';
 import { type Logger, silentLogger } from '../../shared/logger.ts';
-import { requireServiceToken } from './auth.ts';
 import { errorResponse } from './errors.ts';
+import { localProxyAuth, type ProxyAuth, requireProxy } from './proxy-auth.ts';
 import { decisionRequest, eventBatch, openSessionRequest, parse } from './validate.ts';
 
 export interface AppDeps {
   service: ControlPlane;
+  /** the deployment's secret: locally, the proxy's signing secret when `proxyAuth` is not given */
   serviceToken: string;
+  /** how the proxy's routes authenticate (deployed: 'iam'); default: the local SigV4 key pair */
+  proxyAuth?: ProxyAuth;
   logger?: Logger;
   /**
    * Further route groups (audit queries, policies, approvals, Slack). Each applies its own auth
@@ -34,7 +37,7 @@ export function createApp(deps: AppDeps): Hono {
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
-  const proxyOnly = requireServiceToken(deps.serviceToken);
+  const proxyOnly = requireProxy(deps.proxyAuth ?? localProxyAuth(deps.serviceToken));
   app.use(
     '/v1/*',
     bodyLimit({

@@ -18,6 +18,7 @@ import {
 } from '../../functions/adapters/dynamodb-audit-store.ts';
 import { createOidcVerifier } from '../../functions/adapters/oidc-verifier.ts';
 import { createControlPlaneService } from '../../functions/api/service.ts';
+import { localSigningFetch } from '../../proxy/aws-sigv4.ts';
 import { createHttpControlPlane } from '../../proxy/control-plane-http.ts';
 import { startProxy } from '../../proxy/server.ts';
 import type { AuditEvent, SerializedAuditEvent } from '../../shared/events.ts';
@@ -85,7 +86,10 @@ function innerStore(): BenchStore {
   if (config!.auditStore === 'discard') return discard;
   if (config!.auditStore === 'dynamodb') return new DynamoDbAuditStore(dynamodb, names);
   // production wiring: batches POSTed to the control-plane API
-  const http = createHttpControlPlane({ baseUrl: config!.api!.url, serviceToken: config!.api!.serviceToken });
+  const http = createHttpControlPlane({
+    baseUrl: config!.api!.url,
+    fetch: localSigningFetch(config!.api!.serviceToken),
+  });
   return {
     put: (events) => http.ingest([...events]),
     putSerialized: (events) => http.ingestSerialized!(events),

@@ -1,6 +1,6 @@
 /**
- * The approvals HTTP API (contract in /shared/approvals.ts). The proxy's routes take the service
- * token; people's routes take their OIDC token. Deciding needs membership of the approval's own
+ * The approvals HTTP API (contract in /shared/approvals.ts). The proxy's routes take its AWS
+ * identity (proxy-auth.ts); people's routes take their OIDC token. Deciding needs membership of the approval's own
  * approver groups (checked by the use case, so Slack and HTTP apply the same rules); listing needs
  * the reviewers group.
  */
@@ -21,14 +21,15 @@ import type { TokenVerifier } from '../../../shared/ports.ts';
 import { isSlackChannel } from '../../../shared/slack-channel.ts';
 import { jsonBody } from '../app.ts';
 import type { ApprovalsService } from '../approvals-service.ts';
-import { requireServiceToken, requireUser, userOf } from '../auth.ts';
+import { requireUser, userOf } from '../auth.ts';
+import { type ProxyAuth, requireProxy } from '../proxy-auth.ts';
 import { rememberPrincipal } from '../remember-principal.ts';
 import { decisionRequest, parse } from '../validate.ts';
 
 export interface ApprovalRoutesDeps {
   approvals: ApprovalsService;
   verifier: TokenVerifier;
-  serviceToken: string;
+  proxyAuth: ProxyAuth;
   /** groups that may list approvals */
   reviewers: readonly string[];
   /** remembers the people who call, so their Slack clicks can be mapped to their groups */
@@ -41,7 +42,7 @@ const MAX_ID_LENGTH = 200;
 
 export function approvalRoutes(deps: ApprovalRoutesDeps): (app: Hono) => void {
   return (app) => {
-    const proxyOnly = requireServiceToken(deps.serviceToken);
+    const proxyOnly = requireProxy(deps.proxyAuth);
     const reviewer = requireUser(deps.verifier, deps.reviewers, 'list approvals');
     const person = requirePerson(deps.verifier);
     const remember = rememberCaller(deps);
