@@ -9,6 +9,7 @@ import { PgWardenError } from '../../shared/errors.ts';
 import { type Logger, silentLogger } from '../../shared/logger.ts';
 import { errorResponse } from './errors.ts';
 import { localProxyAuth, type ProxyAuth, requireProxy } from './proxy-auth.ts';
+import { publicRateLimit, type RateLimitOptions } from './rate-limit.ts';
 import { decisionRequest, eventBatch, openSessionRequest, parse } from './validate.ts';
 
 export interface AppDeps {
@@ -17,6 +18,8 @@ export interface AppDeps {
   serviceToken: string;
   /** how the proxy's routes authenticate (deployed: 'iam'); default: the local SigV4 key pair */
   proxyAuth?: ProxyAuth;
+  /** per-caller limits on the public routes (rate-limit.ts); default DEFAULT_PUBLIC_RATE_LIMIT */
+  rateLimit?: RateLimitOptions;
   logger?: Logger;
   /**
    * Further route groups (audit queries, policies, approvals, Slack). Each applies its own auth
@@ -34,6 +37,9 @@ const MAX_BODY_BYTES = 5 * 1024 * 1024;
 export function createApp(deps: AppDeps): Hono {
   const logger = deps.logger ?? silentLogger;
   const app = new Hono();
+
+  // Public routes only (Slack, people, /healthz): the proxy's are authenticated and not limited here.
+  app.use('*', publicRateLimit(deps.rateLimit));
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 

@@ -72,7 +72,7 @@ const indexArn = (name: string, index: string) => ({ 'Fn::Join': ['', [tableArn(
 const secretRef = (description: RegExp) => ({
   Ref: logicalId('AWS::SecretsManager::Secret', { Description: Match.stringLikeRegexp(description.source) }),
 });
-const serviceTokenRef = () => secretRef(/proxy's bearer credential/);
+const serviceTokenRef = () => secretRef(/control-plane API's own secret/);
 const maskingKeyRef = () => secretRef(/HMAC key for the hash and fake mask methods/);
 const botTokenRef = () => secretRef(/bot token/);
 const signingSecretRef = () => secretRef(/signing secret/);
@@ -457,7 +457,7 @@ describe('control-plane API (Lambda + HTTP API)', () => {
 
   it('generates the service token in Secrets Manager', () => {
     template.hasResourceProperties('AWS::SecretsManager::Secret', {
-      Description: Match.stringLikeRegexp("proxy's bearer credential"),
+      Description: Match.stringLikeRegexp("control-plane API's own secret"),
       GenerateSecretString: { PasswordLength: 64, ExcludePunctuation: true },
     });
   });

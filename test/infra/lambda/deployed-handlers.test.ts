@@ -70,7 +70,7 @@ beforeAll(async () => {
   );
   const idOf = (text: string) => secretIds.find(([, description]) => description.includes(text))![0];
   secretRefs = {
-    [idOf("proxy's bearer credential")]: SECRET('service-token'),
+    [idOf("control-plane API's own secret")]: SECRET('service-token'),
     [idOf('bot token')]: SECRET('slack-bot-token'),
     [idOf('signing secret')]: SECRET('slack-signing-secret'),
   };
