@@ -14,7 +14,7 @@
  */
 
 import { join } from 'node:path';
-import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { ArnFormat, type CfnElement, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import {
   type CfnStage,
@@ -26,7 +26,7 @@ import {
 } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
-import type { IRole } from 'aws-cdk-lib/aws-iam';
+import { type IRole, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
@@ -158,20 +158,9 @@ export class PgWardenControlPlane extends Construct {
     const integration = new HttpLambdaIntegration('Integration', this.function);
     const iam = new HttpIamAuthorizer();
     for (const { method, path } of PROXY_ROUTES) {
-      for (const route of this.api.addRoutes({
-        path,
-        methods: [HttpMethod[method]],
-        integration,
-        authorizer: iam,
-      })) {
-        route.grantInvoke(props.proxyRole);
-      }
+      this.api.addRoutes({ path, methods: [HttpMethod[method]], integration, authorizer: iam });
     }
-    Validations.of(props.proxyRole).acknowledge({
-      id: 'AwsSolutions-IAM5',
-      reason:
-        'execute-api:Invoke on exactly the proxy routes (method and path named); the only wildcard is the stage segment of the ARN, which grantInvoke writes for every stage of this one API.',
-    });
+    this.grantProxyInvoke(props.proxyRole);
     const routes = [
       ...this.api.addRoutes({ path: '/healthz', methods: [HttpMethod.GET], integration }),
       ...this.api.addRoutes({ path: '/v1/{proxy+}', methods: [HttpMethod.ANY], integration }),
@@ -196,5 +185,38 @@ export class PgWardenControlPlane extends Construct {
     }
     this.url = this.api.apiEndpoint;
     this.slackRequestUrl = `${this.api.apiEndpoint}${SLACK_EVENTS_PATH}`;
+  }
+
+  /**
+   * execute-api:Invoke for the proxy's role on exactly its routes (method and path; a path
+   * parameter as `*`), not grantInvoke's, which cuts a path at its first parameter and so would also
+   * name the people's approve and deny routes. The stage is `*` (this API has only `$default`).
+   */
+  private grantProxyInvoke(role: IRole): void {
+    const stack = Stack.of(this);
+    const routePath = (method: string, path: string) => `/*/${method}${path.replaceAll(/\{[^}]+\}/g, '*')}`;
+    role.addToPrincipalPolicy(
+      new PolicyStatement({
+        actions: ['execute-api:Invoke'],
+        resources: PROXY_ROUTES.map(({ method, path }) =>
+          stack.formatArn({
+            service: 'execute-api',
+            resource: this.api.apiId,
+            resourceName: routePath(method, path).slice(1),
+            arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+          }),
+        ),
+      }),
+    );
+    const shown = (value: string, pseudo: string) => (Token.isUnresolved(value) ? `<AWS::${pseudo}>` : value);
+    const api = stack.getLogicalId(this.api.node.defaultChild as CfnElement);
+    for (const { method, path } of PROXY_ROUTES) {
+      const resource = `arn:${shown(stack.partition, 'Partition')}:execute-api:${shown(stack.region, 'Region')}:${shown(stack.account, 'AccountId')}:<${api}>${routePath(method, path)}`;
+      Validations.of(role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${resource}]`,
+        reason:
+          'execute-api:Invoke on exactly this proxy route (method and path); the wildcards are the stage (the API has only $default) and a path parameter (an approval id).',
+      });
+    }
   }
 }
