@@ -25,7 +25,7 @@
  * Canonical form: JSON with object keys sorted (UTF-16 order) at every level, undefined members
  * left out: what DynamoDB gives back (maps lose their order) serializes to the same bytes.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 export const CHAIN_VERSION = 'pgwarden-audit-chain-1';
 
@@ -57,8 +57,9 @@ export const STATEMENT_CHAIN_FIELDS: ReadonlySet<string> = new Set([
 export const MAX_TEXT_BYTES = 128 * 1024;
 export const MAX_MESSAGE_BYTES = 8 * 1024;
 
+/** One-shot SHA-256 (crypto.hash): half the cost of createHash for a record-sized input. */
 export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+  return hash('sha256', text, 'hex');
 }
 
 /** The chain's starting point: bound to the session, so a chain cannot be moved to another one. */

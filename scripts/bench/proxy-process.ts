@@ -86,12 +86,21 @@ function innerStore(): BenchStore {
   if (config!.auditStore === 'discard') return discard;
   if (config!.auditStore === 'dynamodb') return new DynamoDbAuditStore(dynamodb, names);
   // production wiring: batches POSTed to the control-plane API
+  // As in production, the API writes a session's open itself (POST /v1/events refuses one):
+  // this process opens sessions in-process, so it writes the open as the API would, straight to
+  // the store; everything else goes over HTTP like the deployed proxy's spool.
+  const direct = new DynamoDbAuditStore(dynamodb, names);
   const http = createHttpControlPlane({
     baseUrl: config!.api!.url,
     fetch: localSigningFetch(config!.api!.serviceToken),
   });
   return {
-    put: (events) => http.ingest([...events]),
+    put: async (events) => {
+      const opens = events.filter((event) => event.type === 'session_opened');
+      if (opens.length > 0) await direct.put(opens);
+      const rest = events.filter((event) => event.type !== 'session_opened');
+      if (rest.length > 0) await http.ingest(rest);
+    },
     putSerialized: (events) => http.ingestSerialized!(events),
   };
 }
