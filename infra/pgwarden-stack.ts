@@ -5,6 +5,7 @@
  */
 import { CfnOutput, RemovalPolicy, Stack, type StackProps, Validations } from 'aws-cdk-lib';
 import { type ISecurityGroup, SecurityGroup } from 'aws-cdk-lib/aws-ec2';
+import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Topic } from 'aws-cdk-lib/aws-sns';
@@ -29,6 +30,7 @@ export class PgWardenStack extends Stack {
   readonly approvals: PgWardenApprovals;
   readonly proxy: PgWardenProxy;
   readonly serviceToken: Secret;
+  readonly proxyTaskRole: Role;
   readonly maskingKey: Secret;
   readonly slackBotToken: ISecret;
   readonly slackSigningSecret: ISecret;
@@ -48,11 +50,12 @@ export class PgWardenStack extends Stack {
     const { vpc } = this.network;
 
     this.serviceToken = this.unrotatedSecret('ServiceToken', {
-      description: "pgwarden: the proxy's bearer credential for the control-plane API",
+      description:
+        "pgwarden: the control-plane API's own secret (signs audit page cursors; no caller presents it)",
       passwordLength: 64,
       removalPolicy: RemovalPolicy.DESTROY,
       whyNotRotated:
-        'Both holders read the token only at start (ECS secret, Lambda cold start), so a rotation Lambda cannot swap it safely; rotate by a new secret version plus a service redeploy (README.md, "Deploy to AWS").',
+        'Only the API reads it, at cold start, to sign audit page cursors (a new value only ends cursors already handed out); rotate by a new secret version plus a function redeploy (README.md, "Deploy to AWS").',
     });
     // The key decides every hashed and faked value: a new one breaks joins with everything masked
     // before. RETAIN keeps it when the stack is deleted, so a rebuilt deployment can take it over.
@@ -93,6 +96,13 @@ export class PgWardenStack extends Stack {
         : { alarmTopic: Topic.fromTopicArn(this, 'AlarmTopic', config.alarmTopicArn) }),
     });
 
+    // The proxy tasks' identity: made first, so the API can name it as the only caller of the
+    // proxy's routes, and the tasks can sign their API calls with it.
+    this.proxyTaskRole = new Role(this, 'ProxyTaskRole', {
+      assumedBy: new ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: "pgwarden proxy tasks: signs the proxy's calls to the control-plane API (SigV4)",
+    });
+
     this.controlPlane = new PgWardenControlPlane(this, 'ControlPlane', {
       oidc: config.oidc,
       roles: rolesToEnv(config.roles),
@@ -101,6 +111,7 @@ export class PgWardenStack extends Stack {
       ...(config.audit.retentionDays === undefined ? {} : { auditRetentionDays: config.audit.retentionDays }),
       access: config.access,
       serviceToken: this.serviceToken,
+      proxyRole: this.proxyTaskRole,
       approvals: this.approvals,
       slack: {
         channel: config.slack.channel,
@@ -138,12 +149,12 @@ export class PgWardenStack extends Stack {
       secrets: {
         tls: imported('TlsSecret', config.tlsSecretArn),
         upstreamCredentials: imported('UpstreamCredentials', config.upstream.credentialsSecretArn),
-        serviceToken: this.serviceToken,
         maskingKey: this.maskingKey,
         ...(config.upstream.caSecretArn === undefined
           ? {}
           : { upstreamCa: imported('UpstreamCa', config.upstream.caSecretArn) }),
       },
+      taskRole: this.proxyTaskRole,
       task: {
         cpu: config.proxy.cpu,
         memoryMiB: config.proxy.memoryMiB,
@@ -243,7 +254,12 @@ export class PgWardenStack extends Stack {
     );
     output('ApprovalsTable', this.auditStore.approvals.tableName, 'approvals table');
     output('PoliciesTable', this.auditStore.policies.tableName, 'policies table (version history)');
-    output('ServiceTokenSecretArn', this.serviceToken.secretArn, "the proxy's API credential (generated)");
+    output('ServiceTokenSecretArn', this.serviceToken.secretArn, "the API's own secret (generated)");
+    output(
+      'ProxyTaskRoleArn',
+      this.proxyTaskRole.roleArn,
+      "the proxy tasks' role: the only caller of the proxy routes",
+    );
     output('MaskingKeySecretArn', this.maskingKey.secretArn, "the proxy's masking key (generated, retained)");
     output('SessionsTable', this.auditStore.sessions.tableName, 'audit sessions table');
     output('EventsTable', this.auditStore.events.tableName, 'audit events table');

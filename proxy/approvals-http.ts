@@ -1,5 +1,5 @@
 /**
- * The approvals API over HTTP, with the proxy's service token. An error body from the API becomes
+ * The approvals API over HTTP, signed with the proxy's AWS identity (aws-sigv4.ts). An error body from the API becomes
  * the PgWardenError the API threw; a network failure or an answer that is not an approval becomes
  * CONTROL_PLANE_UNAVAILABLE, so the gate fails closed on anything it would have to guess about.
  * Local mode passes the API app's own `fetch` and so runs the same routes without a socket.
@@ -13,11 +13,12 @@ import {
   MAX_WAIT_MS,
 } from '../shared/approvals.ts';
 import { type ErrorCode, PgWardenError } from '../shared/errors.ts';
+import type { FetchLike } from './aws-sigv4.ts';
 
 export interface HttpApprovalsClientOptions {
   baseUrl: string;
-  serviceToken: string;
-  fetch?: (input: Request) => Response | Promise<Response>;
+  /** signs each request (aws-sigv4.ts signingFetch; local mode over the API app's own fetch) */
+  fetch: FetchLike;
   /** for POST /v1/approvals; a wait gets its own long-poll time on top. Default 10 s */
   timeoutMs?: number;
 }
@@ -33,7 +34,7 @@ export interface HttpApprovalsClient extends ApprovalsPort {
 }
 
 export function createHttpApprovalsClient(options: HttpApprovalsClientOptions): HttpApprovalsClient {
-  const fetchImpl = options.fetch ?? ((request: Request) => fetch(request));
+  const fetchImpl = options.fetch;
   const timeoutMs = options.timeoutMs ?? 10_000;
   const base = options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`;
 
@@ -54,10 +55,7 @@ export function createHttpApprovalsClient(options: HttpApprovalsClientOptions): 
       const response = await fetchImpl(
         new Request(new URL(path, base), {
           method,
-          headers: {
-            authorization: `Bearer ${options.serviceToken}`,
-            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-          },
+          headers: body === undefined ? {} : { 'content-type': 'application/json' },
           ...(body === undefined ? {} : { body: JSON.stringify(body) }),
           signal: signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal,
         }),

@@ -8,6 +8,12 @@ import type { AuditEvent, SerializedAuditEvent } from '../shared/events.ts';
 
 export interface SpoolRecord extends SerializedAuditEvent {
   key: string;
+  /**
+   * A statement record fresh from its StatementRun (absent once read back from disk): what the
+   * audit sink needs to chain it. `tail` (the canonical tail JSON) only on a completed record,
+   * whose line still lacks its link; afterIntent: a record of intent was produced before it.
+   */
+  chain?: { sessionId: string; headHash: string; tail?: string; afterIntent?: boolean };
 }
 
 export function statementKey(sessionId: string, seq: number): string {

@@ -6,8 +6,14 @@
  * Idempotent: a statement's intent and its completed record share a key (sessionId + seq); within a
  * batch only the latest copy of a key is sent (a store may refuse one key twice in a batch), and
  * across batches order is kept, so the completed record is the one that stays.
+ *
+ * The store is append-only: a record whose key already holds a different record is refused
+ * (AUDIT_CONFLICT) while the rest of its batch is stored. Sending it again cannot help, so the
+ * batch is acknowledged and the refusal logged as an error: someone else wrote under this proxy's
+ * keys, which `audit verify` then shows as a broken chain.
  */
 import type { ControlPlane } from '../shared/control-plane.ts';
+import { isPgWardenError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { ingestRecords, latestPerKey } from './audit-record.ts';
 import type { AuditSpool } from './audit-spool.ts';
@@ -32,7 +38,7 @@ export class AuditShipper {
   private readonly interval: number;
   private readonly maxBackoff: number;
   /** measured: batches and events stored, failed attempts */
-  readonly stats = { batches: 0, events: 0, failedAttempts: 0 };
+  readonly stats = { batches: 0, events: 0, failedAttempts: 0, conflicts: 0 };
 
   constructor(private readonly o: AuditShipperOptions) {
     this.batchSize = o.batchSize ?? 500;
@@ -66,6 +72,14 @@ export class AuditShipper {
       try {
         await ingestRecords(this.o.controlPlane, latestPerKey(batch.records));
       } catch (error) {
+        if (isPgWardenError(error) && error.code === 'AUDIT_CONFLICT') {
+          this.stats.conflicts++;
+          this.o.logger.error('audit records refused by the append-only store; the rest was stored', {
+            error: error.message,
+          });
+          await this.o.spool.ack(batch);
+          continue;
+        }
         this.failures++;
         this.stats.failedAttempts++;
         if (this.failures === 1 || this.failures % 20 === 0) {

@@ -6,10 +6,13 @@
  *   forwarded; if that fails the statement is refused with SQLSTATE 58000. Completed records and
  *   session events still go through the spool (they are stored shortly after, and survive restarts).
  * In both modes no statement reaches PostgreSQL without its record stored or durably spooled.
+ * Completed statement records are linked into their session's hash chain on the way to the spool,
+ * and the session's close carries the chain's anchor (audit-chain-state.ts).
  */
 import type { ControlPlane } from '../shared/control-plane.ts';
 import type { AuditEvent } from '../shared/events.ts';
 import type { Logger } from '../shared/logger.ts';
+import { AuditChains } from './audit-chain-state.ts';
 import { ingestRecords, type SpoolRecord, spoolRecord } from './audit-record.ts';
 import { AuditShipper } from './audit-shipper.ts';
 import { AuditSpool, AuditUnavailable, type SpoolSync } from './audit-spool.ts';
@@ -76,6 +79,7 @@ class GroupedIngest {
 
 export class AuditTrail implements AuditSink {
   private readonly strictIntents: GroupedIngest;
+  readonly chains: AuditChains;
 
   private constructor(
     private readonly o: AuditTrailOptions,
@@ -83,6 +87,7 @@ export class AuditTrail implements AuditSink {
     readonly shipper: AuditShipper,
   ) {
     this.strictIntents = new GroupedIngest(o.controlPlane, o.batchSize ?? 500);
+    this.chains = new AuditChains({ append: (record) => spool.append(record), logger: o.logger });
   }
 
   static async open(options: AuditTrailOptions): Promise<AuditTrail> {
@@ -105,13 +110,17 @@ export class AuditTrail implements AuditSink {
   }
 
   record(event: AuditEvent): void {
-    this.spool.append(spoolRecord(event));
+    if (event.type === 'session_closed') this.chains.closed(event);
+    else this.spool.append(spoolRecord(event));
   }
 
   /** Statement records, serialized once by the relay (see AuditSink.statements). */
   readonly statements = {
-    begin: (intent: SpoolRecord): void | Promise<void> => this.beginRecord(intent),
-    completed: (record: SpoolRecord): void => this.spool.append(record),
+    begin: (intent: SpoolRecord): void | Promise<void> => {
+      this.chains.begun(intent);
+      return this.beginRecord(intent);
+    },
+    completed: (record: SpoolRecord): void => this.chains.completed(record),
   };
 
   private beginRecord(intent: SpoolRecord): void | Promise<void> {
@@ -134,6 +143,7 @@ export class AuditTrail implements AuditSink {
 
   /** Shutdown: write and sync the spool, ship it for up to `timeoutMs`; the rest waits in the spool. */
   async close(timeoutMs = 10_000): Promise<void> {
+    this.chains.flush();
     await this.spool.close();
     const drained = await this.shipper.drain(timeoutMs);
     await this.shipper.stop();

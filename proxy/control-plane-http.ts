@@ -14,11 +14,12 @@ import type {
 } from '../shared/control-plane.ts';
 import { type ErrorCode, PgWardenError } from '../shared/errors.ts';
 import type { AuditEvent, SerializedAuditEvent } from '../shared/events.ts';
+import type { FetchLike } from './aws-sigv4.ts';
 
 export interface HttpControlPlaneOptions {
   baseUrl: string;
-  serviceToken: string;
-  fetch?: typeof fetch;
+  /** signs each request with the proxy's AWS identity (aws-sigv4.ts signingFetch) */
+  fetch: FetchLike;
   /** per request; default 10 s */
   timeoutMs?: number;
 }
@@ -43,6 +44,8 @@ const knownCodes: Record<ErrorCode, true> = {
   FORBIDDEN: true,
   BAD_REQUEST: true,
   NOT_FOUND: true,
+  AUDIT_CONFLICT: true,
+  RATE_LIMITED: true,
   STORE_UNAVAILABLE: true,
   CONTROL_PLANE_UNAVAILABLE: true,
   UPSTREAM_UNAVAILABLE: true,
@@ -54,7 +57,7 @@ const knownCodes: Record<ErrorCode, true> = {
 const decisionActions = new Set(['allow', 'deny', 'require_approval']);
 
 export function createHttpControlPlane(options: HttpControlPlaneOptions): ControlPlane {
-  const fetchImpl = options.fetch ?? fetch;
+  const fetchImpl = options.fetch;
   const timeoutMs = options.timeoutMs ?? 10_000;
   const base = options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`;
 
@@ -69,7 +72,7 @@ export function createHttpControlPlane(options: HttpControlPlaneOptions): Contro
     try {
       const response = await fetchImpl(new URL(path, base), {
         method: 'POST',
-        headers: { authorization: `Bearer ${options.serviceToken}`, 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json' },
         body: json,
         signal: AbortSignal.timeout(timeoutMs),
       });

@@ -4,6 +4,7 @@
  * finish for PGWARDEN_DRAIN_SECONDS, write and sync the audit spool and ship what the API takes;
  * the rest is shipped by the next start on the same PGWARDEN_AUDIT_SPOOL_DIR).
  */
+import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { proxyConfigFromEnv } from '../shared/config.ts';
 import type { ControlPlane, Decision } from '../shared/control-plane.ts';
 import { StatementDecider } from '../shared/decide.ts';
@@ -15,6 +16,7 @@ import { createApprovalGate } from './approval-gate.ts';
 import { ApprovedRunReporter } from './approvals-execution.ts';
 import { createHttpApprovalsClient } from './approvals-http.ts';
 import { deployedDecideHint } from './approvals-messages.ts';
+import { signingFetch } from './aws-sigv4.ts';
 import { createHttpControlPlane } from './control-plane-http.ts';
 import { PolicyRefresher } from './policy-refresh.ts';
 import { startProxy } from './server.ts';
@@ -32,6 +34,12 @@ const config = proxyConfigFromEnv(process.env);
 await loadSqlParser();
 
 /**
+ * Every call to the API is signed with the task's AWS identity (the ECS task role, through the SDK's
+ * default credential chain, refreshed before it expires); API Gateway's IAM authorizer checks it.
+ */
+const signed = signingFetch({ credentials: defaultProvider(), region: config.apiRegion });
+
+/**
  * Sessions and audit go to the API; statement decisions are made here with the same pure decision
  * code the API runs, so no statement waits for an HTTP round trip. The policy is the API's stored
  * current version, polled every PGWARDEN_POLICY_REFRESH_SECONDS and swapped in without a restart;
@@ -44,7 +52,7 @@ const policyRefresh =
   config.policyText === undefined
     ? new PolicyRefresher({
         apiUrl: config.apiUrl,
-        serviceToken: config.serviceToken,
+        fetch: signed,
         decider,
         intervalMs: config.policyRefreshSeconds * 1000,
         logger,
@@ -76,7 +84,7 @@ function localDecisions(remote: ControlPlane): ControlPlane {
   };
 }
 /** Statements that need approval are held while the API asks a reviewer (Slack or the CLI). */
-const approvalsApi = createHttpApprovalsClient({ baseUrl: config.apiUrl, serviceToken: config.serviceToken });
+const approvalsApi = createHttpApprovalsClient({ baseUrl: config.apiUrl, fetch: signed });
 const approvedRuns = new ApprovedRunReporter(approvalsApi, logger);
 const starting = startProxy({
   maskingKey: Buffer.from(config.maskingKey, 'utf8'),
@@ -92,7 +100,7 @@ const starting = startProxy({
     return credential;
   },
   controlPlane: approvedRuns.watch(
-    localDecisions(createHttpControlPlane({ baseUrl: config.apiUrl, serviceToken: config.serviceToken })),
+    localDecisions(createHttpControlPlane({ baseUrl: config.apiUrl, fetch: signed })),
   ),
   gate: createApprovalGate({
     client: approvalsApi,

@@ -1,5 +1,6 @@
 /**
- * Hot reload of the policy in the proxy, which decides in-process: polls GET /v1/policies/current
+ * Hot reload of the policy in the proxy, which decides in-process: polls GET /v1/proxy/policies/current
+ * (signed with the proxy's AWS identity)
  * with If-None-Match every interval and swaps the decider's policy at once (setPolicy: the next
  * statement uses it, no cached decision of the old one survives). An answer that is not a valid
  * policy is logged and ignored: the last good policy stays in force. Until the first policy has
@@ -8,16 +9,17 @@
 import type { StatementDecider } from '../shared/decide.ts';
 import type { Logger } from '../shared/logger.ts';
 import { validatePolicy } from '../shared/policy/parse-policy.ts';
+import type { FetchLike } from './aws-sigv4.ts';
 
 export interface PolicyRefreshOptions {
   apiUrl: string;
-  serviceToken: string;
+  /** signs each request (aws-sigv4.ts signingFetch) */
+  fetch: FetchLike;
   decider: StatementDecider;
   intervalMs: number;
   logger: Logger;
   /** per request; default 5 s */
   timeoutMs?: number;
-  fetch?: typeof fetch;
 }
 
 export type RefreshOutcome = 'changed' | 'unchanged' | 'invalid' | 'failed';
@@ -52,11 +54,8 @@ export class PolicyRefresher {
     const { logger } = this.o;
     let response: Response;
     try {
-      response = await (this.o.fetch ?? fetch)(`${this.o.apiUrl.replace(/\/+$/, '')}/v1/policies/current`, {
-        headers: {
-          authorization: `Bearer ${this.o.serviceToken}`,
-          ...(this.etag !== undefined && { 'if-none-match': this.etag }),
-        },
+      response = await this.o.fetch(`${this.o.apiUrl.replace(/\/+$/, '')}/v1/proxy/policies/current`, {
+        headers: this.etag === undefined ? {} : { 'if-none-match': this.etag },
         signal: AbortSignal.timeout(this.o.timeoutMs ?? 5_000),
       });
     } catch (error) {

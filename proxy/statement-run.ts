@@ -3,6 +3,7 @@
  * server answered. Becomes one audit record, written twice under the same key: as an intent
  * (outcome 'pending') before the statement is forwarded, and complete when it ends.
  */
+import { cappedText, MAX_MESSAGE_BYTES, MAX_TEXT_BYTES, sha256Hex } from '../shared/audit-chain.ts';
 import type { Decision, SessionContext, StatementProtocol } from '../shared/control-plane.ts';
 import type {
   DetectorHitRecord,
@@ -21,11 +22,14 @@ type TailField =
   | 'rows'
   | 'sqlstate'
   | 'errorMessage'
+  | 'errorMessageBytes'
+  | 'errorMessageTruncated'
   | 'bytesToClient'
   | 'cancelled'
   | 'masked'
   | 'detected';
-type StatementHead = Omit<StatementEvent, TailField>;
+type ChainField = 'headHash' | 'chainIndex' | 'prevHash' | 'recordHash';
+type StatementHead = Omit<StatementEvent, TailField | ChainField>;
 type StatementTail = Pick<StatementEvent, TailField> & { outcome: StatementOutcome; durationMs: number };
 
 /** Who the records are about, beyond the decision context: fixed for the session. */
@@ -40,6 +44,10 @@ export class StatementRun {
   private startedAt: string | undefined;
   /** the serialized head (see record()), kept from the intent for the completed record */
   private headJson: string | undefined;
+  /** SHA-256 of the head (shared/audit-chain.ts), computed with headJson */
+  private headHash = '';
+  /** the record of intent was produced: the audit sink counts it as in flight until completion */
+  private intentWritten = false;
   commandTag: string | undefined;
   rows: number | undefined;
   sqlstate: string | undefined;
@@ -120,24 +128,39 @@ export class StatementRun {
 
   /**
    * The record of intent, serialized for the spool. The fields fixed once the statement starts are
-   * serialized here, once; the completed record reuses them (completedRecord).
+   * serialized and hashed here, once; the completed record reuses them (completedRecord).
    */
   intentRecord(who: RunIdentity): SpoolRecord {
-    return this.record(who, this.tail('pending', 0));
+    this.intentWritten = true;
+    return this.record(who, JSON.stringify(this.tail('pending', 0)), false);
   }
 
-  /** The completed record, serialized: the intent's fixed part plus what the statement did. */
+  /**
+   * The completed record, serialized: the intent's fixed part plus what the statement did. Its
+   * chain link (chainIndex, prevHash, recordHash) is added by the audit sink, which knows the
+   * session's previous link (proxy/audit-chain-state.ts).
+   */
   completedRecord(who: RunIdentity): SpoolRecord {
-    return this.record(who, this.tail(this.outcome(), this.elapsedMs()));
+    return this.record(who, JSON.stringify(this.tail(this.outcome(), this.elapsedMs())), true);
   }
 
-  private record(who: RunIdentity, tail: StatementTail): SpoolRecord {
-    // head: `{...fixed fields` without the closing brace; tail: `{...}` whose brace is replaced by a comma
-    this.headJson ??= JSON.stringify(this.head(who)).slice(0, -1);
+  private record(who: RunIdentity, tailJson: string, completed: boolean): SpoolRecord {
+    // head: `{...fixed fields` without the closing brace; tail: `{...}` whose brace is replaced by a
+    // comma. Both are serialized with their keys in sorted order, so they are the canonical form
+    // the chain hashes (shared/audit-chain.ts) without a second serialization.
+    if (this.headJson === undefined) {
+      const json = JSON.stringify(this.head(who));
+      this.headHash = sha256Hex(json);
+      this.headJson = json.slice(0, -1);
+    }
+    const sessionId = who.session.sessionId;
     return {
       type: 'statement',
-      key: statementKey(who.session.sessionId, this.seq),
-      line: `${this.headJson},${JSON.stringify(tail).slice(1)}`,
+      key: statementKey(sessionId, this.seq),
+      line: `${this.headJson},"headHash":"${this.headHash}",${tailJson.slice(1)}`,
+      chain: completed
+        ? { sessionId, headHash: this.headHash, tail: tailJson, afterIntent: this.intentWritten }
+        : { sessionId, headHash: this.headHash },
     };
   }
 
@@ -146,57 +169,80 @@ export class StatementRun {
    * (`{ ...head, ...tail }`) made V8 fall back to a dictionary, 19 µs per event instead of 0.5.
    */
   private event(who: RunIdentity, outcome: StatementOutcome, durationMs: number): StatementEvent {
-    return Object.assign(this.head(who), this.tail(outcome, durationMs));
+    const head = this.head(who);
+    const headHash = this.headJson === undefined ? sha256Hex(JSON.stringify(head)) : this.headHash;
+    return Object.assign(head, { headHash }, this.tail(outcome, durationMs));
   }
 
-  /** What the intent and the completed record share: known before the statement is forwarded. */
+  /**
+   * What the intent and the completed record share: known before the statement is forwarded. The
+   * keys are in sorted order (canonical JSON, see record()); test/proxy/statement-run.test.ts checks it.
+   */
   private head(who: RunIdentity): StatementHead {
     const { session } = who;
     const decision = this.decision;
     const params = this.params;
+    const text = cappedText('text', this.text, MAX_TEXT_BYTES);
     return {
-      type: 'statement',
-      eventId: this.eventId,
-      sessionId: session.sessionId,
-      seq: this.seq,
-      principal: session.principal.name,
-      issuer: session.principal.issuer,
-      subject: session.principal.subject,
       actor: session.principal.actor,
-      database: session.database,
       applicationName: session.applicationName,
-      upstreamUser: who.upstreamUser,
-      text: this.text,
-      protocol: this.protocol,
-      preparedName: this.preparedName,
-      portalName: this.portalName,
       approvalId: decision.approvalId,
+      database: session.database,
+      decision: decision.action,
+      eventId: this.eventId,
+      fingerprint: decision.fingerprint,
+      issuer: session.principal.issuer,
+      kinds: decision.kinds,
+      paramFormats: params?.formats,
       params: params?.values,
       paramsMode: params?.mode,
-      paramFormats: params?.formats,
-      decision: decision.action,
-      ruleId: decision.ruleId,
       policyVersion: decision.policyVersion || undefined,
-      fingerprint: decision.fingerprint,
-      kinds: decision.kinds,
+      portalName: this.portalName,
+      preparedName: this.preparedName,
+      principal: session.principal.name,
+      protocol: this.protocol,
+      ruleId: decision.ruleId,
+      seq: this.seq,
+      sessionId: session.sessionId,
       startedAt: this.startedAtIso(),
+      subject: session.principal.subject,
+      text: text['text'] as string,
+      textBytes: text['textBytes'] as number | undefined,
+      textTruncated: text['textTruncated'] as true | undefined,
+      type: 'statement',
+      upstreamUser: who.upstreamUser,
     };
   }
 
-  /** What the statement did (nothing yet in the intent). Always has outcome and durationMs. */
+  /** What the statement did (nothing yet in the intent). Always has outcome and durationMs; keys sorted. */
   private tail(outcome: StatementOutcome, durationMs: number): StatementTail {
     const pending = outcome === 'pending';
+    const message =
+      pending || this.errorMessage === undefined
+        ? undefined
+        : cappedText('errorMessage', this.errorMessage, MAX_MESSAGE_BYTES);
     return {
-      outcome,
-      durationMs,
-      commandTag: pending ? undefined : this.commandTag,
-      rows: pending ? undefined : this.rows,
-      sqlstate: pending ? undefined : this.sqlstate,
-      errorMessage: pending ? undefined : this.errorMessage,
       bytesToClient: pending ? undefined : this.bytesToClient,
       cancelled: this.cancelled || undefined,
-      masked: pending ? undefined : this.masked,
-      detected: pending ? undefined : this.detected,
+      commandTag: pending ? undefined : this.commandTag,
+      detected: pending || this.detected === undefined ? undefined : this.detected.map(sortedHit),
+      durationMs,
+      errorMessage: message?.['errorMessage'] as string | undefined,
+      errorMessageBytes: message?.['errorMessageBytes'] as number | undefined,
+      errorMessageTruncated: message?.['errorMessageTruncated'] as true | undefined,
+      masked: pending || this.masked === undefined ? undefined : this.masked.map(sortedMask),
+      outcome,
+      rows: pending ? undefined : this.rows,
+      sqlstate: pending ? undefined : this.sqlstate,
     };
   }
+}
+
+/** The record's nested objects in canonical (sorted) key order. */
+function sortedMask(m: MaskedColumnRecord): MaskedColumnRecord {
+  return { column: m.column, method: m.method, note: m.note, ruleId: m.ruleId, values: m.values };
+}
+
+function sortedHit(d: DetectorHitRecord): DetectorHitRecord {
+  return { detector: d.detector, values: d.values, where: d.where };
 }

@@ -20,6 +20,16 @@ export interface ApiConfig {
   serviceToken: { value: string } | { secretArn: string };
   tablePrefix: string;
   dynamoDbEndpoint?: string;
+  /**
+   * How the proxy's routes authenticate (functions/api/proxy-auth.ts): PGWARDEN_PROXY_AUTH=iam (the
+   * default; API Gateway's IAM authorizer verified the SigV4 signature, PGWARDEN_PROXY_ROLE_ARNS
+   * lists the proxy task roles the app accepts) or sigv4 (the app verifies the signature itself
+   * against PGWARDEN_PROXY_ACCESS_KEY_ID / PGWARDEN_PROXY_SECRET_ACCESS_KEY, for a proxy outside AWS).
+   * A bearer token is never accepted on these routes.
+   */
+  proxyAuth:
+    | { mode: 'iam'; roleArns: string[] }
+    | { mode: 'sigv4'; accessKeyId: string; secretAccessKey: string; region: string };
 }
 
 /**
@@ -103,6 +113,7 @@ export function apiConfigFromEnv(env: Env): ApiConfig {
   const serviceToken = tokenValue ? { value: tokenValue } : { secretArn: tokenArn ?? '' };
 
   const tables = dynamoDbTablesFromEnv(env, problems);
+  const proxyAuth = proxyAuthFromEnv(env, problems);
 
   if (problems.length > 0) {
     throw new PgWardenError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
@@ -112,7 +123,36 @@ export function apiConfigFromEnv(env: Env): ApiConfig {
     roles,
     serviceToken,
     ...tables,
+    proxyAuth,
   };
+}
+
+function proxyAuthFromEnv(env: Env, problems: string[]): ApiConfig['proxyAuth'] {
+  const mode = env['PGWARDEN_PROXY_AUTH']?.trim() || 'iam';
+  if (mode === 'iam') {
+    const roleArns = list(env['PGWARDEN_PROXY_ROLE_ARNS']) ?? [];
+    if (roleArns.length === 0)
+      problems.push(
+        'PGWARDEN_PROXY_ROLE_ARNS is missing (the proxy task roles allowed to call the proxy routes)',
+      );
+    for (const arn of roleArns) {
+      if (!/^arn:aws[a-z-]*:iam::\d{12}:role\/\S+$/.test(arn))
+        problems.push(`PGWARDEN_PROXY_ROLE_ARNS: "${arn}" is not an IAM role ARN`);
+    }
+    return { mode, roleArns };
+  }
+  if (mode === 'sigv4') {
+    const accessKeyId = env['PGWARDEN_PROXY_ACCESS_KEY_ID']?.trim() ?? '';
+    const secretAccessKey = env['PGWARDEN_PROXY_SECRET_ACCESS_KEY']?.trim() ?? '';
+    if (!accessKeyId || secretAccessKey.length < 16)
+      problems.push(
+        'PGWARDEN_PROXY_AUTH=sigv4 needs PGWARDEN_PROXY_ACCESS_KEY_ID and PGWARDEN_PROXY_SECRET_ACCESS_KEY (at least 16 characters)',
+      );
+    const region = env['PGWARDEN_PROXY_SIGNING_REGION']?.trim() || env['AWS_REGION']?.trim() || 'local';
+    return { mode, accessKeyId, secretAccessKey, region };
+  }
+  problems.push('PGWARDEN_PROXY_AUTH must be iam or sigv4');
+  return { mode: 'iam', roleArns: [] };
 }
 
 /** Why a service token is too weak to use, or undefined when it is fine. */
@@ -218,7 +258,11 @@ export interface ProxyConfig {
   /** role → database login held by the gateway */
   credentials: Record<string, { user: string; password: string }>;
   apiUrl: string;
-  serviceToken: string;
+  /**
+   * The region the proxy signs its API calls for (SigV4, its task role's credentials from the AWS
+   * SDK's default chain): PGWARDEN_API_REGION, else AWS_REGION, else the API URL's region.
+   */
+  apiRegion: string;
   proxyId: string;
   drainSeconds: number;
   /** PGWARDEN_POLICY: a policy document (YAML or JSON text) to enforce instead of the default pack */
@@ -422,7 +466,14 @@ export function proxyConfigFromEnv(env: Env): ProxyConfig {
 
   const apiUrl = required('PGWARDEN_API_URL');
   if (apiUrl && !isHttpUrl(apiUrl)) problems.push('PGWARDEN_API_URL must be an http(s) URL');
-  const serviceToken = required('PGWARDEN_SERVICE_TOKEN');
+  const apiRegion =
+    env['PGWARDEN_API_REGION']?.trim() || env['AWS_REGION']?.trim() || regionOfApiUrl(apiUrl) || '';
+  if (!apiRegion)
+    problems.push('PGWARDEN_API_REGION is missing (the region of the API the proxy signs its calls for)');
+  if (env['PGWARDEN_SERVICE_TOKEN']?.trim())
+    problems.push(
+      'PGWARDEN_SERVICE_TOKEN is no longer used: the proxy signs its API calls with its AWS identity (SigV4)',
+    );
   const drainSeconds = Number(env['PGWARDEN_DRAIN_SECONDS'] ?? '30');
   const policyRefreshSeconds = Number(env['PGWARDEN_POLICY_REFRESH_SECONDS']?.trim() || '30');
   if (!Number.isFinite(policyRefreshSeconds) || policyRefreshSeconds < 1 || policyRefreshSeconds > 3600)
@@ -450,7 +501,7 @@ export function proxyConfigFromEnv(env: Env): ProxyConfig {
     limits: proxyLimitsFromEnv(env, problems),
     credentials,
     apiUrl,
-    serviceToken,
+    apiRegion,
     proxyId: env['PGWARDEN_PROXY_ID']?.trim() || env['HOSTNAME']?.trim() || 'pgwarden-proxy',
     drainSeconds,
     ...(env['PGWARDEN_POLICY']?.trim() ? { policyText: env['PGWARDEN_POLICY'] } : {}),
@@ -465,6 +516,11 @@ export function proxyConfigFromEnv(env: Env): ProxyConfig {
     throw new PgWardenError('CONFIG_INVALID', `invalid configuration: ${problems.join('; ')}`);
   }
   return config;
+}
+
+/** `https://abc.execute-api.eu-west-1.amazonaws.com` → eu-west-1 */
+function regionOfApiUrl(apiUrl: string): string | undefined {
+  return /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(URL.parse(apiUrl)?.hostname ?? '')?.[1];
 }
 
 /** `{"developer":{"user":"app_rw","password":"…"}, …}` */

@@ -23,6 +23,10 @@ export type ErrorCode =
   // requests (HTTP 400)
   | 'BAD_REQUEST'
   | 'NOT_FOUND'
+  // the audit trail is append-only: a record under a taken key that is not the same (HTTP 409)
+  | 'AUDIT_CONFLICT'
+  // too many requests from one caller (HTTP 429)
+  | 'RATE_LIMITED'
   // dependencies (HTTP 503, SQLSTATE 08006 / 58000)
   | 'STORE_UNAVAILABLE'
   | 'CONTROL_PLANE_UNAVAILABLE'

@@ -58,6 +58,12 @@ export interface SessionClosedEvent {
   reason: SessionEndReason;
   /** the database login the gateway used for this session (known to the proxy only) */
   upstreamUser?: string;
+  /**
+   * The anchor of the session's hash chain (shared/audit-chain.ts): how many completed statement
+   * records it has and the last one's recordHash (the genesis hash when there are none).
+   */
+  chainLength?: number;
+  chainHead?: string;
 }
 
 /** A connection that never became a session: the record of who tried and why it failed. */
@@ -129,6 +135,20 @@ export interface StatementEvent {
   masked?: MaskedColumnRecord[];
   /** content detector hits: which detector, where (a result column or error/notice/notification/copy), how many */
   detected?: DetectorHitRecord[];
+  /** the statement text was longer than the record keeps: its length in bytes (text holds the start) */
+  textBytes?: number;
+  textTruncated?: true;
+  errorMessageBytes?: number;
+  errorMessageTruncated?: true;
+  /**
+   * Hash chain (shared/audit-chain.ts). headHash: SHA-256 of the fixed part, in the intent and the
+   * completed record alike (the store lets a completion replace only an intent with the same one).
+   * chainIndex, prevHash, recordHash: the completed record's link in its session's chain.
+   */
+  headHash?: string;
+  chainIndex?: number;
+  prevHash?: string;
+  recordHash?: string;
 }
 
 /** One masked result column in a statement's record. */

@@ -24,4 +24,8 @@ export interface AuditQuery {
   statements(query: AuditEventQuery): Promise<AuditEventPage>;
   /** the merged session record (opened + closed), or undefined when none was stored */
   session(sessionId: string): Promise<AuditSessionRecord | undefined>;
+  /** every statement record of a session, intents included (for the hash chain's verification) */
+  sessionStatements(sessionId: string): Promise<Array<Record<string, unknown>>>;
+  /** sessions with a statement started in [since, until], at most `max` */
+  sessionsBetween(since: string, until: string, max: number): Promise<{ ids: string[]; more: boolean }>;
 }

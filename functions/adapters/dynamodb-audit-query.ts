@@ -82,6 +82,54 @@ export class DynamoDbAuditQuery implements AuditQuery {
     return { ...record, state: record['closedAt'] === undefined ? 'open' : 'closed' };
   }
 
+  /** Every statement record of a session (intents included), in seq order: what `audit verify` checks. */
+  async sessionStatements(sessionId: string): Promise<Array<Record<string, unknown>>> {
+    const records: Array<Record<string, unknown>> = [];
+    for await (const item of this.partition({
+      TableName: this.tables.events,
+      KeyConditionExpression: 'sessionId = :pk AND begins_with(sk, :stmt)',
+      ExpressionAttributeValues: { ':pk': { S: sessionId }, ':stmt': { S: STATEMENT_SK_PREFIX } },
+      ConsistentRead: true,
+    })) {
+      records.push(recordOf(item));
+    }
+    return records;
+  }
+
+  /**
+   * The sessions with a statement started between `since` and `until` (the day index, every shard),
+   * at most `max`, in order of first appearance; `more` when there were more.
+   */
+  async sessionsBetween(
+    since: string,
+    until: string,
+    max: number,
+  ): Promise<{ ids: string[]; more: boolean }> {
+    const ids = new Set<string>();
+    for (const day of days(since.slice(0, 10), until.slice(0, 10))) {
+      for (let shard = 0; shard < DAY_SHARDS; shard++) {
+        for await (const item of this.partition({
+          TableName: this.tables.events,
+          IndexName: BY_DAY_INDEX,
+          KeyConditionExpression: '#pk = :pk AND timeKey BETWEEN :lo AND :hi',
+          ExpressionAttributeNames: { '#pk': 'day' },
+          ExpressionAttributeValues: {
+            ':pk': { S: dayPartition(day, shard) },
+            ':lo': { S: since },
+            ':hi': { S: until },
+          },
+          ProjectionExpression: 'sessionId',
+        })) {
+          const id = item['sessionId']?.S;
+          if (id === undefined || ids.has(id)) continue;
+          if (ids.size >= max) return { ids: [...ids], more: true };
+          ids.add(id);
+        }
+      }
+    }
+    return { ids: [...ids], more: false };
+  }
+
   private stream(query: AuditEventQuery): AsyncGenerator<Item> {
     const limit = Math.min(1_000, query.limit + 1);
     const { after } = query;

@@ -1,23 +1,46 @@
 /**
- * AuditStore over DynamoDB. Keys are derived from the events themselves, so a retried batch lands on
- * the same items (idempotent, no duplicates). Layout (see dynamodb-audit-layout.ts for the keys):
+ * AuditStore over DynamoDB, append-only. Keys are derived from the events themselves, so a retried
+ * batch lands on the same items (idempotent, no duplicates). Layout (see dynamodb-audit-layout.ts):
  * - sessions table, PK sessionId: one item per session; opened and closed each UpdateItem their own
- *   attributes, so the item is right whichever of the two arrives first.
+ *   attributes, so the item is right whichever of the two arrives first;
  * - events table, PK sessionId + SK sk: statements under `STMT#<seq, 12 digits>` (a session reads in
  *   order), approval steps under `APPROVAL#<at>#<eventId>` in their session, failed logins under
  *   `AUTHFAIL#<day>` / `<at>#<eventId>`. GSIs: by_principal (principal, startedAt) for "what did
  *   this person run", by_day (day shard, timeKey) for "everyone, between these times", by_decision
  *   (sparse: decisionDay, timeKey) for "what was refused or held".
+ *
+ * Nothing stored is ever overwritten or deleted (the API's grant has no DeleteItem nor
+ * BatchWriteItem, which could delete):
+ * - an events item is written with a conditional PutItem: only where no item is, except that a
+ *   statement's completed record may replace its record of intent when both have the same fixed
+ *   part (headHash, which this store computes from the record itself, never trusting the sender);
+ * - a session item is updated with a condition on every attribute it sets: absent or already equal,
+ *   so an update may add what the item lacks and never change what it holds;
+ * - a re-sent identical record (the shipper retries) is a success, not a conflict; a different
+ *   record under a taken key is refused: the rest of the batch is stored and put() then throws
+ *   AuditConflictError naming the refused records.
+ * A statement record's own hashes (headHash, and the chain link of a completed record) must be
+ * right, or it is refused too (shared/audit-chain.ts); its place in the chain is checked by
+ * `audit verify`, which needs the whole session.
  * Every field of an event is stored as it comes (nested values as maps and lists), so fields the
  * proxy adds reach the store and the query API without a change here.
  */
 import {
   type AttributeValue,
-  BatchWriteItemCommand,
+  ConditionalCheckFailedException,
   type DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
   UpdateItemCommand,
-  type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
+import {
+  canonicalJson,
+  cappedText,
+  headHashOf,
+  MAX_MESSAGE_BYTES,
+  MAX_TEXT_BYTES,
+  recordHashProblem,
+} from '../../shared/audit-chain.ts';
 import { PgWardenError } from '../../shared/errors.ts';
 import type { AuditEvent, SessionClosedEvent, SessionOpenedEvent } from '../../shared/events.ts';
 import type { AuditStore } from '../../shared/ports.ts';
@@ -26,12 +49,13 @@ import {
   BY_DECISION_INDEX,
   BY_PRINCIPAL_INDEX,
   expiresAt,
+  fromItem,
   statementKeyAttributes,
   TTL_ATTRIBUTE,
   toAttribute,
   toItem,
 } from './dynamodb-audit-layout.ts';
-import { ensureTables, onDemandTable, orStoreUnavailable } from './dynamodb-common.ts';
+import { ensureTables, onDemandTable, orStoreUnavailable, storeUnavailable } from './dynamodb-common.ts';
 
 /** How the audit store names itself in STORE_UNAVAILABLE messages (the query side says the same). */
 export const AUDIT_STORE = 'the audit store';
@@ -45,77 +69,171 @@ export function tableNames(prefix: string): AuditTableNames {
   return { sessions: `${prefix}sessions`, events: `${prefix}events` };
 }
 
-export interface RetryOptions {
-  /** BatchWriteItem calls per chunk before giving up on its unprocessed items */
-  maxAttempts: number;
-  baseDelayMs: number;
-  maxDelayMs: number;
-  sleep: (ms: number) => Promise<void>;
-}
-
-export interface AuditStoreOptions extends RetryOptions {
+export interface AuditStoreOptions {
   /**
    * PGWARDEN_AUDIT_RETENTION_DAYS: items carry expiresAt (epoch seconds) this many days after their
    * event, for the tables' TTL to delete; undefined keeps everything (the default).
    */
   retentionDays?: number;
+  /** conditional writes in flight at once per put() (each is one small request) */
+  concurrency?: number;
 }
 
-const defaultRetry: RetryOptions = {
-  maxAttempts: 8,
-  baseDelayMs: 50,
-  maxDelayMs: 2_000,
-  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-};
+/** One record the store refused: where it would have gone and why. */
+export interface AuditRejection {
+  /** `<sessionId> <sk>` of an events item, `<sessionId> session` of a session item */
+  key: string;
+  eventId: string;
+  reason: string;
+}
 
-const BATCH_SIZE = 25; // BatchWriteItem's limit
-const CONCURRENCY = 4;
-/** Items are capped at 400 KB: an oversized statement must not make its whole batch unstorable. */
-const MAX_TEXT_BYTES = 128 * 1024;
-const MAX_MESSAGE_BYTES = 8 * 1024;
+/** Some records of a batch were refused (the others are stored): never retried as they are. */
+export class AuditConflictError extends PgWardenError {
+  constructor(readonly rejected: readonly AuditRejection[]) {
+    const shown = rejected.slice(0, 5).map((r) => `${r.key} (${r.reason})`);
+    const more = rejected.length > shown.length ? ` and ${rejected.length - shown.length} more` : '';
+    super(
+      'AUDIT_CONFLICT',
+      `the audit trail is append-only: ${rejected.length} record(s) refused: ${shown.join('; ')}${more}`,
+    );
+  }
+}
+
+const DEFAULT_CONCURRENCY = 32;
+
+type Item = Record<string, AttributeValue>;
+
+/** An events item to write, with what its condition needs. */
+interface PendingPut {
+  item: Item;
+  key: string;
+  eventId: string;
+  /** a statement's record of intent (outcome pending) */
+  intent: boolean;
+  /** a statement record: it may replace an intent with the same headHash */
+  headHash?: string;
+}
 
 export class DynamoDbAuditStore implements AuditStore {
-  private readonly retry: AuditStoreOptions;
+  private readonly concurrency: number;
 
   constructor(
     private readonly client: DynamoDBClient,
     private readonly tables: AuditTableNames,
-    options: Partial<AuditStoreOptions> = {},
+    private readonly options: AuditStoreOptions = {},
   ) {
-    this.retry = { ...defaultRetry, ...options };
+    this.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
   }
 
   async put(events: readonly AuditEvent[]): Promise<void> {
-    const sessionWrites: Array<() => Promise<void>> = [];
-    // Keyed by item key: BatchWriteItem rejects a batch naming one key twice, and the last copy of a
-    // re-sent event is as good as the first.
-    const items = new Map<string, Record<string, AttributeValue>>();
+    const rejected: AuditRejection[] = [];
+    const tasks: Array<() => Promise<void>> = [];
+    for (const put of this.eventPuts(events, rejected).values()) {
+      tasks.push(async () => {
+        const refusal = await this.putItem(put);
+        if (refusal) rejected.push({ key: put.key, eventId: put.eventId, reason: refusal });
+      });
+    }
     for (const event of events) {
-      if (event.type === 'session_opened' || event.type === 'session_closed') {
-        sessionWrites.push(() => this.updateSession(event));
-      } else {
-        const item = eventItem(event, this.retry.retentionDays);
-        items.set(`${item['sessionId']!.S}\u0000${item['sk']!.S}`, item);
-      }
+      if (event.type !== 'session_opened' && event.type !== 'session_closed') continue;
+      tasks.push(async () => {
+        if (!(await this.updateSession(event))) {
+          rejected.push({
+            key: `${event.sessionId} session`,
+            eventId: event.eventId,
+            reason: `the session item already holds other values for this ${event.type === 'session_opened' ? 'open' : 'close'}`,
+          });
+        }
+      });
     }
-    const requests: WriteRequest[] = [...items.values()].map((Item) => ({ PutRequest: { Item } }));
-    const batchWrites: Array<() => Promise<void>> = [];
-    for (let i = 0; i < requests.length; i += BATCH_SIZE) {
-      const chunk = requests.slice(i, i + BATCH_SIZE);
-      batchWrites.push(() => this.writeBatch(chunk));
-    }
-    await runLimited([...sessionWrites, ...batchWrites], CONCURRENCY);
+    await runLimited(tasks, this.concurrency);
+    if (rejected.length > 0) throw new AuditConflictError(rejected);
   }
 
-  private async updateSession(event: SessionOpenedEvent | SessionClosedEvent): Promise<void> {
-    const fields = sessionFields(event);
-    if (this.retry.retentionDays !== undefined) {
-      // The close comes last and pushes the expiry out: a session outlives its statements by its length.
-      fields[TTL_ATTRIBUTE] = expiresAt(event.at, this.retry.retentionDays);
+  /**
+   * The events items of a batch, one per key: a completed statement record wins over its intent
+   * whatever their order (an intent re-sent after its completion must not be the copy written).
+   */
+  private eventPuts(events: readonly AuditEvent[], rejected: AuditRejection[]): Map<string, PendingPut> {
+    const puts = new Map<string, PendingPut>();
+    for (const event of events) {
+      if (event.type === 'session_opened' || event.type === 'session_closed') continue;
+      const item = eventItem(event, this.options.retentionDays);
+      const key = `${item['sessionId']!.S} ${item['sk']!.S}`;
+      let put: PendingPut = { item, key, eventId: event.eventId, intent: false };
+      if (event.type === 'statement') {
+        const problem = checkStatement(item);
+        if (problem !== undefined) {
+          rejected.push({ key, eventId: event.eventId, reason: problem });
+          continue;
+        }
+        put = { ...put, intent: item['outcome']?.S === 'pending', headHash: item['headHash']!.S! };
+      }
+      const earlier = puts.get(key);
+      if (earlier && !earlier.intent && put.intent && earlier.headHash === put.headHash) continue;
+      puts.set(key, put);
     }
+    return puts;
+  }
+
+  /** One conditional PutItem; the reason it was refused, or undefined when stored (or already there). */
+  private async putItem(put: PendingPut): Promise<string | undefined> {
+    const replacesIntent = put.headHash !== undefined && !put.intent;
+    const command = new PutItemCommand({
+      TableName: this.tables.events,
+      Item: put.item,
+      ...(replacesIntent
+        ? {
+            ConditionExpression: 'attribute_not_exists(sk) OR (outcome = :pending AND headHash = :head)',
+            ExpressionAttributeValues: { ':pending': { S: 'pending' }, ':head': { S: put.headHash! } },
+          }
+        : { ConditionExpression: 'attribute_not_exists(sk)' }),
+    });
+    try {
+      await this.client.send(command);
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw storeUnavailable(AUDIT_STORE, error);
+    }
+    // Taken: stored already (a retry) or something else holds the key.
+    const existing = await this.existingItem(put.item);
+    if (existing === undefined) return 'the key was taken and then vanished';
+    if (put.intent && put.headHash !== undefined && existing['headHash']?.S === put.headHash)
+      return undefined;
+    if (sameItem(existing, put.item)) return undefined;
+    if (put.headHash === undefined) return 'another record holds this key';
+    if (existing['headHash']?.S !== put.headHash)
+      return 'another statement (a different fixed part) holds this key';
+    return existing['outcome']?.S === 'pending'
+      ? 'the intent changed meanwhile'
+      : 'this statement is already completed with a different record';
+  }
+
+  private async existingItem(item: Item): Promise<Item | undefined> {
+    const output = await orStoreUnavailable(AUDIT_STORE, () =>
+      this.client.send(
+        new GetItemCommand({
+          TableName: this.tables.events,
+          Key: { sessionId: item['sessionId']!, sk: item['sk']! },
+          ConsistentRead: true,
+        }),
+      ),
+    );
+    return output.Item;
+  }
+
+  /**
+   * Sets the event's attributes on the session item, each only where it is absent or already has
+   * this value: false when some attribute holds another value (nothing is then written). Lists are
+   * compared here after a failed condition (DynamoDB's `=` is for scalars): a re-sent open whose
+   * groups are already there is a retry, not a conflict.
+   */
+  private async updateSession(event: SessionOpenedEvent | SessionClosedEvent): Promise<boolean> {
     const names: Record<string, string> = {};
     const values: Record<string, AttributeValue> = {};
     const assignments: string[] = [];
+    const conditions: string[] = [];
+    const fields = sessionFields(event);
     for (const [name, value] of Object.entries(fields)) {
       const attribute = toAttribute(value);
       if (attribute === undefined) continue;
@@ -123,35 +241,81 @@ export class DynamoDbAuditStore implements AuditStore {
       names[`#f${n}`] = name; // names such as "role" and "database" are DynamoDB reserved words
       values[`:v${n}`] = attribute;
       assignments.push(`#f${n} = :v${n}`);
+      const scalar = attribute.S !== undefined || attribute.N !== undefined || attribute.BOOL !== undefined;
+      conditions.push(
+        scalar ? `(attribute_not_exists(#f${n}) OR #f${n} = :v${n})` : `attribute_not_exists(#f${n})`,
+      );
+    }
+    if (this.options.retentionDays !== undefined) {
+      // The close comes last and pushes the expiry out: a session outlives its statements by its
+      // length. The open sets it only where the close has not.
+      names['#ttl'] = TTL_ATTRIBUTE;
+      values[':ttl'] = { N: String(expiresAt(event.at, this.options.retentionDays)) };
+      assignments.push(event.type === 'session_closed' ? '#ttl = :ttl' : '#ttl = if_not_exists(#ttl, :ttl)');
     }
     const command = new UpdateItemCommand({
       TableName: this.tables.sessions,
       Key: { sessionId: { S: event.sessionId } },
       UpdateExpression: `SET ${assignments.join(', ')}`,
+      ConditionExpression: conditions.join(' AND '),
       ExpressionAttributeNames: names,
       ExpressionAttributeValues: values,
     });
-    await orStoreUnavailable(AUDIT_STORE, () => this.client.send(command));
-  }
-
-  /** Writes one chunk, resending what DynamoDB leaves unprocessed (throttling) with backoff. */
-  private async writeBatch(chunk: WriteRequest[]): Promise<void> {
-    let pending = chunk;
-    for (let attempt = 1; ; attempt += 1) {
-      const command = new BatchWriteItemCommand({ RequestItems: { [this.tables.events]: pending } });
-      const output = await orStoreUnavailable(AUDIT_STORE, () => this.client.send(command));
-      pending = output.UnprocessedItems?.[this.tables.events] ?? [];
-      if (pending.length === 0) return;
-      if (attempt >= this.retry.maxAttempts) {
-        throw new PgWardenError(
-          'STORE_UNAVAILABLE',
-          `DynamoDB left ${pending.length} audit events unwritten after ${attempt} attempts (throttled)`,
-        );
-      }
-      const delay = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
-      await this.retry.sleep(delay / 2 + Math.random() * (delay / 2)); // jitter spreads competing writers
+    try {
+      await this.client.send(command);
+      return true;
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw storeUnavailable(AUDIT_STORE, error);
     }
+    const output = await orStoreUnavailable(AUDIT_STORE, () =>
+      this.client.send(
+        new GetItemCommand({
+          TableName: this.tables.sessions,
+          Key: { sessionId: { S: event.sessionId } },
+          ConsistentRead: true,
+        }),
+      ),
+    );
+    const existing = output.Item === undefined ? {} : fromItem(output.Item);
+    return Object.entries(fields).every(
+      ([name, value]) => value === undefined || canonicalJson(existing[name]) === canonicalJson(value),
+    );
   }
+}
+
+/**
+ * What is wrong with a statement item's own hashes, or undefined; a missing headHash is computed
+ * here (records of sinks without the chain), a given one must be right.
+ */
+function checkStatement(item: Item): string | undefined {
+  const record = recordOfItem(item);
+  const headHash = headHashOf(record);
+  if (record['headHash'] === undefined) {
+    item['headHash'] = { S: headHash };
+    record['headHash'] = headHash;
+  } else if (record['headHash'] !== headHash) {
+    return `headHash does not match the record (expected ${headHash}, found ${String(record['headHash'])})`;
+  }
+  const linked = ['chainIndex', 'prevHash', 'recordHash'].filter((name) => record[name] !== undefined);
+  if (linked.length === 0) return undefined;
+  if (record['outcome'] === 'pending') return 'a record of intent is not a link of the chain';
+  if (linked.length < 3) return 'a chain link needs chainIndex, prevHash and recordHash';
+  const problem = recordHashProblem(record);
+  return (
+    problem &&
+    `${problem.field} does not match the record (expected ${problem.expected}, found ${problem.found})`
+  );
+}
+
+/** The record an events item holds (what the chain hashes): without the layout's attributes. */
+function recordOfItem(item: Item): Record<string, unknown> {
+  const record = fromItem(item);
+  for (const name of ['sk', 'timeKey', 'day', 'decisionDay', TTL_ATTRIBUTE]) delete record[name];
+  return record;
+}
+
+function sameItem(a: Item, b: Item): boolean {
+  return canonicalJson(fromItem(a)) === canonicalJson(fromItem(b));
 }
 
 /**
@@ -192,33 +356,25 @@ function eventItem(
   const fields: Record<string, unknown> = { ...event };
   let at: string;
   if (event.type === 'statement') {
-    Object.assign(fields, statementKeyAttributes(event), capped('text', event.text, MAX_TEXT_BYTES));
+    Object.assign(fields, statementKeyAttributes(event), cappedText('text', event.text, MAX_TEXT_BYTES));
     if (event.errorMessage !== undefined)
-      Object.assign(fields, capped('errorMessage', event.errorMessage, MAX_MESSAGE_BYTES));
+      Object.assign(fields, cappedText('errorMessage', event.errorMessage, MAX_MESSAGE_BYTES));
     at = event.startedAt;
   } else if (event.type === 'approval') {
     // An approval's steps belong to the session that asked, beside its statements (own sk prefix).
     Object.assign(fields, { sk: `APPROVAL#${event.at}#${event.eventId}` });
-    Object.assign(fields, capped('message', event.message, MAX_MESSAGE_BYTES));
+    Object.assign(fields, cappedText('message', event.message, MAX_MESSAGE_BYTES));
     at = event.at;
   } else {
     Object.assign(fields, {
       sessionId: `AUTHFAIL#${event.at.slice(0, 10)}`,
       sk: `${event.at}#${event.eventId}`,
     });
-    Object.assign(fields, capped('message', event.message, MAX_MESSAGE_BYTES));
+    Object.assign(fields, cappedText('message', event.message, MAX_MESSAGE_BYTES));
     at = event.at;
   }
   if (retentionDays !== undefined) fields[TTL_ATTRIBUTE] = expiresAt(at, retentionDays);
   return toItem(fields);
-}
-
-/** Keeps the first `maxBytes` of a long text and records that (and how long it was). */
-function capped(name: string, text: string, maxBytes: number): Record<string, unknown> {
-  const bytes = Buffer.byteLength(text);
-  if (bytes <= maxBytes) return { [name]: text };
-  const head = Buffer.from(text).subarray(0, maxBytes).toString('utf8');
-  return { [name]: head, [`${name}Truncated`]: true, [`${name}Bytes`]: bytes };
 }
 
 /** Runs tasks with at most `limit` in flight; after a failure no new task starts. */

@@ -7,13 +7,19 @@ import { bodyLimit } from 'hono/body-limit';
 import type { ControlPlane } from '../../shared/control-plane.ts';
 import { PgWardenError } from '../../shared/errors.ts';
 import { type Logger, silentLogger } from '../../shared/logger.ts';
-import { requireServiceToken } from './auth.ts';
 import { errorResponse } from './errors.ts';
+import { localProxyAuth, type ProxyAuth, requireProxy } from './proxy-auth.ts';
+import { publicRateLimit, type RateLimitOptions } from './rate-limit.ts';
 import { decisionRequest, eventBatch, openSessionRequest, parse, sessionCheckRequest } from './validate.ts';
 
 export interface AppDeps {
   service: ControlPlane;
+  /** the deployment's secret: locally, the proxy's signing secret when `proxyAuth` is not given */
   serviceToken: string;
+  /** how the proxy's routes authenticate (deployed: 'iam'); default: the local SigV4 key pair */
+  proxyAuth?: ProxyAuth;
+  /** per-caller limits on the public routes (rate-limit.ts); default DEFAULT_PUBLIC_RATE_LIMIT */
+  rateLimit?: RateLimitOptions;
   logger?: Logger;
   /**
    * Further route groups (audit queries, policies, approvals, Slack). Each applies its own auth
@@ -22,6 +28,9 @@ export interface AppDeps {
   routes?: ReadonlyArray<(app: Hono) => void>;
 }
 
+/** What the proxy records through POST /v1/events. */
+const PROXY_EVENT_TYPES = new Set(['statement', 'session_closed']);
+
 /** Above a full batch of 500 statement events; Lambda refuses bodies over 6 MB anyway. */
 const MAX_BODY_BYTES = 5 * 1024 * 1024;
 
@@ -29,9 +38,12 @@ export function createApp(deps: AppDeps): Hono {
   const logger = deps.logger ?? silentLogger;
   const app = new Hono();
 
+  // Public routes only (Slack, people, /healthz): the proxy's are authenticated and not limited here.
+  app.use('*', publicRateLimit(deps.rateLimit));
+
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
-  const proxyOnly = requireServiceToken(deps.serviceToken);
+  const proxyOnly = requireProxy(deps.proxyAuth ?? localProxyAuth(deps.serviceToken));
   app.use(
     '/v1/*',
     bodyLimit({
@@ -63,6 +75,14 @@ export function createApp(deps: AppDeps): Hono {
 
   app.post('/v1/events', proxyOnly, async (c) => {
     const { events } = parse(eventBatch, await jsonBody(c));
+    // The API writes session opens, failed logins and approval steps itself: whoever holds the
+    // proxy's identity must not fabricate a session (verification requires its open) or its approvals.
+    const foreign = events.findIndex((event) => !PROXY_EVENT_TYPES.has(event.type));
+    if (foreign >= 0)
+      throw new PgWardenError(
+        'BAD_REQUEST',
+        `events[${foreign}].type must be statement or session_closed (the API records ${events[foreign]!.type} itself)`,
+      );
     await deps.service.ingest(events);
     return c.json({ stored: events.length });
   });

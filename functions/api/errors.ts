@@ -4,7 +4,7 @@
  */
 import { type ErrorCode, isAuthenticationCode, isPgWardenError } from '../../shared/errors.ts';
 
-export type ErrorStatus = 400 | 401 | 403 | 404 | 500 | 503;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 429 | 500 | 503;
 
 export interface ErrorBody {
   error: { code: ErrorCode; message: string };
@@ -23,6 +23,8 @@ export function httpStatusFor(code: ErrorCode): ErrorStatus {
   if (code === 'FORBIDDEN') return 403;
   if (code === 'BAD_REQUEST') return 400;
   if (code === 'NOT_FOUND') return 404;
+  if (code === 'AUDIT_CONFLICT') return 409;
+  if (code === 'RATE_LIMITED') return 429;
   return 500;
 }
 

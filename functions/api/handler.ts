@@ -95,8 +95,9 @@ const routes = apiRoutes({
   newId: randomUUID,
   logger,
   policySource: policies,
+  proxyAuth: config.proxyAuth,
   // approvals: the notifier queue and Slack interactivity (/slack/events), when configured
   ...(await approvalsRouteContext(approvalsConfig)),
 });
-const app = createApp({ service, serviceToken, logger, routes });
+const app = createApp({ service, serviceToken, proxyAuth: config.proxyAuth, logger, routes });
 export const handler = handle(app);

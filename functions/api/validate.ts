@@ -63,6 +63,17 @@ function listOf<T>(check: Check<T>): Check<T[]> {
   };
 }
 
+/** A hash of the audit chain: 64 lowercase hex digits. */
+const sha256Hex: Check<string> = (value, path) => {
+  if (typeof value !== 'string' || !/^[0-9a-f]{64}$/.test(value)) throw bad(path, 'a SHA-256 in hex');
+  return value;
+};
+
+const trueOnly: Check<true> = (value, path) => {
+  if (value !== true) throw bad(path, 'true');
+  return true;
+};
+
 const boolean: Check<boolean> = (value, path) => {
   if (typeof value !== 'boolean') throw bad(path, 'true or false');
   return value;
@@ -198,6 +209,8 @@ const eventChecks: { [K in AuditEvent['type']]: Check<Extract<AuditEvent, { type
     statements: integer(0),
     reason: oneOf(SESSION_END_REASONS),
     upstreamUser: optional(string),
+    chainLength: optional(integer(0)),
+    chainHead: optional(sha256Hex),
   }),
   auth_failed: object({
     type: oneOf(['auth_failed']),
@@ -281,6 +294,14 @@ const eventChecks: { [K in AuditEvent['type']]: Check<Extract<AuditEvent, { type
     detected: optional(
       listOf(object<DetectorHitRecord>({ detector: string, where: string, values: integer(0) })),
     ),
+    textBytes: optional(integer(0)),
+    textTruncated: optional(trueOnly),
+    errorMessageBytes: optional(integer(0)),
+    errorMessageTruncated: optional(trueOnly),
+    headHash: optional(sha256Hex),
+    chainIndex: optional(integer(1)),
+    prevHash: optional(sha256Hex),
+    recordHash: optional(sha256Hex),
   }),
 };
 

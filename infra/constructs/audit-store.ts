@@ -94,12 +94,15 @@ export class PgWardenAuditStore extends Construct {
   }
 
   /**
-   * Exactly what DynamoDbAuditStore calls: UpdateItem on sessions, BatchWriteItem on events, and the
-   * key only through DynamoDB. Nothing may read, scan or delete the trail through this grant.
+   * Exactly what DynamoDbAuditStore calls: conditional UpdateItem on sessions (an attribute may be
+   * added, never changed), conditional PutItem on events (only where no item is, or a completion over
+   * its own intent) and GetItem to tell a retry from a conflict; the key only through DynamoDB. No
+   * DeleteItem, and no BatchWriteItem (it deletes too and takes no condition): the trail is
+   * append-only through this grant. test/infra/stack.test.ts asserts the list.
    */
   grantAuditWrite(grantee: IGrantable): void {
-    grantTable(grantee, this.sessions, ['dynamodb:UpdateItem']);
-    grantTable(grantee, this.events, ['dynamodb:BatchWriteItem']);
+    grantTable(grantee, this.sessions, ['dynamodb:GetItem', 'dynamodb:UpdateItem']);
+    grantTable(grantee, this.events, ['dynamodb:GetItem', 'dynamodb:PutItem']);
     grantKeyViaDynamoDb(grantee, this.key);
   }
 
@@ -110,9 +113,9 @@ export class PgWardenAuditStore extends Construct {
     grantKeyViaDynamoDb(grantee, this.key);
   }
 
-  /** Approval events only (the notifier records where it posted): BatchWriteItem on events. */
+  /** Approval events only (the notifier records where it posted): conditional PutItem, as above. */
   grantApprovalEventWrite(grantee: IGrantable): void {
-    grantTable(grantee, this.events, ['dynamodb:BatchWriteItem']);
+    grantTable(grantee, this.events, ['dynamodb:GetItem', 'dynamodb:PutItem']);
     grantKeyViaDynamoDb(grantee, this.key);
   }
 

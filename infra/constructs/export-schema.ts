@@ -30,6 +30,9 @@ const SESSION_ATTRIBUTES: Record<string, DynamoType> = {
   statements: 'N',
   endReason: 'S',
   expiresAt: 'N',
+  // the anchor of the session's hash chain (shared/audit-chain.ts)
+  chainLength: 'N',
+  chainHead: 'S',
 };
 
 /**
@@ -96,6 +99,11 @@ const EVENT_ATTRIBUTES: Record<string, DynamoType> = {
   via: 'S',
   textHash: 'S',
   reason: 'S',
+  // the hash chain (shared/audit-chain.ts)
+  headHash: 'S',
+  chainIndex: 'N',
+  prevHash: 'S',
+  recordHash: 'S',
 };
 
 const HIVE_TYPE: Record<'S' | 'N' | 'BOOL' | 'L', string> = {

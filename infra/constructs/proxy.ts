@@ -34,6 +34,7 @@ import {
   OperatingSystemFamily,
 } from 'aws-cdk-lib/aws-ecs';
 import { NetworkLoadBalancer, Protocol } from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import type { IRole } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
@@ -62,12 +63,16 @@ export interface PgWardenProxyProps {
     tls: ISecret;
     /** JSON `{"role": {"user": "…", "password": "…"}, …}` */
     upstreamCredentials: ISecret;
-    serviceToken: ISecret;
     /** PGWARDEN_MASKING_KEY: the HMAC key of the hash and fake mask methods, the same for every task */
     maskingKey: ISecret;
     /** PEM CA bundle for the database's certificate */
     upstreamCa?: ISecret;
   };
+  /**
+   * The task's role: its AWS identity signs every call to the control-plane API (SigV4), which
+   * accepts only this role on the proxy's routes (control-plane.ts). Made by the stack, before the API.
+   */
+  taskRole: IRole;
   /** defaults to the Dockerfile at the repository root */
   image?: ContainerImage;
   task: { cpu: number; memoryMiB: number; architecture: Arch };
@@ -200,6 +205,7 @@ export class PgWardenProxy extends Construct {
   private taskDefinition(props: PgWardenProxyProps): FargateTaskDefinition {
     const storage = props.ephemeralStorageGiB ?? FARGATE_INCLUDED_STORAGE_GIB;
     const taskDefinition = new FargateTaskDefinition(this, 'Task', {
+      taskRole: props.taskRole,
       cpu: props.task.cpu,
       memoryLimitMiB: props.task.memoryMiB,
       ...(storage > FARGATE_INCLUDED_STORAGE_GIB ? { ephemeralStorageGiB: storage } : {}),
@@ -237,6 +243,8 @@ export class PgWardenProxy extends Construct {
         PGWARDEN_UPSTREAM_PORT: String(props.upstream.port),
         PGWARDEN_UPSTREAM_SSL: props.upstream.ssl,
         PGWARDEN_API_URL: props.apiUrl,
+        // the region its API calls are signed for (SigV4 with the task role)
+        PGWARDEN_API_REGION: Stack.of(this).region,
         PGWARDEN_DRAIN_SECONDS: String(props.drainSeconds),
         PGWARDEN_AUDIT_MODE: audit.mode,
         PGWARDEN_AUDIT_PARAMS: audit.params,
@@ -248,7 +256,6 @@ export class PgWardenProxy extends Construct {
         PGWARDEN_TLS_CERT: EcsSecret.fromSecretsManager(secrets.tls, 'cert'),
         PGWARDEN_TLS_KEY: EcsSecret.fromSecretsManager(secrets.tls, 'key'),
         PGWARDEN_UPSTREAM_CREDENTIALS: EcsSecret.fromSecretsManager(secrets.upstreamCredentials),
-        PGWARDEN_SERVICE_TOKEN: EcsSecret.fromSecretsManager(secrets.serviceToken),
         PGWARDEN_MASKING_KEY: EcsSecret.fromSecretsManager(secrets.maskingKey),
         ...(secrets.upstreamCa === undefined
           ? {}
@@ -284,7 +291,7 @@ export class PgWardenProxy extends Construct {
     Validations.of(taskDefinition).acknowledge({
       id: 'AwsSolutions-ECS2',
       reason:
-        'The environment holds only non-secret settings (ports, database host, API URL, drain time); certificates, database credentials, the service token and the masking key come from Secrets Manager as ECS secrets.',
+        "The environment holds only non-secret settings (ports, database host, API URL, drain time); certificates, database credentials and the masking key come from Secrets Manager as ECS secrets. The API is called with the task role's own credentials (SigV4), no stored token.",
     });
     return taskDefinition;
   }

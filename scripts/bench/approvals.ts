@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { createApprovalGate } from '../../proxy/approval-gate.ts';
 import { createHttpApprovalsClient } from '../../proxy/approvals-http.ts';
+import { localSigningFetch } from '../../proxy/aws-sigv4.ts';
 import { createHttpControlPlane } from '../../proxy/control-plane-http.ts';
 import { type RunningProxy, startProxy } from '../../proxy/server.ts';
 import {
@@ -98,9 +99,15 @@ export async function measureApprovalLatencies(options: ApprovalBenchOptions): P
       allowPlaintext: false,
       upstream: { host: stack.postgres.host, port: stack.postgres.port, ssl: 'disable' },
       credentials: () => stack!.postgres.roles.app_rw,
-      controlPlane: createHttpControlPlane({ baseUrl: stack.api.url, serviceToken: stack.api.serviceToken }),
+      controlPlane: createHttpControlPlane({
+        baseUrl: stack.api.url,
+        fetch: localSigningFetch(stack.api.serviceToken),
+      }),
       gate: createApprovalGate({
-        client: createHttpApprovalsClient({ baseUrl: stack.api.url, serviceToken: stack.api.serviceToken }),
+        client: createHttpApprovalsClient({
+          baseUrl: stack.api.url,
+          fetch: localSigningFetch(stack.api.serviceToken),
+        }),
       }),
       proxyId: 'bench-http',
     });

@@ -18,6 +18,7 @@ import {
 } from '../../functions/adapters/dynamodb-audit-store.ts';
 import { createOidcVerifier } from '../../functions/adapters/oidc-verifier.ts';
 import { createControlPlaneService } from '../../functions/api/service.ts';
+import { localSigningFetch } from '../../proxy/aws-sigv4.ts';
 import { createHttpControlPlane } from '../../proxy/control-plane-http.ts';
 import { startProxy } from '../../proxy/server.ts';
 import type { AuditEvent, SerializedAuditEvent } from '../../shared/events.ts';
@@ -85,9 +86,21 @@ function innerStore(): BenchStore {
   if (config!.auditStore === 'discard') return discard;
   if (config!.auditStore === 'dynamodb') return new DynamoDbAuditStore(dynamodb, names);
   // production wiring: batches POSTed to the control-plane API
-  const http = createHttpControlPlane({ baseUrl: config!.api!.url, serviceToken: config!.api!.serviceToken });
+  // As in production, the API writes a session's open itself (POST /v1/events refuses one):
+  // this process opens sessions in-process, so it writes the open as the API would, straight to
+  // the store; everything else goes over HTTP like the deployed proxy's spool.
+  const direct = new DynamoDbAuditStore(dynamodb, names);
+  const http = createHttpControlPlane({
+    baseUrl: config!.api!.url,
+    fetch: localSigningFetch(config!.api!.serviceToken),
+  });
   return {
-    put: (events) => http.ingest([...events]),
+    put: async (events) => {
+      const opens = events.filter((event) => event.type === 'session_opened');
+      if (opens.length > 0) await direct.put(opens);
+      const rest = events.filter((event) => event.type !== 'session_opened');
+      if (rest.length > 0) await http.ingest(rest);
+    },
     putSerialized: (events) => http.ingestSerialized!(events),
   };
 }

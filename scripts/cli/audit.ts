@@ -14,6 +14,9 @@ export const auditUsage = `  audit list [--principal P] [--session S] [--since T
   audit session ID [--json]                     a session: who, from where, how it ended, every statement
   audit export --since T [--until T] [filters] [--format jsonl|csv] [--out FILE]
                                                 every matching statement, all pages, streamed
+  audit verify (--session ID | --from T [--to T]) [--json]
+                                                check each session's hash chain; names the first broken
+                                                link and exits 1 when one is broken
     (auditors only; your token in PGWARDEN_TOKEN; locally: PGWARDEN_TOKEN=$(npm run -s token -- you@example.com --groups auditors))`;
 
 const FILTERS = ['principal', 'session', 'since', 'until', 'decision', 'text'] as const;
@@ -30,6 +33,8 @@ const options = {
   json: { type: 'boolean' },
   format: { type: 'string' },
   out: { type: 'string', short: 'o' },
+  from: { type: 'string' },
+  to: { type: 'string' },
 } as const;
 
 type Values = {
@@ -52,6 +57,7 @@ export const auditCommand: CliCommand = async (args, io) => {
     if (command === 'list' && positionals.length === 0) return await list(io, values);
     if (command === 'session' && positionals.length === 1) return await session(io, positionals[0]!, values);
     if (command === 'export' && positionals.length === 0) return await exportAll(io, values);
+    if (command === 'verify' && positionals.length === 0) return await verify(io, values);
   } catch (error) {
     if (!(error instanceof CliFailure)) throw error;
     io.err(`pgwarden: ${error.message}\n`);
@@ -95,6 +101,73 @@ async function list(io: CliIo, values: Values): Promise<number> {
     io.err(`more statements match: add --cursor ${page.nextCursor} (or use audit export)\n`);
   }
   return 0;
+}
+
+interface ChainVerdictView {
+  sessionId: string;
+  status: 'intact' | 'open' | 'broken';
+  links: number;
+  statements: number;
+  firstBreak?: {
+    seq?: number;
+    eventId?: string;
+    chainIndex?: number;
+    problem: string;
+    expected?: string;
+    found?: string;
+  };
+}
+
+interface VerifyAnswer {
+  ok: boolean;
+  sessions: ChainVerdictView[];
+  more: boolean;
+}
+
+/** `audit verify`: 0 when no chain is broken, 1 when one is (each session's first break is named). */
+async function verify(io: CliIo, values: Values): Promise<number> {
+  const params: Record<string, string> = {};
+  if (values.session !== undefined) {
+    if (values.from !== undefined || values.to !== undefined)
+      throw new UsageFailure('give --session, or --from (and --to), not both');
+    params['session'] = values.session;
+  } else {
+    if (values.from === undefined) throw new UsageFailure('audit verify needs --session ID or --from T');
+    const now = new Date();
+    try {
+      params['since'] = parseTimeBound(values.from, now, '--from');
+      if (values.to !== undefined) params['until'] = parseTimeBound(values.to, now, '--to');
+    } catch (error) {
+      throw new UsageFailure((error as Error).message);
+    }
+  }
+  const answer = await call<VerifyAnswer>(io, `v1/audit/verify?${new URLSearchParams(params)}`);
+  if (values.json) io.out(`${JSON.stringify(answer, null, 2)}\n`);
+  else {
+    if (answer.sessions.length === 0) io.out('no sessions with statements in that window\n');
+    for (const verdict of answer.sessions) io.out(verdictText(verdict));
+    if (answer.more) io.err('more sessions are in that window: narrow --from/--to to check them all\n');
+  }
+  return answer.ok ? 0 : 1;
+}
+
+function verdictText(v: ChainVerdictView): string {
+  const head = `${v.sessionId}: ${v.status} (${v.links} links, ${v.statements} statement records)`;
+  if (v.status === 'open') return `${head}: no close yet, so the end of the chain is not anchored\n`;
+  if (!v.firstBreak) return `${head}\n`;
+  const b = v.firstBreak;
+  const at = [
+    b.seq === undefined ? undefined : `seq ${b.seq}`,
+    b.chainIndex === undefined ? undefined : `link ${b.chainIndex}`,
+    b.eventId === undefined ? undefined : `event ${b.eventId}`,
+  ].filter((part) => part !== undefined);
+  const lines = [
+    `${head}`,
+    `  first broken link${at.length > 0 ? ` at ${at.join(', ')}` : ''}: ${b.problem}`,
+  ];
+  if (b.expected !== undefined) lines.push(`  expected ${b.expected}`);
+  if (b.found !== undefined) lines.push(`  found    ${b.found}`);
+  return `${lines.join('\n')}\n`;
 }
 
 async function session(io: CliIo, id: string, values: Values): Promise<number> {

@@ -140,6 +140,10 @@ describe('buffered audit (durable spool)', () => {
     expect(records.filter((r) => r.outcome !== 'ok')).toEqual([]);
     // Parameters are hashed by default, and each hash is a row's value.
     expect(new Set(records.map((r) => r.params?.[0]))).toEqual(new Set(rows.map(sha256)));
+    // Every session's hash chain holds across the outage, retries included, and its close anchors it.
+    const verdicts = await stack.verify(records.map((r) => r.sessionId));
+    expect(verdicts.filter((v) => v.status !== 'intact')).toEqual([]);
+    expect(verdicts.reduce((sum, v) => sum + v.links, 0)).toBe(records.length);
   }, 90_000);
 
   // 'write' forwards once the intent is in the kernel (write(2)): that survives SIGKILL too.
@@ -178,6 +182,12 @@ describe('buffered audit (durable spool)', () => {
       expect(records.length).toBeGreaterThanOrEqual(result.acknowledged.length);
       expect(records.length).toBeLessThanOrEqual(result.acknowledged.length + result.inFlight.length);
       expect(recorded.size).toBe(records.length);
+      // The chains survive the crash: a killed session's chain ends where its spool ends (no close,
+      // so 'open'), never broken; the sessions after the restart are whole and anchored.
+      const verdicts = await stack.verify(records.map((r) => r.sessionId));
+      expect(verdicts.filter((v) => v.status === 'broken')).toEqual([]);
+      expect(verdicts.some((v) => v.status === 'open')).toBe(true);
+      expect(verdicts.some((v) => v.status === 'intact')).toBe(true);
     },
     120_000,
   );

@@ -300,4 +300,22 @@ describe('every statement, found through the CLI', () => {
     expect(session.stdout).toMatch(/who {7}pat@example\.com, role developer/);
     expect(session.stdout).toMatch(/4 statements, client_terminate/);
   }, 120_000);
+
+  it("verifies every session's hash chain made by the real proxy: all intact, each anchored by its close", async () => {
+    // pgbench, psql (with a refusal) and node-postgres (both protocols): chained by the proxy as they
+    // ran, stored through the append-only store; the closes may still be on their way
+    const deadline = Date.now() + 60_000;
+    let answer: { ok: boolean; sessions: Array<{ sessionId: string; status: string; links: number }> };
+    for (;;) {
+      const out = await cli('verify', '--from', '1h', '--json');
+      answer = JSON.parse(out.stdout);
+      if (out.code === 0 && answer.sessions.every((v) => v.status === 'intact')) break;
+      if (Date.now() > deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    expect(answer.ok).toBe(true);
+    expect(answer.sessions.filter((v) => v.status !== 'intact')).toEqual([]);
+    const links = answer.sessions.reduce((sum, v) => sum + v.links, 0);
+    expect(links).toBe([...expected.values()].reduce((sum, e) => sum + e.statements, 0));
+  }, 120_000);
 });

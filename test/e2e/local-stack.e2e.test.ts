@@ -6,6 +6,7 @@ import { DynamoDBClient, QueryCommand } from '@aws-sdk/client-dynamodb';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tableNames } from '../../functions/adapters/dynamodb-audit-store.ts';
+import { localSigningFetch } from '../../proxy/aws-sigv4.ts';
 import { createHttpControlPlane } from '../../proxy/control-plane-http.ts';
 import { type RunningProxy, startProxy } from '../../proxy/server.ts';
 import { readOrCreateIssuerKeys, signToken } from '../../scripts/local/oidc-issuer.ts';
@@ -298,7 +299,10 @@ describe('the proxy talking to the API over HTTP (the production wiring)', () =>
       allowPlaintext: false,
       upstream: { host: postgres.host, port: postgres.port, ssl: 'disable' },
       credentials: () => postgres.roles.app_ro,
-      controlPlane: createHttpControlPlane({ baseUrl: stack.api.url, serviceToken: stack.api.serviceToken }),
+      controlPlane: createHttpControlPlane({
+        baseUrl: stack.api.url,
+        fetch: localSigningFetch(stack.api.serviceToken),
+      }),
       proxyId: 'remote-test',
     });
   });

@@ -1,9 +1,10 @@
 /**
- * The approvals HTTP API end to end over HTTP: the proxy's routes behind the service token, people's
+ * The approvals HTTP API end to end over HTTP: the proxy's routes behind its signature, people's
  * routes behind real OIDC tokens, every rule of who may decide, long-poll waits released by a
  * decision, and the principals directory that maps Slack users later.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { localSigningFetch } from '../../proxy/aws-sigv4.ts';
 import type { ApprovalView } from '../../shared/approvals.ts';
 import { approvalRequest, REQUESTER, textParams } from '../fakes/approvals.ts';
 import { type ApprovalsApi, SERVICE_TOKEN, startApprovalsApi } from '../fakes/approvals-api.ts';
@@ -18,11 +19,18 @@ beforeAll(async () => {
 });
 afterAll(() => api.stop());
 
-async function call(method: string, path: string, options: { token?: string; body?: unknown } = {}) {
-  const response = await fetch(`${api.url}${path}`, {
+/** The proxy's calls (token SERVICE_TOKEN) are signed as the proxy signs them; others carry a bearer token. */
+async function call(
+  method: string,
+  path: string,
+  options: { token?: string; body?: unknown; bearer?: boolean } = {},
+) {
+  const asProxy = options.token === SERVICE_TOKEN && !options.bearer;
+  const send = asProxy ? localSigningFetch(SERVICE_TOKEN) : fetch;
+  const response = await send(`${api.url}${path}`, {
     method,
     headers: {
-      ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
+      ...(options.token === undefined || asProxy ? {} : { authorization: `Bearer ${options.token}` }),
       ...(options.body === undefined ? {} : { 'content-type': 'application/json' }),
     },
     ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
@@ -51,14 +59,21 @@ describe('the proxy routes', () => {
     ['no token', undefined],
     ['a person token', 'person'],
     ['a wrong token', 'not-the-service-token'],
+    // the old shared secret is no credential: the proxy signs with its AWS identity
+    ['the service token as a bearer token', 'service-bearer'],
   ])('refuse %s with 401', async (_label, kind) => {
-    const token = kind === 'person' ? reviewerToken : kind;
+    const token = kind === 'person' ? reviewerToken : kind === 'service-bearer' ? SERVICE_TOKEN : kind;
     const create = await call('POST', '/v1/approvals', {
       ...(token ? { token } : {}),
+      bearer: kind === 'service-bearer',
       body: approvalRequest(),
     });
     expect(create.status).toBe(401);
-    const wait = await call('GET', '/v1/approvals/x/wait?timeoutMs=0', token ? { token } : {});
+    const wait = await call(
+      'GET',
+      '/v1/approvals/x/wait?timeoutMs=0',
+      token ? { token, bearer: kind === 'service-bearer' } : {},
+    );
     expect(wait.status).toBe(401);
   });
 

@@ -5,11 +5,18 @@
  */
 
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import { BatchWriteItemCommand, type DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { type DynamoDBClient, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { describe, expect, it } from 'vitest';
 import { DynamoDbAuditStore } from '../../functions/adapters/dynamodb-audit-store.ts';
 import { EVENTS_ITEM_TYPE, SESSIONS_ITEM_TYPE } from '../../infra/constructs/export-schema.ts';
-import type { ApprovalEvent } from '../../shared/events.ts';
+import {
+  canonicalJson,
+  genesisHash,
+  headHashOf,
+  linkHash,
+  splitStatement,
+} from '../../shared/audit-chain.ts';
+import type { ApprovalEvent, StatementEvent } from '../../shared/events.ts';
 import { authFailed, sessionClosed, sessionOpened, statement } from '../fakes/events.ts';
 
 type Written = Map<string, string>; // attribute name (lower case, as Glue sees it) → DynamoDB type
@@ -37,18 +44,13 @@ async function writtenAttributes(): Promise<{ sessions: Written; events: Written
         const { ExpressionAttributeNames: names = {}, ExpressionAttributeValues: values = {} } =
           command.input;
         for (const [placeholder, name] of Object.entries(names)) {
-          record(sessions, name, values[placeholder.replace('#f', ':v')]!);
+          record(sessions, name, values[placeholder === '#ttl' ? ':ttl' : placeholder.replace('#f', ':v')]!);
         }
         return {};
       }
-      if (command instanceof BatchWriteItemCommand) {
-        for (const requests of Object.values(command.input.RequestItems ?? {})) {
-          for (const request of requests) {
-            for (const [name, value] of Object.entries(request.PutRequest!.Item!))
-              record(events, name, value);
-          }
-        }
-        return { UnprocessedItems: {} };
+      if (command instanceof PutItemCommand) {
+        for (const [name, value] of Object.entries(command.input.Item!)) record(events, name, value);
+        return {};
       }
       throw new Error(`unexpected ${String(command)}`);
     },
@@ -82,7 +84,8 @@ async function writtenAttributes(): Promise<{ sessions: Written; events: Written
     { retentionDays: 365 },
   ).put([
     sessionOpened({ tokenId: 'jti-1', upstreamUser: 'app_rw' }),
-    sessionClosed({ upstreamUser: 'app_rw' }),
+    sessionClosed({ upstreamUser: 'app_rw', chainLength: 1, chainHead: 'a'.repeat(64) }),
+    linked(statement(2)),
     statement(1, {
       preparedName: 'p1',
       portalName: 'portal-1',
@@ -110,6 +113,14 @@ async function writtenAttributes(): Promise<{ sessions: Written; events: Written
     authFailed({ message: long }),
   ]);
   return { sessions, events };
+}
+
+/** A completed statement record with its chain link (the first of its session). */
+function linked(event: StatementEvent): StatementEvent {
+  const headHash = headHashOf(event as unknown as Record<string, unknown>);
+  const tail = canonicalJson(splitStatement(event as unknown as Record<string, unknown>).tail);
+  const prevHash = genesisHash(event.sessionId);
+  return { ...event, headHash, chainIndex: 1, prevHash, recordHash: linkHash(1, prevHash, headHash, tail) };
 }
 
 /** `struct<name:struct<s:string>,…>` → name → DynamoDB type (lists of maps as `LM{…}`). */

@@ -164,7 +164,7 @@ describe('the bundled proxy', () => {
     const output = collect(child);
     expect(await exited(child)).toBe(1);
     expect(output.text()).toContain('PGWARDEN_UPSTREAM_HOST is missing');
-    expect(output.text()).toContain('PGWARDEN_SERVICE_TOKEN is missing');
+    expect(output.text()).toContain('PGWARDEN_API_REGION is missing');
     expect(output.text()).toContain('PGWARDEN_MASKING_KEY is missing');
   });
 
@@ -178,7 +178,10 @@ describe('the bundled proxy', () => {
       PGWARDEN_UPSTREAM_SSL: 'disable',
       PGWARDEN_UPSTREAM_CREDENTIALS: JSON.stringify({ developer: { user: 'app_rw', password: 'secret' } }),
       PGWARDEN_API_URL: 'http://127.0.0.1:9',
-      PGWARDEN_SERVICE_TOKEN: 'service-token-0123456789abcdef',
+      // the region its API calls are signed for, and credentials as the task role's would be found
+      PGWARDEN_API_REGION: 'eu-west-1',
+      AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+      AWS_SECRET_ACCESS_KEY: 'example-secret-0123456789',
       PGWARDEN_MASKING_KEY: 'masking-key-0123456789abcdef0123456789abcdef',
       PGWARDEN_DRAIN_SECONDS: '1',
     });

@@ -23,6 +23,7 @@ import {
 import { TTL_ATTRIBUTE } from '../../functions/adapters/dynamodb-audit-layout.ts';
 import { ensureAuditTables, tableNames } from '../../functions/adapters/dynamodb-audit-store.ts';
 import { ensurePolicyTable, policyTableName } from '../../functions/adapters/dynamodb-policy-store.ts';
+import { PROXY_ROUTES } from '../../functions/api/proxy-auth.ts';
 import {
   CREDENTIALS_SECRET_ARN,
   nagViolations,
@@ -72,7 +73,9 @@ const indexArn = (name: string, index: string) => ({ 'Fn::Join': ['', [tableArn(
 const secretRef = (description: RegExp) => ({
   Ref: logicalId('AWS::SecretsManager::Secret', { Description: Match.stringLikeRegexp(description.source) }),
 });
-const serviceTokenRef = () => secretRef(/proxy's bearer credential/);
+const proxyTaskRole = () =>
+  logicalId('AWS::IAM::Role', { Description: Match.stringLikeRegexp('signs the proxy') });
+const serviceTokenRef = () => secretRef(/control-plane API's own secret/);
 const maskingKeyRef = () => secretRef(/HMAC key for the hash and fake mask methods/);
 const botTokenRef = () => secretRef(/bot token/);
 const signingSecretRef = () => secretRef(/signing secret/);
@@ -368,6 +371,8 @@ describe('control-plane API (Lambda + HTTP API)', () => {
       PGWARDEN_APPROVALS_QUEUE_URL: { Ref: queueArn()['Fn::GetAtt'][0] },
       PGWARDEN_SLACK_CHANNEL: 'pgwarden-approvals',
       PGWARDEN_SERVICE_TOKEN_SECRET_ARN: serviceTokenRef(),
+      PGWARDEN_PROXY_AUTH: 'iam',
+      PGWARDEN_PROXY_ROLE_ARNS: { 'Fn::GetAtt': [proxyTaskRole(), 'Arn'] },
       SLACK_BOT_TOKEN_SECRET_ARN: botTokenRef(),
       SLACK_SIGNING_SECRET_SECRET_ARN: signingSecretRef(),
       NODE_OPTIONS: '--enable-source-maps',
@@ -387,7 +392,12 @@ describe('control-plane API (Lambda + HTTP API)', () => {
         Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
         Resource: tableArn('pgwarden-sessions'),
       },
-      { Effect: 'Allow', Action: 'dynamodb:BatchWriteItem', Resource: tableArn('pgwarden-events') },
+      {
+        // IAM merges the audit events' grant with the principals directory's (same actions)
+        Effect: 'Allow',
+        Action: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+        Resource: [tableArn('pgwarden-events'), tableArn('pgwarden-principals')],
+      },
       dynamoDbKey,
       {
         Effect: 'Allow',
@@ -433,27 +443,56 @@ describe('control-plane API (Lambda + HTTP API)', () => {
     ]);
   });
 
-  it('routes /healthz, /v1/* and Slack to the function; only /slack/events needs no credential of ours', () => {
+  it("puts the proxy's routes behind the IAM authorizer; people's and Slack's reach the app unchanged", () => {
     const routes = Object.values(resources('AWS::ApiGatewayV2::Route')).map((r) => r.Properties);
-    expect(routes.map((route) => route['RouteKey']).sort()).toEqual([
-      'ANY /v1/{proxy+}',
-      'GET /healthz',
-      'POST /slack/events',
-    ]);
-    // The app authenticates each route itself (service token, OIDC token, Slack's signature):
-    // API Gateway must pass requests through unchanged, Slack's included.
-    for (const route of routes) expect(route['AuthorizationType'] ?? 'NONE').toBe('NONE');
+    const proxyRoutes = PROXY_ROUTES.map(({ method, path }) => `${method} ${path}`).sort();
+    expect(routes.map((route) => route['RouteKey']).sort()).toEqual(
+      [...proxyRoutes, 'ANY /v1/{proxy+}', 'GET /healthz', 'POST /slack/events'].sort(),
+    );
+    for (const route of routes) {
+      // the proxy signs with its task role (SigV4); API Gateway checks it before the function runs
+      const expected = proxyRoutes.includes(route['RouteKey']) ? 'AWS_IAM' : 'NONE';
+      expect(route['AuthorizationType'] ?? 'NONE', route['RouteKey']).toBe(expected);
+    }
     template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
       StageName: '$default',
       AutoDeploy: true,
       AccessLogSettings: { DestinationArn: Match.anyValue(), Format: Match.stringLikeRegexp('requestId') },
       DefaultRouteSettings: { ThrottlingRateLimit: 2000, ThrottlingBurstLimit: 4000 },
+      // the public routes are throttled apart from the proxy's (the default above)
+      RouteSettings: {
+        'POST /slack/events': { ThrottlingRateLimit: 20, ThrottlingBurstLimit: 50 },
+        'ANY /v1/{proxy+}': { ThrottlingRateLimit: 100, ThrottlingBurstLimit: 200 },
+        'GET /healthz': { ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20 },
+      },
     });
+  });
+
+  it("lets only the proxy task role invoke the proxy's routes, each named exactly", () => {
+    const policies = Object.values(resources('AWS::IAM::Policy')).filter((policy) =>
+      JSON.stringify(policy.Properties['PolicyDocument']).includes('execute-api:Invoke'),
+    );
+    expect(policies).toHaveLength(1);
+    const [policy] = policies;
+    expect(policy!.Properties['Roles']).toEqual([{ Ref: proxyTaskRole() }]);
+    const [statement] = policy!.Properties['PolicyDocument'].Statement as Array<Record<string, Json>>;
+    const routes = (statement!.Resource as Json[]).map((r) => r['Fn::Join'][1][2]).sort();
+    expect(routes).toEqual(
+      PROXY_ROUTES.map(({ method, path }) => `/*/${method}${path.replaceAll(/\{[^}]+\}/g, '*')}`).sort(),
+    );
+    template.hasResourceProperties('AWS::IAM::Role', {
+      AssumeRolePolicyDocument: Match.objectLike({
+        Statement: [Match.objectLike({ Principal: { Service: 'ecs-tasks.amazonaws.com' } })],
+      }),
+      Description: Match.stringLikeRegexp('signs the proxy'),
+    });
+    const task = only('AWS::ECS::TaskDefinition').Properties;
+    expect(task['TaskRoleArn']).toEqual({ 'Fn::GetAtt': [proxyTaskRole(), 'Arn'] });
   });
 
   it('generates the service token in Secrets Manager', () => {
     template.hasResourceProperties('AWS::SecretsManager::Secret', {
-      Description: Match.stringLikeRegexp("proxy's bearer credential"),
+      Description: Match.stringLikeRegexp("control-plane API's own secret"),
       GenerateSecretString: { PasswordLength: 64, ExcludePunctuation: true },
     });
   });
@@ -531,17 +570,17 @@ describe('proxy (ECS Fargate behind an NLB)', () => {
     ]);
   });
 
-  it('injects certificate, key, database logins, service token and masking key as ECS secrets', () => {
+  it('injects certificate, key, database logins and masking key as ECS secrets (no API token)', () => {
     const { Secrets, Environment } = container();
     expect(Secrets).toEqual([
       { Name: 'PGWARDEN_TLS_CERT', ValueFrom: `${TLS_SECRET_ARN}:cert::` },
       { Name: 'PGWARDEN_TLS_KEY', ValueFrom: `${TLS_SECRET_ARN}:key::` },
       { Name: 'PGWARDEN_UPSTREAM_CREDENTIALS', ValueFrom: CREDENTIALS_SECRET_ARN },
-      { Name: 'PGWARDEN_SERVICE_TOKEN', ValueFrom: serviceTokenRef() },
       { Name: 'PGWARDEN_MASKING_KEY', ValueFrom: maskingKeyRef() },
     ]);
     const names = (Environment as Array<{ Name: string }>).map((variable) => variable.Name);
     expect(names.sort()).toEqual([
+      'PGWARDEN_API_REGION',
       'PGWARDEN_API_URL',
       'PGWARDEN_AUDIT_MODE',
       'PGWARDEN_AUDIT_PARAMS',
@@ -599,14 +638,14 @@ describe('proxy (ECS Fargate behind an NLB)', () => {
     });
   });
 
-  it('lets the task execution role read exactly the four secrets', () => {
+  it('lets the task execution role read exactly the three secrets (the API token is not one)', () => {
     const { Properties } = only('AWS::IAM::Policy', {
       Roles: [{ Ref: Match.stringLikeRegexp('ExecutionRole') }],
     });
     const statements = Properties['PolicyDocument'].Statement as Array<Record<string, Json>>;
     const secretRead = statements.find((s) => JSON.stringify(s.Action).includes('GetSecretValue'))!;
     // exactly these (IAM merges the grants in its own order)
-    const readable = [TLS_SECRET_ARN, CREDENTIALS_SECRET_ARN, serviceTokenRef(), maskingKeyRef()];
+    const readable = [TLS_SECRET_ARN, CREDENTIALS_SECRET_ARN, maskingKeyRef()];
     expect(secretRead.Resource).toHaveLength(readable.length);
     expect(secretRead.Resource).toEqual(expect.arrayContaining(readable));
     const wildcard = statements.filter((s) => s.Resource === '*');
@@ -778,7 +817,11 @@ describe('approvals (SQS, dead-letter queue and alarm, notifier Lambda)', () => 
         Resource: tableArn('pgwarden-approvals'),
       },
       dynamoDbKey,
-      { Effect: 'Allow', Action: 'dynamodb:BatchWriteItem', Resource: tableArn('pgwarden-events') },
+      {
+        Effect: 'Allow',
+        Action: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+        Resource: tableArn('pgwarden-events'),
+      },
       { Effect: 'Allow', Action: secretRead, Resource: botTokenRef() },
       // What Lambda's SQS poller needs to read messages encrypted with the key.
       { Effect: 'Allow', Action: 'kms:Decrypt', Resource: keyArn() },
@@ -858,6 +901,45 @@ describe('network', () => {
 });
 
 describe('least privilege', () => {
+  it('lets no role delete, batch-write or replace audit items: conditional PutItem and UpdateItem only', () => {
+    const policies = { ...resources('AWS::IAM::Policy'), ...resources('AWS::IAM::ManagedPolicy') };
+    const audit = [tableArn('pgwarden-sessions'), tableArn('pgwarden-events')].map((arn) =>
+      JSON.stringify(arn),
+    );
+    const actions = new Map<string, Set<string>>();
+    for (const policy of Object.values(policies)) {
+      for (const statement of policy.Properties['PolicyDocument'].Statement as Array<Record<string, Json>>) {
+        const onAudit = [statement.Resource].flat().filter((r) => audit.includes(JSON.stringify(r)));
+        for (const resource of onAudit) {
+          const table = JSON.stringify(resource).includes('Sessions') ? 'sessions' : 'events';
+          for (const action of [statement.Action].flat()) {
+            if (!actions.has(table)) actions.set(table, new Set());
+            actions.get(table)!.add(action);
+          }
+        }
+      }
+    }
+    const reads = [
+      'dynamodb:GetItem',
+      'dynamodb:Query',
+      'dynamodb:DescribeTable',
+      'dynamodb:ExportTableToPointInTime',
+    ];
+    const writes = (table: string) =>
+      [...(actions.get(table) ?? [])].filter((a) => !reads.includes(a)).sort();
+    // sessions: attributes added by a conditional UpdateItem; events: items added by a conditional PutItem
+    expect(writes('sessions')).toEqual(['dynamodb:UpdateItem']);
+    expect(writes('events')).toEqual(['dynamodb:PutItem']);
+    const everything = JSON.stringify(policies);
+    for (const forbidden of [
+      'dynamodb:DeleteItem',
+      'dynamodb:BatchWriteItem',
+      'dynamodb:*',
+      'dynamodb:Delete*',
+    ])
+      expect(everything).not.toContain(forbidden);
+  });
+
   it('grants "*" resources only for ecr:GetAuthorizationToken', () => {
     const policies = { ...resources('AWS::IAM::Policy'), ...resources('AWS::IAM::ManagedPolicy') };
     const wildcard = Object.values(policies).flatMap((policy) =>

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createHttpApprovalsClient } from '../../proxy/approvals-http.ts';
+import { localSigningFetch } from '../../proxy/aws-sigv4.ts';
 import type { ApprovalView, CreateApprovalRequest } from '../../shared/approvals.ts';
 import { PgWardenError } from '../../shared/errors.ts';
 
@@ -32,12 +33,13 @@ function clientAnswering(answer: (request: Request) => Response | Promise<Respon
   const seen: Request[] = [];
   const client = createHttpApprovalsClient({
     baseUrl: 'http://api.test/prefix',
-    serviceToken: 'service-token-123456',
     timeoutMs: 200,
-    fetch: (request) => {
+    // signed as in production; the transport records what went out
+    fetch: localSigningFetch('approvals-test-secret-0123456789', async (input, init) => {
+      const request = input instanceof Request && init === undefined ? input : new Request(input, init);
       seen.push(request);
       return answer(request);
-    },
+    }),
   });
   return { client, seen };
 }
@@ -54,13 +56,15 @@ async function failure(promise: Promise<unknown>): Promise<PgWardenError> {
 }
 
 describe('the approvals HTTP client', () => {
-  it('asks for an approval with the service token and the contract body', async () => {
+  it('asks for an approval signed with the proxy identity (no bearer token) and the contract body', async () => {
     const { client, seen } = clientAnswering(() => json({ approval }));
     expect(await client.request(body)).toEqual(approval);
     const sent = seen[0]!;
     expect(sent.method).toBe('POST');
     expect(sent.url).toBe('http://api.test/prefix/v1/approvals');
-    expect(sent.headers.get('authorization')).toBe('Bearer service-token-123456');
+    expect(sent.headers.get('authorization')).toMatch(
+      /^AWS4-HMAC-SHA256 Credential=PGWARDENLOCALPROXY\/\d{8}\/local\/execute-api\/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-pgwarden-nonce, Signature=[0-9a-f]{64}$/,
+    );
     expect(await sent.json()).toEqual(body);
   });
 

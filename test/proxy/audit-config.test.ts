@@ -54,7 +54,7 @@ describe('audit trail configuration', () => {
         PGWARDEN_UPSTREAM_HOST: 'db',
         PGWARDEN_UPSTREAM_CREDENTIALS: '{"developer":{"user":"u","password":"p"}}',
         PGWARDEN_API_URL: 'https://api.example.com',
-        PGWARDEN_SERVICE_TOKEN: 'x'.repeat(32),
+        PGWARDEN_API_REGION: 'eu-west-1',
       }),
     ).toThrow(/PGWARDEN_AUDIT_MODE must be one of buffered, strict.*PGWARDEN_AUDIT_PARAMS/);
   });

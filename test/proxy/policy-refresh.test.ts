@@ -13,7 +13,9 @@ import {
   policyTableName,
 } from '../../functions/adapters/dynamodb-policy-store.ts';
 import { DEFAULT_ACCESS_GROUPS } from '../../functions/api/auth.ts';
+import { localProxyAuth } from '../../functions/api/proxy-auth.ts';
 import { policyRoutes } from '../../functions/api/routes/policies.ts';
+import { localSigningFetch } from '../../proxy/aws-sigv4.ts';
 import { PolicyRefresher } from '../../proxy/policy-refresh.ts';
 import { StatementDecider } from '../../shared/decide.ts';
 import type { Logger } from '../../shared/logger.ts';
@@ -47,7 +49,7 @@ beforeAll(async () => {
   policyRoutes({
     verifier: { verify: async () => Promise.reject(new Error('no people here')) },
     access: DEFAULT_ACCESS_GROUPS,
-    serviceToken,
+    proxyAuth: localProxyAuth(serviceToken),
     store,
     fallback: DEFAULT_POLICY,
     now: () => new Date(),
@@ -79,7 +81,13 @@ const statement = (text: string) => ({
 describe('PolicyRefresher', () => {
   it('loads the current policy, then swaps in a new version on the next poll, and 304s in between', async () => {
     const decider = new StatementDecider();
-    const refresher = new PolicyRefresher({ apiUrl, serviceToken, decider, intervalMs: 60_000, logger });
+    const refresher = new PolicyRefresher({
+      apiUrl,
+      fetch: localSigningFetch(serviceToken),
+      decider,
+      intervalMs: 60_000,
+      logger,
+    });
     expect(refresher.ready).toBe(false);
     requests = [];
     expect(await refresher.refresh()).toBe('changed'); // fresh decider → the served default pack object
@@ -104,7 +112,13 @@ describe('PolicyRefresher', () => {
 
   it('polls on its interval once started', async () => {
     const decider = new StatementDecider();
-    const refresher = new PolicyRefresher({ apiUrl, serviceToken, decider, intervalMs: 50, logger });
+    const refresher = new PolicyRefresher({
+      apiUrl,
+      fetch: localSigningFetch(serviceToken),
+      decider,
+      intervalMs: 50,
+      logger,
+    });
     refresher.start();
     try {
       await expect.poll(() => refresher.ready, { timeout: 5_000 }).toBe(true);
@@ -115,7 +129,13 @@ describe('PolicyRefresher', () => {
 
   it('keeps the last good policy when the API is down, refuses the token, or sends an invalid policy', async () => {
     const decider = new StatementDecider();
-    const refresher = new PolicyRefresher({ apiUrl, serviceToken, decider, intervalMs: 60_000, logger });
+    const refresher = new PolicyRefresher({
+      apiUrl,
+      fetch: localSigningFetch(serviceToken),
+      decider,
+      intervalMs: 60_000,
+      logger,
+    });
     await refresher.refresh();
     const version = decider.policyVersion;
     try {
@@ -135,17 +155,26 @@ describe('PolicyRefresher', () => {
     expect(decider.policyVersion).toBe(version);
     expect(logs.some(([level, m]) => level === 'error' && /does not validate/.test(m))).toBe(true);
 
+    // signed with another key, or not signed at all (a bearer token is no credential): refused
     const wrongToken = new PolicyRefresher({
       apiUrl,
-      serviceToken: 'nope',
+      fetch: localSigningFetch('another-secret-0123456789'),
       decider,
       intervalMs: 60_000,
       logger,
     });
     expect(await wrongToken.refresh()).toBe('failed');
+    const bearer = new PolicyRefresher({
+      apiUrl,
+      fetch: (input, init) => fetch(input, { ...init, headers: { authorization: `Bearer ${serviceToken}` } }),
+      decider,
+      intervalMs: 60_000,
+      logger,
+    });
+    expect(await bearer.refresh()).toBe('failed');
     const down = new PolicyRefresher({
       apiUrl: 'http://127.0.0.1:1',
-      serviceToken,
+      fetch: localSigningFetch(serviceToken),
       decider,
       intervalMs: 60_000,
       logger,

@@ -9,7 +9,7 @@ const valid = {
   PGWARDEN_UPSTREAM_HOST: 'db.internal',
   PGWARDEN_UPSTREAM_CREDENTIALS: '{"developer":{"user":"app_rw","password":"s3cret"}}',
   PGWARDEN_API_URL: 'https://api.example.com',
-  PGWARDEN_SERVICE_TOKEN: 'service-token-0123456789abcdef',
+  PGWARDEN_API_REGION: 'eu-west-1',
   PGWARDEN_MASKING_KEY: 'masking-key-0123456789abcdef0123456789',
 };
 
@@ -52,12 +52,25 @@ describe('proxyConfigFromEnv', () => {
     for (const name of [
       'PGWARDEN_UPSTREAM_HOST',
       'PGWARDEN_API_URL',
-      'PGWARDEN_SERVICE_TOKEN',
+      'PGWARDEN_API_REGION',
       'PGWARDEN_UPSTREAM_SSL',
     ]) {
       expect(message).toContain(name);
     }
     expect(message).toContain('role "developer" needs a string user and password');
+  });
+
+  it("signs its API calls for a region (given, the task's, or the API URL's) and takes no service token", () => {
+    expect(proxyConfigFromEnv(valid).apiRegion).toBe('eu-west-1');
+    const { PGWARDEN_API_REGION: _r, ...noRegion } = valid;
+    expect(proxyConfigFromEnv({ ...noRegion, AWS_REGION: 'us-east-2' }).apiRegion).toBe('us-east-2');
+    const url = 'https://abc123.execute-api.ap-south-1.amazonaws.com';
+    expect(proxyConfigFromEnv({ ...noRegion, PGWARDEN_API_URL: url }).apiRegion).toBe('ap-south-1');
+    expect(problems(noRegion)).toContain('PGWARDEN_API_REGION is missing');
+    // the shared bearer token is gone: a leftover one is named, not silently ignored
+    expect(problems({ ...valid, PGWARDEN_SERVICE_TOKEN: 'x'.repeat(32) })).toContain(
+      'PGWARDEN_SERVICE_TOKEN is no longer used',
+    );
   });
 
   it('needs a masking key shared by every task, long enough to be a secret', () => {

@@ -5,6 +5,7 @@
 import { approvalTableNames, DynamoDbApprovalStore } from '../../adapters/dynamodb-approval-store.ts';
 import { DynamoDbPrincipalDirectory } from '../../adapters/dynamodb-principal-directory.ts';
 import { createApprovalsService } from '../approvals-service.ts';
+import { localProxyAuth } from '../proxy-auth.ts';
 import { approvalRoutes } from './approvals.ts';
 import type { RouteContext, RouteGroup } from './index.ts';
 import { slackRoutes } from './slack.ts';
@@ -27,7 +28,7 @@ export function approvalRouteGroups(ctx: RouteContext): RouteGroup[] {
     approvalRoutes({
       approvals,
       verifier: ctx.verifier,
-      serviceToken: ctx.serviceToken,
+      proxyAuth: ctx.proxyAuth ?? localProxyAuth(ctx.serviceToken),
       reviewers: ctx.access.reviewers,
       principals,
       now: ctx.now,

@@ -1,6 +1,6 @@
 /**
- * The approvals HTTP API (contract in /shared/approvals.ts). The proxy's routes take the service
- * token; people's routes take their OIDC token. Deciding needs membership of the approval's own
+ * The approvals HTTP API (contract in /shared/approvals.ts). The proxy's routes take its AWS
+ * identity (proxy-auth.ts); people's routes take their OIDC token. Deciding needs membership of the approval's own
  * approver groups (checked by the use case, so Slack and HTTP apply the same rules); listing needs
  * the reviewers group.
  */
@@ -27,13 +27,14 @@ import type { TokenVerifier } from '../../../shared/ports.ts';
 import { isSlackChannel } from '../../../shared/slack-channel.ts';
 import { jsonBody } from '../app.ts';
 import type { ApprovalsService } from '../approvals-service.ts';
-import { requireServiceToken, requireUser, userOf, verifiedCaller } from '../auth.ts';
+import { requireUser, userOf, verifiedCaller } from '../auth.ts';
+import { type ProxyAuth, requireProxy } from '../proxy-auth.ts';
 import { decisionRequest, parse } from '../validate.ts';
 
 export interface ApprovalRoutesDeps {
   approvals: ApprovalsService;
   verifier: TokenVerifier;
-  serviceToken: string;
+  proxyAuth: ProxyAuth;
   /** groups that may list approvals */
   reviewers: readonly string[];
   /**
@@ -49,7 +50,7 @@ const MAX_ID_LENGTH = 200;
 
 export function approvalRoutes(deps: ApprovalRoutesDeps): (app: Hono) => void {
   return (app) => {
-    const proxyOnly = requireServiceToken(deps.serviceToken);
+    const proxyOnly = requireProxy(deps.proxyAuth);
     const current = { ...(deps.principals && { principals: deps.principals }), now: deps.now };
     const reviewer = requireUser(deps.verifier, deps.reviewers, 'list approvals', current);
     const person = requirePerson(deps.verifier, current);

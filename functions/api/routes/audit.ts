@@ -4,11 +4,15 @@
  *   → {events, nextCursor} (time order; a session's in statement order);
  * - GET /v1/sessions/:id?limit&cursor → {session, events, nextCursor}: the session record (opened and
  *   closed merged) and its statements in order.
+ * - GET /v1/audit/verify?session=ID, or ?since&until (the sessions with statements in that window)
+ *   → {ok, sessions: [{sessionId, status, links, statements, firstBreak?}], more}: each session's
+ *   hash chain checked (shared/audit-chain.ts); ok is false when any is broken.
  * Filters are validated in shared/audit-query.ts; the cursor is signed, so it only continues the
  * query it came from.
  */
 import { createHash } from 'node:crypto';
 import type { Context, Hono } from 'hono';
+import { type ChainSessionItem, type ChainVerdict, verifySessionChain } from '../../../shared/audit-chain.ts';
 import { encodeAuditCursor, parseAuditQuery } from '../../../shared/audit-query.ts';
 import { PgWardenError } from '../../../shared/errors.ts';
 import type { AuditQuery, TokenVerifier } from '../../../shared/ports.ts';
@@ -57,6 +61,8 @@ export function auditRoutes(deps: AuditRoutesDeps): RouteGroup {
       });
     });
 
+    app.get('/v1/audit/verify', auditorsOnly, (c) => verify(c, deps));
+
     app.get('/v1/sessions/:id', auditorsOnly, async (c) => {
       const sessionId = c.req.param('id');
       const params = queryParams(c);
@@ -78,6 +84,53 @@ export function auditRoutes(deps: AuditRoutesDeps): RouteGroup {
       });
     });
   };
+}
+
+/** Sessions one verify request checks at most (each is read whole). */
+export const MAX_VERIFIED_SESSIONS = 200;
+
+async function verifySession(query: AuditQuery, sessionId: string): Promise<ChainVerdict | undefined> {
+  const [session, statements] = await Promise.all([
+    query.session(sessionId),
+    query.sessionStatements(sessionId),
+  ]);
+  if (session === undefined && statements.length === 0) return undefined;
+  return verifySessionChain(sessionId, session as ChainSessionItem | undefined, statements);
+}
+
+/** GET /v1/audit/verify: one session, or every session with a statement in a time window. */
+async function verify(c: Context, deps: AuditRoutesDeps): Promise<Response> {
+  const params = queryParams(c);
+  const extra = Object.keys(params).filter((name) => !['session', 'since', 'until'].includes(name));
+  if (extra.length > 0)
+    throw new PgWardenError(
+      'BAD_REQUEST',
+      `unknown parameter ${extra.join(', ')}; use session, or since and until`,
+    );
+  const sessionId = params['session'];
+  if (sessionId !== undefined) {
+    if (params['since'] !== undefined || params['until'] !== undefined)
+      throw new PgWardenError('BAD_REQUEST', 'give a session, or since and until, not both');
+    const verdict = await verifySession(deps.query, sessionId);
+    if (verdict === undefined)
+      throw new PgWardenError('NOT_FOUND', `no session ${sessionId} in the audit trail`);
+    return c.json({ ok: verdict.status !== 'broken', sessions: [verdict], more: false });
+  }
+  if (params['since'] === undefined)
+    throw new PgWardenError('BAD_REQUEST', 'give session=ID, or since (and until) for a time window');
+  // the same window rules as the event listing (ISO times or durations back, at most a few days)
+  const window = parseAuditQuery(
+    { since: params['since'], until: params['until'] },
+    deps.now(),
+    deps.cursorKey,
+  );
+  const { ids, more } = await deps.query.sessionsBetween(window.since, window.until, MAX_VERIFIED_SESSIONS);
+  const sessions: ChainVerdict[] = [];
+  for (const id of ids) {
+    const verdict = await verifySession(deps.query, id);
+    if (verdict) sessions.push(verdict);
+  }
+  return c.json({ ok: sessions.every((v) => v.status !== 'broken'), sessions, more });
 }
 
 /** One value per name; a repeated parameter is ambiguous and refused. */

@@ -14,6 +14,7 @@ import { DynamoDbPrincipalDirectory } from '../../adapters/dynamodb-principal-di
 import type { ApprovalsService } from '../approvals-service.ts';
 import type { AccessGroups } from '../auth.ts';
 import type { StoredPolicySource } from '../policy-source.ts';
+import type { ProxyAuth } from '../proxy-auth.ts';
 import { approvalRouteGroups } from './approval-groups.ts';
 import { auditRouteGroup } from './audit.ts';
 import { policyRouteGroup } from './policies.ts';
@@ -25,8 +26,10 @@ export interface RouteContext {
   dynamodb: DynamoDBClient;
   tablePrefix: string;
   access: AccessGroups;
-  /** the proxy's service token, for routes the proxy calls */
+  /** the deployment's secret (signs audit cursors; locally, the proxy's signing secret) */
   serviceToken: string;
+  /** how the proxy's routes authenticate (deployed: 'iam'); default: the local SigV4 key pair */
+  proxyAuth?: ProxyAuth;
   controlPlane: ControlPlane;
   now: () => Date;
   newId: () => string;

@@ -1,13 +1,13 @@
 /**
  * Policies over HTTP (see the "Policies HTTP API" contract):
- * - GET /v1/policies/current: the proxy (service token) or any signed-in person; ETag = version,
- *   If-None-Match → 304, so polling proxies pay for a body only when the policy changed;
+ * - GET /v1/policies/current: any signed-in person; GET /v1/proxy/policies/current: the proxy (its
+ *   AWS identity, proxy-auth.ts). ETag = version, If-None-Match → 304, so polling proxies pay for a
+ *   body only when the policy changed;
  * - PUT /v1/policies: admins; the body is the document as text (YAML or JSON), validated with
  *   line/field issues before anything is stored;
  * - GET /v1/policies: the version history, for admins and auditors.
  * With nothing stored, the current policy is the built-in default pack (or local mode's file).
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Context, Hono, MiddlewareHandler } from 'hono';
 import { PgWardenError } from '../../../shared/errors.ts';
 import { principalFromClaims } from '../../../shared/identity.ts';
@@ -18,12 +18,13 @@ import type { PolicyStore, StoredPolicy } from '../../../shared/policy/stored.ts
 import type { TokenVerifier } from '../../../shared/ports.ts';
 import { DynamoDbPolicyStore, policyTableName } from '../../adapters/dynamodb-policy-store.ts';
 import { type AccessGroups, type CurrentPrincipals, requireUser, userOf } from '../auth.ts';
+import { localProxyAuth, type ProxyAuth, requireProxy } from '../proxy-auth.ts';
 import type { RouteContext } from './index.ts';
 
 export interface PolicyRoutesDeps {
   verifier: TokenVerifier;
   access: AccessGroups;
-  serviceToken: string;
+  proxyAuth: ProxyAuth;
   store: PolicyStore;
   /** current when nothing is stored */
   fallback: Policy;
@@ -43,7 +44,7 @@ export function policyRouteGroup(ctx: RouteContext): (app: Hono) => void {
   return policyRoutes({
     verifier: ctx.verifier,
     access: ctx.access,
-    serviceToken: ctx.serviceToken,
+    proxyAuth: ctx.proxyAuth ?? localProxyAuth(ctx.serviceToken),
     store: source?.store ?? new DynamoDbPolicyStore(ctx.dynamodb, policyTableName(ctx.tablePrefix)),
     fallback: source?.fallback ?? DEFAULT_POLICY,
     now: ctx.now,
@@ -58,7 +59,9 @@ const MAX_HISTORY = 100;
 
 export function policyRoutes(deps: PolicyRoutesDeps): (app: Hono) => void {
   return (app) => {
-    app.get('/v1/policies/current', serviceOrUser(deps.serviceToken, deps.verifier), async (c) => {
+    // People read it with their token; the proxy polls its own route (signed with its AWS identity,
+    // behind the IAM authorizer in AWS: one API Gateway route cannot take both kinds of caller).
+    const current = async (c: Context) => {
       const stored = await deps.store.current();
       const body = stored
         ? {
@@ -73,7 +76,9 @@ export function policyRoutes(deps: PolicyRoutesDeps): (app: Hono) => void {
       c.header('Cache-Control', 'no-cache');
       if (matches(c.req.header('if-none-match'), etag)) return c.body(null, 304);
       return c.json(body);
-    });
+    };
+    app.get('/v1/policies/current', anyPerson(deps.verifier), current);
+    app.get('/v1/proxy/policies/current', requireProxy(deps.proxyAuth), current);
 
     app.put(
       '/v1/policies',
@@ -134,23 +139,17 @@ function matches(header: string | undefined, etag: string): boolean {
   });
 }
 
-/** The proxy (service token) or any person with a valid token: the policy is no secret to either. */
-function serviceOrUser(serviceToken: string, verifier: TokenVerifier): MiddlewareHandler {
-  const expected = sha256(serviceToken);
+/** Any person with a valid token: the policy is no secret to them. */
+function anyPerson(verifier: TokenVerifier): MiddlewareHandler {
   return async (c: Context, next) => {
     const token = /^Bearer +(\S+) *$/i.exec(c.req.header('authorization') ?? '')?.[1];
     if (token === undefined) {
       throw new PgWardenError(
         'AUTH_TOKEN_MISSING',
-        'send the service token or your OIDC token as "Authorization: Bearer <token>"',
+        'send your OIDC token as "Authorization: Bearer <token>"',
       );
     }
-    if (serviceToken === '' || !timingSafeEqual(sha256(token), expected))
-      principalFromClaims(await verifier.verify(token));
+    principalFromClaims(await verifier.verify(token));
     await next();
   };
-}
-
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text).digest();
 }

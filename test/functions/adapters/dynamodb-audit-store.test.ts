@@ -1,17 +1,20 @@
-import {
-  type BatchWriteItemCommand,
-  DescribeTableCommand,
-  type DynamoDBClient,
-  GetItemCommand,
-  QueryCommand,
-} from '@aws-sdk/client-dynamodb';
+import { DescribeTableCommand, GetItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  AuditConflictError,
   DynamoDbAuditStore,
   ensureAuditTables,
   tableNames,
 } from '../../../functions/adapters/dynamodb-audit-store.ts';
+import {
+  canonicalJson,
+  genesisHash,
+  headHashOf,
+  linkHash,
+  splitStatement,
+} from '../../../shared/audit-chain.ts';
 import { PgWardenError } from '../../../shared/errors.ts';
+import type { StatementEvent } from '../../../shared/events.ts';
 import { type LocalDynamoDb, queryPartition, startDynamoDb } from '../../fakes/dynamodb.ts';
 import { authFailed, sessionClosed, sessionOpened, statement } from '../../fakes/events.ts';
 
@@ -172,51 +175,6 @@ describe('DynamoDbAuditStore', () => {
   });
 });
 
-describe('DynamoDbAuditStore retries of unprocessed items', () => {
-  /** A client whose BatchWriteItem leaves the first item of each request unprocessed `throttled` times. */
-  function throttlingClient(throttled: number) {
-    const calls: number[] = [];
-    const client = {
-      async send(command: BatchWriteItemCommand) {
-        const requests = command.input.RequestItems?.['t-events'] ?? [];
-        calls.push(requests.length);
-        const unprocessed = calls.length <= throttled ? requests.slice(0, 1) : [];
-        return { UnprocessedItems: unprocessed.length > 0 ? { 't-events': unprocessed } : {} };
-      },
-    };
-    return { client: client as unknown as DynamoDBClient, calls };
-  }
-
-  it('resends unprocessed items with growing delays until they are written', async () => {
-    const { client, calls } = throttlingClient(3);
-    const delays: number[] = [];
-    const throttled = new DynamoDbAuditStore(client, tableNames('t-'), {
-      baseDelayMs: 100,
-      sleep: async (ms) => {
-        delays.push(ms);
-      },
-    });
-    await throttled.put([statement(1), statement(2)]);
-    expect(calls).toEqual([2, 1, 1, 1]);
-    expect(delays).toHaveLength(3);
-    // Jitter keeps each delay within [half, full] of 100, 200, 400 ms.
-    expect(delays[0]).toBeGreaterThanOrEqual(50);
-    expect(delays[0]).toBeLessThanOrEqual(100);
-    expect(delays[2]).toBeGreaterThanOrEqual(200);
-    expect(delays[2]).toBeLessThanOrEqual(400);
-  });
-
-  it('gives up after the bounded attempts with STORE_UNAVAILABLE', async () => {
-    const { client, calls } = throttlingClient(Number.POSITIVE_INFINITY);
-    const throttled = new DynamoDbAuditStore(client, tableNames('t-'), {
-      maxAttempts: 4,
-      sleep: async () => {},
-    });
-    await expect(throttled.put([statement(1)])).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
-    expect(calls).toHaveLength(4);
-  });
-});
-
 describe('DynamoDbAuditStore layout for the query indexes', () => {
   it('gives a statement its time key, day shard, and a decision partition only when not allowed', async () => {
     await store.put([
@@ -294,5 +252,124 @@ describe('DynamoDbAuditStore layout for the query indexes', () => {
     const items = await queryPartition(db.client, tables.events, 'sess-intent');
     expect(items).toHaveLength(1);
     expect(items[0]?.['outcome']?.S).toBe('ok');
+  });
+});
+
+describe('DynamoDbAuditStore is append-only (every bypass found stays here)', () => {
+  const item = async (sessionId: string, seq: number) =>
+    (await queryPartition(db.client, tables.events, sessionId)).find((i) => i['seq']?.N === String(seq));
+  const conflict = (promise: Promise<unknown>) =>
+    expect(promise).rejects.toMatchObject({ code: 'AUDIT_CONFLICT' });
+  const intent = (seq: number, overrides: Partial<StatementEvent> = {}) =>
+    statement(seq, {
+      outcome: 'pending',
+      durationMs: 0,
+      commandTag: undefined,
+      rows: undefined,
+      ...overrides,
+    });
+
+  it('a re-sent identical record is stored once and is no error (the shipper retries)', async () => {
+    const events = [statement(1, { sessionId: 'ao-retry' }), authFailed({ eventId: 'ao-f' })];
+    await store.put(events);
+    await store.put(events);
+    expect(await queryPartition(db.client, tables.events, 'ao-retry')).toHaveLength(1);
+  });
+
+  it('a record re-sent with one field changed is refused and the stored one stays', async () => {
+    await store.put([statement(1, { sessionId: 'ao-change', rows: 1 })]);
+    await conflict(store.put([statement(1, { sessionId: 'ao-change', rows: 0 })]));
+    await conflict(store.put([statement(1, { sessionId: 'ao-change', text: 'select 2' })]));
+    expect((await item('ao-change', 1))?.['rows']?.N).toBe('1');
+  });
+
+  it('a completion replaces its own intent; a stale intent sent afterwards changes nothing', async () => {
+    await store.put([intent(1, { sessionId: 'ao-step' })]);
+    expect((await item('ao-step', 1))?.['outcome']?.S).toBe('pending');
+    await store.put([statement(1, { sessionId: 'ao-step', outcome: 'ok' })]);
+    await store.put([intent(1, { sessionId: 'ao-step' })]);
+    expect((await item('ao-step', 1))?.['outcome']?.S).toBe('ok');
+  });
+
+  it('in one batch the completion wins over its intent whatever their order', async () => {
+    await store.put([
+      statement(1, { sessionId: 'ao-order', outcome: 'ok' }),
+      intent(1, { sessionId: 'ao-order' }),
+    ]);
+    expect((await item('ao-order', 1))?.['outcome']?.S).toBe('ok');
+  });
+
+  it('an intent completed twice with different outcomes keeps the first completion', async () => {
+    await store.put([intent(1, { sessionId: 'ao-twice' })]);
+    await store.put([statement(1, { sessionId: 'ao-twice', outcome: 'error', sqlstate: '42P01' })]);
+    await conflict(store.put([statement(1, { sessionId: 'ao-twice', outcome: 'ok' })]));
+    expect((await item('ao-twice', 1))?.['outcome']?.S).toBe('error');
+  });
+
+  it('a completion of another statement (different fixed part) cannot replace an intent', async () => {
+    await store.put([intent(1, { sessionId: 'ao-other', text: 'select 1' })]);
+    await conflict(store.put([statement(1, { sessionId: 'ao-other', text: 'delete from orders' })]));
+    await conflict(store.put([intent(1, { sessionId: 'ao-other', text: 'delete from orders' })]));
+    expect((await item('ao-other', 1))?.['text']?.S).toBe('select 1');
+  });
+
+  it('a forged headHash (another head claimed for this record) is refused before any write', async () => {
+    const claimed = statement(1, { sessionId: 'ao-forged', text: 'select 1' });
+    const realHead = headHashOf(claimed as unknown as Record<string, unknown>);
+    await store.put([intent(1, { sessionId: 'ao-forged', text: 'select 1' })]);
+    // the condition compares headHash: a completion claiming the intent's hash over another text
+    const forged = statement(1, { sessionId: 'ao-forged', text: 'drop table orders', headHash: realHead });
+    await conflict(store.put([forged]));
+    expect((await item('ao-forged', 1))?.['text']?.S).toBe('select 1');
+  });
+
+  it('a chain link whose recordHash does not match the record is refused', async () => {
+    const event = statement(1, { sessionId: 'ao-link' });
+    const headHash = headHashOf(event as unknown as Record<string, unknown>);
+    const tail = canonicalJson(splitStatement(event as unknown as Record<string, unknown>).tail);
+    const prevHash = genesisHash('ao-link');
+    const linked = {
+      ...event,
+      headHash,
+      chainIndex: 1,
+      prevHash,
+      recordHash: linkHash(1, prevHash, headHash, tail),
+    };
+    await conflict(store.put([{ ...linked, rows: 5 }]));
+    await conflict(store.put([{ ...linked, recordHash: undefined }]));
+    await store.put([linked]);
+    expect((await item('ao-link', 1))?.['recordHash']?.S).toBe(linked.recordHash);
+  });
+
+  it('stores the rest of a batch when one record is refused, and names the refused one', async () => {
+    await store.put([statement(1, { sessionId: 'ao-partial' })]);
+    const error = await store
+      .put([statement(1, { sessionId: 'ao-partial', rows: 9 }), statement(2, { sessionId: 'ao-partial' })])
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AuditConflictError);
+    expect((error as AuditConflictError).rejected).toEqual([
+      expect.objectContaining({ key: 'ao-partial STMT#000000000001', eventId: 'evt-stmt-1' }),
+    ]);
+    expect(await queryPartition(db.client, tables.events, 'ao-partial')).toHaveLength(2);
+  });
+
+  it('approval steps and failed logins cannot be rewritten either', async () => {
+    await store.put([authFailed({ eventId: 'ao-fail', message: 'expired' })]);
+    await conflict(store.put([authFailed({ eventId: 'ao-fail', message: 'all fine' })]));
+  });
+
+  it('session items: an open or close is re-sendable but never changes what the item holds', async () => {
+    await store.put([sessionOpened({ sessionId: 'ao-sess' })]);
+    await store.put([sessionOpened({ sessionId: 'ao-sess' })]);
+    await conflict(store.put([sessionOpened({ sessionId: 'ao-sess', principal: 'mallory@example.com' })]));
+    // the close may not rename the session's principal either (both events carry it)
+    await conflict(store.put([sessionClosed({ sessionId: 'ao-sess', principal: 'mallory@example.com' })]));
+    await store.put([sessionClosed({ sessionId: 'ao-sess', chainLength: 3, chainHead: 'a'.repeat(64) })]);
+    await conflict(
+      store.put([sessionClosed({ sessionId: 'ao-sess', chainLength: 2, chainHead: 'b'.repeat(64) })]),
+    );
+    const session = await sessionItem('ao-sess');
+    expect(session?.['principal']?.S).toBe('ada@example.com');
+    expect(session?.['chainLength']?.N).toBe('3');
   });
 });

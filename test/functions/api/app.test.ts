@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../../../functions/api/app.ts';
+import { localSigningFetch } from '../../../proxy/aws-sigv4.ts';
 import { PgWardenError } from '../../../shared/errors.ts';
 import { SESSION_END_REASONS } from '../../../shared/events.ts';
 import type { Logger } from '../../../shared/logger.ts';
@@ -7,19 +8,22 @@ import { decisionBody, fakeControlPlane, openedSession, openSessionBody } from '
 import { sessionClosed, statement } from '../../fakes/events.ts';
 
 const serviceToken = 'service-token-0123456789abcdef';
-const auth = { authorization: `Bearer ${serviceToken}` };
 
+/** Signed as the proxy signs (local key pair) unless `headers` are given: then sent as they are. */
 function post(
   app: ReturnType<typeof createApp>,
   path: string,
   body: unknown,
-  headers: Record<string, string> = auth,
+  headers?: Record<string, string>,
 ) {
-  return app.request(path, {
+  const init = {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
-  });
+  };
+  if (headers !== undefined) return app.request(path, init);
+  const signed = localSigningFetch(serviceToken, async (input, i) => app.request(new Request(input, i)));
+  return signed(`http://localhost${path}`, init);
 }
 
 describe('GET /healthz', () => {
@@ -34,7 +38,8 @@ describe('service credential', () => {
   it.each([
     ['no header', {}],
     ['a wrong token', { authorization: 'Bearer not-the-token' }],
-    ['a longer token with the right prefix', { authorization: `Bearer ${serviceToken}x` }],
+    // the old shared bearer token is no credential any more: only a SigV4 signature is
+    ['the service token itself as a bearer token', { authorization: `Bearer ${serviceToken}` }],
     ['another scheme', { authorization: `Basic ${serviceToken}` }],
   ])('refuses %s with 401 and calls nothing', async (_label, headers) => {
     const service = fakeControlPlane();
@@ -46,7 +51,7 @@ describe('service credential', () => {
     );
     expect(response.status).toBe(401);
     expect(await response.json()).toEqual({
-      error: { code: 'AUTH_SERVICE_CREDENTIAL', message: expect.stringContaining('Bearer') },
+      error: { code: 'AUTH_SERVICE_CREDENTIAL', message: expect.stringContaining('SigV4') },
     });
     expect(service.calls.openSession).toEqual([]);
   });
@@ -62,7 +67,7 @@ describe('service credential', () => {
     expect(await response.json()).toEqual({ error: { code: 'NOT_FOUND', message: expect.any(String) } });
   });
 
-  it('keeps the proxy routes behind the service token when other route groups are mounted', async () => {
+  it('keeps the proxy routes behind the proxy signature when other route groups are mounted', async () => {
     const service = fakeControlPlane();
     const app = createApp({
       service,

@@ -3,6 +3,7 @@
  * jose), records written by the real DynamoDB store on dynalite, the routes registered by apiRoutes
  * into the Hono app as deployed. Only auditors read; everyone else is told why.
  */
+
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -24,6 +25,7 @@ import { createApp } from '../../../functions/api/app.ts';
 import { type AccessGroups, DEFAULT_ACCESS_GROUPS } from '../../../functions/api/auth.ts';
 import { apiRoutes } from '../../../functions/api/routes/index.ts';
 import { createControlPlaneService } from '../../../functions/api/service.ts';
+import { localSigningFetch } from '../../../proxy/aws-sigv4.ts';
 import {
   createDevIssuer,
   type DevIssuer,
@@ -269,9 +271,13 @@ describe('GET /v1/audit/events', () => {
       principal: 'ivy@example.com',
       startedAt: new Date().toISOString(),
     });
-    const post = await app.request('/v1/events', {
+    // signed as the proxy signs (the local key pair), answered by the app in-process
+    const asProxy = localSigningFetch(serviceToken, async (input, init) =>
+      app.request(new Request(input, init)),
+    );
+    const post = await asProxy('http://localhost/v1/events', {
       method: 'POST',
-      headers: { ...auth(serviceToken), 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ events: [sent] }),
     });
     expect(post.status).toBe(200);

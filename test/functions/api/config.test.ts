@@ -11,6 +11,7 @@ const valid = {
   PGWARDEN_OIDC_AUDIENCE: 'pgwarden',
   PGWARDEN_ROLES: 'admin=admins,platform;developer=engineering',
   PGWARDEN_SERVICE_TOKEN: 'service-token-0123456789abcdef',
+  PGWARDEN_PROXY_ROLE_ARNS: 'arn:aws:iam::123456789012:role/pgwarden-proxy',
 };
 
 function configError(env: Record<string, string | undefined>): PgWardenError {
@@ -40,7 +41,36 @@ describe('apiConfigFromEnv', () => {
       ],
       serviceToken: { value: 'service-token-0123456789abcdef' },
       tablePrefix: 'pgwarden-',
+      proxyAuth: { mode: 'iam', roleArns: ['arn:aws:iam::123456789012:role/pgwarden-proxy'] },
     });
+  });
+
+  it("authenticates the proxy's routes by IAM (its role named), or by a SigV4 key pair; never by token", () => {
+    const { PGWARDEN_PROXY_ROLE_ARNS: _r, ...noRole } = valid;
+    expect(configError(noRole).message).toContain('PGWARDEN_PROXY_ROLE_ARNS is missing');
+    expect(configError({ ...valid, PGWARDEN_PROXY_ROLE_ARNS: 'pgwarden-proxy' }).message).toContain(
+      'is not an IAM role ARN',
+    );
+    expect(
+      apiConfigFromEnv({
+        ...noRole,
+        PGWARDEN_PROXY_AUTH: 'sigv4',
+        PGWARDEN_PROXY_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+        PGWARDEN_PROXY_SECRET_ACCESS_KEY: 'secret-0123456789abcdef',
+        PGWARDEN_PROXY_SIGNING_REGION: 'eu-west-1',
+      }).proxyAuth,
+    ).toEqual({
+      mode: 'sigv4',
+      accessKeyId: 'AKIDEXAMPLE',
+      secretAccessKey: 'secret-0123456789abcdef',
+      region: 'eu-west-1',
+    });
+    expect(configError({ ...noRole, PGWARDEN_PROXY_AUTH: 'sigv4' }).message).toContain(
+      'PGWARDEN_PROXY_ACCESS_KEY_ID',
+    );
+    expect(configError({ ...valid, PGWARDEN_PROXY_AUTH: 'token' }).message).toContain(
+      'PGWARDEN_PROXY_AUTH must be iam or sigv4',
+    );
   });
 
   it('reads the optional settings', () => {

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../../functions/api/app.ts';
+import { type FetchLike, localSigningFetch } from '../../../proxy/aws-sigv4.ts';
 import { createHttpControlPlane } from '../../../proxy/control-plane-http.ts';
 import { PgWardenError } from '../../../shared/errors.ts';
 import {
@@ -19,6 +20,8 @@ import {
 import { statement } from '../../fakes/events.ts';
 
 const serviceToken = 'service-token-0123456789abcdef';
+/** the proxy's calls, signed with the local key pair the app verifies */
+const signed = localSigningFetch(serviceToken);
 let service: FakeControlPlane;
 let server: ReturnType<typeof serve>;
 let baseUrl: string;
@@ -56,7 +59,7 @@ async function failure(outcome: unknown): Promise<PgWardenError> {
 
 describe('createHttpControlPlane', () => {
   it('opens a session, decides and ingests over HTTP', async () => {
-    const client = createHttpControlPlane({ baseUrl, serviceToken });
+    const client = createHttpControlPlane({ baseUrl, fetch: signed });
     expect(await client.openSession(openSessionBody)).toEqual(openedSession);
     expect(await client.decide(decisionBody)).toEqual({
       action: 'allow',
@@ -70,7 +73,7 @@ describe('createHttpControlPlane', () => {
   it('splits large batches to fit the API limit', async () => {
     const before = service.calls.ingest.length;
     const events = Array.from({ length: 1_201 }, (_, i) => statement(i + 1));
-    await createHttpControlPlane({ baseUrl: `${baseUrl}/`, serviceToken }).ingest(events);
+    await createHttpControlPlane({ baseUrl: `${baseUrl}/`, fetch: signed }).ingest(events);
     expect(service.calls.ingest.slice(before).map((batch) => batch.length)).toEqual([500, 500, 201]);
   });
 
@@ -78,32 +81,32 @@ describe('createHttpControlPlane', () => {
     const before = service.calls.ingest.length;
     const events = Array.from({ length: 501 }, (_, i) => statement(i + 1));
     const serialized = events.map((e) => ({ type: e.type, line: JSON.stringify(e) }));
-    await createHttpControlPlane({ baseUrl, serviceToken }).ingestSerialized!(serialized);
+    await createHttpControlPlane({ baseUrl, fetch: signed }).ingestSerialized!(serialized);
     const batches = service.calls.ingest.slice(before);
     expect(batches.map((batch) => batch.length)).toEqual([500, 1]);
     expect(batches.flat()).toEqual(events);
   });
 
   it('reports a serialized event the API refuses as BAD_REQUEST', async () => {
-    const client = createHttpControlPlane({ baseUrl, serviceToken });
+    const client = createHttpControlPlane({ baseUrl, fetch: signed });
     const bad = { type: 'statement' as const, line: JSON.stringify({ type: 'statement', seq: 'x' }) };
     expect((await failure(client.ingestSerialized!([bad]))).code).toBe('BAD_REQUEST');
   });
 
   it('rethrows the API error with the same code and message', async () => {
-    const client = createHttpControlPlane({ baseUrl, serviceToken });
+    const client = createHttpControlPlane({ baseUrl, fetch: signed });
     const error = await failure(client.openSession({ ...openSessionBody, user: 'grace@example.com' }));
     expect(error.code).toBe('AUTH_USER_MISMATCH');
     expect(error.message).toContain('grace@example.com');
   });
 
-  it('reports a wrong service token as AUTH_SERVICE_CREDENTIAL', async () => {
-    const client = createHttpControlPlane({ baseUrl, serviceToken: 'wrong-token' });
+  it('reports a signature with the wrong key as AUTH_SERVICE_CREDENTIAL', async () => {
+    const client = createHttpControlPlane({ baseUrl, fetch: localSigningFetch('wrong-secret-0123456789') });
     expect((await failure(client.decide(decisionBody))).code).toBe('AUTH_SERVICE_CREDENTIAL');
   });
 
   it('reports a refused body as BAD_REQUEST', async () => {
-    const client = createHttpControlPlane({ baseUrl, serviceToken });
+    const client = createHttpControlPlane({ baseUrl, fetch: signed });
     const bad = { ...decisionBody, statement: { text: 1 } } as unknown as typeof decisionBody;
     expect((await failure(client.decide(bad))).code).toBe('BAD_REQUEST');
   });
@@ -113,7 +116,7 @@ describe('createHttpControlPlane', () => {
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const port = (closed.address() as AddressInfo).port;
     await new Promise((resolve) => closed.close(resolve));
-    const client = createHttpControlPlane({ baseUrl: `http://127.0.0.1:${port}`, serviceToken });
+    const client = createHttpControlPlane({ baseUrl: `http://127.0.0.1:${port}`, fetch: signed });
     const error = await failure(client.openSession(openSessionBody));
     expect(error.code).toBe('CONTROL_PLANE_UNAVAILABLE');
     expect(error.message).not.toContain(openSessionBody.token);
@@ -126,7 +129,7 @@ describe('createHttpControlPlane', () => {
       const port = (slow.address() as AddressInfo).port;
       const client = createHttpControlPlane({
         baseUrl: `http://127.0.0.1:${port}`,
-        serviceToken,
+        fetch: signed,
         timeoutMs: 200,
       });
       const error = await failure(client.decide(decisionBody));
@@ -139,12 +142,12 @@ describe('createHttpControlPlane', () => {
   });
 
   it('treats a non-pgwarden 502 as unavailable and a garbled decision as a failure', async () => {
-    const gateway: typeof fetch = async () => new Response('Bad Gateway', { status: 502 });
-    const viaGateway = createHttpControlPlane({ baseUrl, serviceToken, fetch: gateway });
+    const gateway: FetchLike = async () => new Response('Bad Gateway', { status: 502 });
+    const viaGateway = createHttpControlPlane({ baseUrl, fetch: gateway });
     expect((await failure(viaGateway.openSession(openSessionBody))).code).toBe('CONTROL_PLANE_UNAVAILABLE');
 
-    const garbled: typeof fetch = async () => Response.json({ action: 'maybe' });
-    const viaGarbled = createHttpControlPlane({ baseUrl, serviceToken, fetch: garbled });
+    const garbled: FetchLike = async () => Response.json({ action: 'maybe' });
+    const viaGarbled = createHttpControlPlane({ baseUrl, fetch: garbled });
     expect((await failure(viaGarbled.decide(decisionBody))).code).toBe('CONTROL_PLANE_UNAVAILABLE');
   });
 });
@@ -173,8 +176,14 @@ describe('session checks over HTTP', () => {
     });
     const client = createHttpControlPlane({
       baseUrl: 'http://api.test',
-      serviceToken,
-      fetch: async (input, init) => request(new URL(String(input)).pathname, init ?? {}),
+      fetch: localSigningFetch(serviceToken, async (input, init) => {
+        const req = input instanceof Request ? input : new Request(input, init);
+        return request(new URL(req.url).pathname, {
+          method: req.method,
+          headers: req.headers,
+          body: req.method === 'GET' ? undefined : await req.text(),
+        });
+      }),
     });
     expect(await client.checkSession!(check)).toEqual({ status: 'active' });
     expect(await client.checkSession!({ ...check, subject: 'gone-1' })).toEqual({
@@ -184,18 +193,18 @@ describe('session checks over HTTP', () => {
     expect(seen[0]).toEqual(check);
     const anonymous = await request('/v1/session-checks', { method: 'POST', body: JSON.stringify(check) });
     expect(anonymous.status).toBe(401);
-    const invalid = await request('/v1/session-checks', {
+    // a bearer token (the old shared secret) is not the proxy's identity any more
+    const bearer = await request('/v1/session-checks', {
       method: 'POST',
       headers: { authorization: `Bearer ${serviceToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ ...check, issuer: '' }),
+      body: JSON.stringify(check),
     });
-    expect(invalid.status).toBe(400);
+    expect(bearer.status).toBe(401);
   });
 
   it('treats an answer it does not understand as no confirmation', async () => {
     const client = createHttpControlPlane({
       baseUrl: 'http://api.test',
-      serviceToken,
       fetch: async () => new Response(JSON.stringify({ status: 'fine' }), { status: 200 }),
     });
     expect((await failure(client.checkSession!(check))).code).toBe('CONTROL_PLANE_UNAVAILABLE');

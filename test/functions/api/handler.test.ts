@@ -15,6 +15,19 @@ import { type LocalDynamoDb, queryPartition, startDynamoDb } from '../../fakes/d
 import { startTestIssuer, type TestIssuer } from '../../fakes/oidc-issuer.ts';
 
 const serviceToken = 'handler-service-token-0123456789';
+const PROXY_ROLE_ARN = 'arn:aws:iam::123456789012:role/pgwarden-proxy-task';
+/** What API Gateway's IAM authorizer puts in the event once it verified the proxy's signature. */
+const asProxy = {
+  iam: {
+    accessKey: 'ASIAEXAMPLE',
+    accountId: '123456789012',
+    callerId: 'AROAEXAMPLE:task',
+    cognitoIdentity: null,
+    principalOrgId: null,
+    userArn: 'arn:aws:sts::123456789012:assumed-role/pgwarden-proxy-task/8f1e2d3c',
+    userId: 'AROAEXAMPLE:task',
+  },
+};
 let idp: TestIssuer;
 let db: LocalDynamoDb;
 
@@ -31,6 +44,7 @@ beforeAll(async () => {
   vi.stubEnv('PGWARDEN_OIDC_AUDIENCE', idp.audience);
   vi.stubEnv('PGWARDEN_ROLES', 'developer=engineering');
   vi.stubEnv('PGWARDEN_SERVICE_TOKEN', serviceToken);
+  vi.stubEnv('PGWARDEN_PROXY_ROLE_ARNS', PROXY_ROLE_ARN);
   vi.stubEnv('PGWARDEN_TABLE_PREFIX', 'lambda-');
   vi.stubEnv('PGWARDEN_DYNAMODB_ENDPOINT', db.endpoint);
   vi.stubEnv('AWS_REGION', 'us-east-1');
@@ -48,6 +62,7 @@ function event(
   path: string,
   body?: unknown,
   headers: Record<string, string> = {},
+  authorizer: Record<string, unknown> = {},
 ): LambdaEvent {
   return {
     version: '2.0',
@@ -59,7 +74,7 @@ function event(
       accountId: '123456789012',
       apiId: 'api',
       authentication: null,
-      authorizer: {},
+      authorizer,
       domainName: 'api.example.com',
       domainPrefix: 'api',
       http: { method, path, protocol: 'HTTP/1.1', sourceIp: '10.0.0.1', userAgent: 'test' },
@@ -86,14 +101,7 @@ describe('Lambda handler', () => {
     expect(health.statusCode).toBe(200);
 
     const token = await idp.sign({ email: 'ada@example.com', groups: ['engineering'] });
-    const opened = await handler(
-      event(
-        'POST',
-        '/v1/sessions',
-        { ...openSessionBody, token },
-        { authorization: `Bearer ${serviceToken}` },
-      ),
-    );
+    const opened = await handler(event('POST', '/v1/sessions', { ...openSessionBody, token }, {}, asProxy));
     expect(opened.statusCode).toBe(200);
     const { sessionId, role } = JSON.parse(opened.body) as { sessionId: string; role: string };
     expect(role).toBe('developer');
@@ -101,15 +109,26 @@ describe('Lambda handler', () => {
 
     const refused = await handler(event('POST', '/v1/sessions', { ...openSessionBody, token }));
     expect(refused.statusCode).toBe(401);
-
-    await handler(
+    // deployed, the old shared token opens nothing: only the IAM authorizer's proxy role does
+    const bearer = await handler(
       event(
         'POST',
         '/v1/sessions',
-        { ...openSessionBody, token: '' },
+        { ...openSessionBody, token },
         { authorization: `Bearer ${serviceToken}` },
       ),
     );
+    expect(bearer.statusCode).toBe(401);
+    const otherRole = {
+      iam: { ...asProxy.iam, userArn: 'arn:aws:sts::123456789012:assumed-role/some-other-role/x' },
+    };
+    const stranger = await handler(
+      event('POST', '/v1/sessions', { ...openSessionBody, token }, {}, otherRole),
+    );
+    expect(stranger.statusCode).toBe(401);
+    expect(JSON.parse(stranger.body)).toMatchObject({ error: { code: 'AUTH_SERVICE_CREDENTIAL' } });
+
+    await handler(event('POST', '/v1/sessions', { ...openSessionBody, token: '' }, {}, asProxy));
     const today = new Date().toISOString().slice(0, 10);
     const failures = await queryPartition(db.client, 'lambda-events', `AUTHFAIL#${today}`);
     expect(failures.map((item) => item['code']?.S)).toEqual(['AUTH_TOKEN_MISSING']);
@@ -120,7 +139,8 @@ describe('Lambda handler', () => {
         'POST',
         '/v1/decisions',
         { ...decisionBody, session: { ...decisionBody.session, sessionId } },
-        { authorization: `Bearer ${serviceToken}` },
+        {},
+        asProxy,
       ),
     );
     expect(decided.statusCode, decided.body).toBe(200);

@@ -70,7 +70,7 @@ beforeAll(async () => {
   );
   const idOf = (text: string) => secretIds.find(([, description]) => description.includes(text))![0];
   secretRefs = {
-    [idOf("proxy's bearer credential")]: SECRET('service-token'),
+    [idOf("control-plane API's own secret")]: SECRET('service-token'),
     [idOf('bot token')]: SECRET('slack-bot-token'),
     [idOf('signing secret')]: SECRET('slack-signing-secret'),
   };
@@ -125,6 +125,8 @@ function stubDeployedEnv(variables: Record<string, Json>, testOnly: Record<strin
       vi.stubEnv(name, secretRefs[value.Ref]);
     } else if (name === 'PGWARDEN_APPROVALS_QUEUE_URL') {
       vi.stubEnv(name, queueUrl);
+    } else if (name === 'PGWARDEN_PROXY_ROLE_ARNS') {
+      vi.stubEnv(name, PROXY_ROLE_ARN);
     } else {
       throw new Error(`the test cannot resolve ${name} = ${JSON.stringify(value)}`);
     }
@@ -149,6 +151,8 @@ function httpApiEvent(
   headers: Record<string, string> = {},
   routeKey = `${method} ${path}`,
 ): LambdaEvent {
+  // API Gateway's IAM authorizer ran on the proxy's routes: its verdict is the caller's ARN
+  const proxyCall = headers === asProxy;
   return {
     version: '2.0',
     routeKey,
@@ -163,6 +167,14 @@ function httpApiEvent(
       http: { method, path, protocol: 'HTTP/1.1', sourceIp: '203.0.113.9', userAgent: 'test' },
       requestId: randomUUID(),
       routeKey,
+      ...(proxyCall && {
+        authorizer: {
+          iam: {
+            accountId: '123456789012',
+            userArn: `arn:aws:sts::123456789012:assumed-role/${PROXY_ROLE_NAME}/task-1`,
+          },
+        },
+      }),
       stage: '$default',
       time: '25/Nov/2026:21:00:00 +0000',
       timeEpoch: Date.now(),
@@ -173,7 +185,10 @@ function httpApiEvent(
 }
 
 const json = (value: unknown) => JSON.stringify(value);
-const asProxy = { authorization: `Bearer ${SERVICE_TOKEN}`, 'content-type': 'application/json' };
+/** A proxy call: signed with the task role, which API Gateway verified (see httpApiEvent). */
+const asProxy = { 'content-type': 'application/json' };
+const PROXY_ROLE_NAME = 'PgWarden-ProxyTaskRole-1A2B3C';
+const PROXY_ROLE_ARN = `arn:aws:iam::123456789012:role/${PROXY_ROLE_NAME}`;
 
 describe('the API function with its deployed environment', () => {
   const handler: ApiHandler = (event) => apiHandler(event);
@@ -221,8 +236,12 @@ describe('the API function with its deployed environment', () => {
     expect(JSON.parse(decided.body)).toMatchObject({ action: 'allow', ruleId: expect.any(String) });
   });
 
-  it('refuses /v1 without the service token, and a token that is not the deployed one', async () => {
-    for (const authorization of [undefined, 'Bearer not-the-deployed-service-token']) {
+  it("refuses the proxy routes without the IAM authorizer's proxy role, the service token included", async () => {
+    for (const authorization of [
+      undefined,
+      'Bearer not-the-deployed-service-token',
+      `Bearer ${SERVICE_TOKEN}`,
+    ]) {
       const response = await handler(
         httpApiEvent(
           'POST',

@@ -19,8 +19,10 @@ import { createOidcVerifier } from '../../../../functions/adapters/oidc-verifier
 import { createApp } from '../../../../functions/api/app.ts';
 import { DEFAULT_ACCESS_GROUPS } from '../../../../functions/api/auth.ts';
 import { StoredPolicySource } from '../../../../functions/api/policy-source.ts';
+import { localProxyAuth } from '../../../../functions/api/proxy-auth.ts';
 import { policyRoutes } from '../../../../functions/api/routes/policies.ts';
 import { createControlPlaneService } from '../../../../functions/api/service.ts';
+import { localSigningFetch } from '../../../../proxy/aws-sigv4.ts';
 import { createDevIssuer, type DevIssuer, issuerAlgorithm } from '../../../../scripts/local/oidc-issuer.ts';
 import { getFreePort } from '../../../../scripts/local/postgres.ts';
 import { DEFAULT_POLICY, DEFAULT_POLICY_YAML } from '../../../../shared/policy/default-policy.ts';
@@ -77,7 +79,7 @@ async function newApi() {
       policyRoutes({
         verifier,
         access: DEFAULT_ACCESS_GROUPS,
-        serviceToken,
+        proxyAuth: localProxyAuth(serviceToken),
         store,
         fallback: DEFAULT_POLICY,
         now: () => new Date(),
@@ -94,6 +96,9 @@ const json = async (response: Response): Promise<any> => response.json();
 const token = (email: string, groups: string[]) =>
   issuer.issueToken({ email, groups, ttlSeconds: 600, audience });
 const auth = (t: string) => ({ authorization: `Bearer ${t}` });
+/** requests signed as the proxy signs them (local key pair), answered by the app in-process */
+const asProxy = (app: { request: (r: Request) => Response | Promise<Response> }) =>
+  localSigningFetch(serviceToken, async (input, init) => app.request(new Request(input, init)));
 
 const DENY_DROP = `version: team-1
 default: { action: allow }
@@ -107,7 +112,7 @@ rules:
 describe('GET /v1/policies/current', () => {
   it('serves the default pack while nothing is stored, to the proxy and to any signed-in person', async () => {
     const { app } = await newApi();
-    const viaProxy = await app.request('/v1/policies/current', { headers: auth(serviceToken) });
+    const viaProxy = await asProxy(app)('http://localhost/v1/proxy/policies/current');
     expect(viaProxy.status).toBe(200);
     expect(viaProxy.headers.get('etag')).toBe(`"${DEFAULT_POLICY.version}"`);
     const body = await json(viaProxy);
@@ -121,10 +126,11 @@ describe('GET /v1/policies/current', () => {
 
   it('answers 304 to If-None-Match with the current version, and 200 once it changed', async () => {
     const { app } = await newApi();
-    const first = await app.request('/v1/policies/current', { headers: auth(serviceToken) });
+    const proxy = asProxy(app);
+    const first = await proxy('http://localhost/v1/proxy/policies/current');
     const etag = first.headers.get('etag') ?? '';
-    const again = await app.request('/v1/policies/current', {
-      headers: { ...auth(serviceToken), 'if-none-match': etag },
+    const again = await proxy('http://localhost/v1/proxy/policies/current', {
+      headers: { 'if-none-match': etag },
     });
     expect(again.status).toBe(304);
     expect(await again.text()).toBe('');
@@ -134,8 +140,8 @@ describe('GET /v1/policies/current', () => {
       body: DENY_DROP,
     });
     expect(put.status).toBe(200);
-    const changed = await app.request('/v1/policies/current', {
-      headers: { ...auth(serviceToken), 'if-none-match': etag },
+    const changed = await proxy('http://localhost/v1/proxy/policies/current', {
+      headers: { 'if-none-match': etag },
     });
     expect(changed.status).toBe(200);
     expect(changed.headers.get('etag')).toBe('"v1"');
@@ -147,6 +153,15 @@ describe('GET /v1/policies/current', () => {
     expect((await app.request('/v1/policies/current')).status).toBe(401);
     const wrong = await app.request('/v1/policies/current', { headers: auth(`${serviceToken}x`) });
     expect(wrong.status).toBe(401);
+    // the old service token is no credential on either route any more
+    expect((await app.request('/v1/policies/current', { headers: auth(serviceToken) })).status).toBe(401);
+    expect((await app.request('/v1/proxy/policies/current', { headers: auth(serviceToken) })).status).toBe(
+      401,
+    );
+    // a person's token does not open the proxy's route, nor a signature the people's route
+    const person = await token('dev@example.com', ['engineering']);
+    expect((await app.request('/v1/proxy/policies/current', { headers: auth(person) })).status).toBe(401);
+    expect((await asProxy(app)('http://localhost/v1/policies/current')).status).toBe(401);
     const t = await token('dev@example.com', ['engineering']);
     const forged = `${t.slice(0, -4)}AAAA`;
     expect((await app.request('/v1/policies/current', { headers: auth(forged) })).status).toBe(401);
@@ -160,9 +175,9 @@ describe('PUT /v1/policies', () => {
       ...decisionBody,
       statement: { text: 'drop table orders', protocol: 'simple' as const },
     };
-    const before = await app.request('/v1/decisions', {
+    const before = await asProxy(app)('http://localhost/v1/decisions', {
       method: 'POST',
-      headers: { ...auth(serviceToken), 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify(request),
     });
     expect((await json(before)).action).toBe('require_approval');
@@ -175,9 +190,9 @@ describe('PUT /v1/policies', () => {
     expect(put.status).toBe(200);
     expect(await json(put)).toMatchObject({ version: 'v1', declaredVersion: 'team-1', rules: 1 });
     expect(source.decider.policyVersion).toBe('v1');
-    const after = await app.request('/v1/decisions', {
+    const after = await asProxy(app)('http://localhost/v1/decisions', {
       method: 'POST',
-      headers: { ...auth(serviceToken), 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify(request),
     });
     expect(await json(after)).toMatchObject({ action: 'deny', ruleId: 'no-drop', policyVersion: 'v1' });
@@ -205,12 +220,8 @@ describe('PUT /v1/policies', () => {
       expect(put.status, groups.join()).toBe(403);
       expect((await json(put)).error.code).toBe('FORBIDDEN');
     }
-    const proxy = await app.request('/v1/policies', {
-      method: 'PUT',
-      headers: auth(serviceToken),
-      body: DENY_DROP,
-    });
-    expect(proxy.status).toBe(401); // the service token is no person
+    const proxy = await asProxy(app)('http://localhost/v1/policies', { method: 'PUT', body: DENY_DROP });
+    expect(proxy.status).toBe(401); // the proxy is no person
     expect((await app.request('/v1/policies', { method: 'PUT', body: DENY_DROP })).status).toBe(401);
     expect(await store.current()).toBeUndefined();
   });
@@ -306,9 +317,9 @@ describe("POST /v1/decisions with the session's prepared statements", () => {
   it('decides an EXECUTE through what the name was prepared with, and denies an unknown name', async () => {
     const { app } = await newApi();
     const decide = async (statement: Record<string, unknown>) => {
-      const response = await app.request('/v1/decisions', {
+      const response = await asProxy(app)('http://localhost/v1/decisions', {
         method: 'POST',
-        headers: { ...auth(serviceToken), 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ ...decisionBody, statement: { protocol: 'simple', ...statement } }),
       });
       expect(response.status).toBe(200);
@@ -327,9 +338,9 @@ describe("POST /v1/decisions with the session's prepared statements", () => {
         prepared: JSON.parse('{"__proto__": ["PREPARE x AS SELECT 1"]}'),
       }),
     ).toMatchObject({ action: 'allow' });
-    const bad = await app.request('/v1/decisions', {
+    const bad = await asProxy(app)('http://localhost/v1/decisions', {
       method: 'POST',
-      headers: { ...auth(serviceToken), 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({
         ...decisionBody,
         statement: { text: 'EXECUTE p', protocol: 'simple', prepared: { p: 'x' } },

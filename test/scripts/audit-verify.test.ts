@@ -1,0 +1,328 @@
+/**
+ * `pgwarden audit verify` and GET /v1/audit/verify against the real API (dev issuer tokens, the
+ * DynamoDB store on dynalite). Each session's records are made by the proxy's own record and chain
+ * code and stored through the append-only store; then someone with direct access to the table
+ * tampers with them (change a field, delete, reorder, insert, recompute a forged chain) and
+ * verification must name the first broken link.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DeleteItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { serve } from '@hono/node-server';
+import { Hono } from 'hono';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { statementSk, toItem } from '../../functions/adapters/dynamodb-audit-layout.ts';
+import {
+  DynamoDbAuditStore,
+  ensureAuditTables,
+  tableNames,
+} from '../../functions/adapters/dynamodb-audit-store.ts';
+import { createOidcVerifier } from '../../functions/adapters/oidc-verifier.ts';
+import { createApp } from '../../functions/api/app.ts';
+import { DEFAULT_ACCESS_GROUPS } from '../../functions/api/auth.ts';
+import { apiRoutes } from '../../functions/api/routes/index.ts';
+import { createControlPlaneService } from '../../functions/api/service.ts';
+import { auditCommand } from '../../scripts/cli/audit.ts';
+import { createDevIssuer, type DevIssuer, issuerAlgorithm } from '../../scripts/local/oidc-issuer.ts';
+import { getFreePort } from '../../scripts/local/postgres.ts';
+import {
+  canonicalJson,
+  genesisHash,
+  headHashOf,
+  linkHash,
+  splitStatement,
+} from '../../shared/audit-chain.ts';
+import type { StatementEvent } from '../../shared/events.ts';
+import { silentLogger } from '../../shared/logger.ts';
+import { type ChainedSession, chainedSession } from '../fakes/chained-session.ts';
+import { type LocalDynamoDb, queryPartition, startDynamoDb } from '../fakes/dynamodb.ts';
+import { sessionOpened } from '../fakes/events.ts';
+
+const audience = 'pgwarden-verify-test';
+const serviceToken = 'audit-verify-service-token-0123456789';
+const prefix = 'ver-';
+const tables = tableNames(prefix);
+let dir = '';
+let dynamo: LocalDynamoDb;
+let issuer: DevIssuer;
+let server: Server;
+let apiUrl = '';
+let auditorToken = '';
+let store: DynamoDbAuditStore;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'pgwarden-audit-verify-'));
+  dynamo = await startDynamoDb();
+  const port = await getFreePort('127.0.0.1');
+  apiUrl = `http://127.0.0.1:${port}`;
+  issuer = createDevIssuer({ dataDir: dir, issuerUrl: `${apiUrl}/dev-oidc` });
+  await ensureAuditTables(dynamo.client, tables);
+  store = new DynamoDbAuditStore(dynamo.client, tables);
+  const verifier = createOidcVerifier({ issuer: issuer.issuerUrl, audience, algorithms: [issuerAlgorithm] });
+  const controlPlane = createControlPlaneService({
+    verifier,
+    store,
+    roles: [{ role: 'developer', groups: ['engineering'] }],
+    now: () => new Date(),
+    newId: () => crypto.randomUUID(),
+  });
+  const routes = apiRoutes({
+    verifier,
+    dynamodb: dynamo.client,
+    tablePrefix: prefix,
+    access: DEFAULT_ACCESS_GROUPS,
+    serviceToken,
+    controlPlane,
+    now: () => new Date(),
+    newId: () => crypto.randomUUID(),
+    logger: silentLogger,
+  });
+  const root = new Hono();
+  root.route('/dev-oidc', issuer.app);
+  root.route('/', createApp({ service: controlPlane, serviceToken, routes }));
+  server = await new Promise<Server>((resolve) => {
+    const s = serve({ fetch: root.fetch, hostname: '127.0.0.1', port }, () => resolve(s as Server));
+  });
+  auditorToken = await issuer.issueToken({
+    email: 'audrey@example.com',
+    groups: ['auditors'],
+    ttlSeconds: 600,
+    audience,
+  });
+}, 60_000);
+
+afterAll(async () => {
+  server?.closeAllConnections();
+  await new Promise((resolve) => server?.close(resolve));
+  await dynamo?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function verify(args: string[]) {
+  let out = '';
+  let err = '';
+  const code = await auditCommand(['verify', ...args], {
+    out: (text) => {
+      out += text;
+    },
+    err: (text) => {
+      err += text;
+    },
+    env: { PGWARDEN_API_URL: apiUrl, PGWARDEN_TOKEN: auditorToken },
+  });
+  return { code, out, err };
+}
+
+async function verifyJson(sessionId: string) {
+  const { code, out } = await verify(['--session', sessionId, '--json']);
+  return { code, answer: JSON.parse(out) as { ok: boolean; sessions: Array<Record<string, unknown>> } };
+}
+
+/** Stores a session of `count` statements as the proxy and the API would (open, chained records, close). */
+async function stored(sessionId: string, count = 5): Promise<ChainedSession> {
+  const session = chainedSession(sessionId, count);
+  await store.put([sessionOpened({ sessionId, eventId: `${sessionId}-open` })]);
+  await store.put([...session.statements, session.close]);
+  return session;
+}
+
+const key = (sessionId: string, seq: number) => ({
+  sessionId: { S: sessionId },
+  sk: { S: statementSk(seq) },
+});
+
+/** Overwrites a stored statement item directly in the table (what the API's grant no longer allows). */
+async function overwrite(record: StatementEvent): Promise<void> {
+  const fields: Record<string, unknown> = { ...record, sk: statementSk(record.seq) };
+  await dynamo.client.send(new PutItemCommand({ TableName: tables.events, Item: toItem(fields) }));
+}
+
+/** A record with its own hashes recomputed after a change: a forger who knows the algorithm. */
+function rehashed(record: StatementEvent, chainIndex: number, prevHash: string): StatementEvent {
+  const fields = { ...record, chainIndex, prevHash } as unknown as Record<string, unknown>;
+  const headHash = headHashOf(fields);
+  const recordHash = linkHash(chainIndex, prevHash, headHash, canonicalJson(splitStatement(fields).tail));
+  return { ...record, headHash, chainIndex, prevHash, recordHash };
+}
+
+describe('audit verify', () => {
+  it('an untouched session is intact: exit 0, every link counted', async () => {
+    await stored('v-intact');
+    const { code, out } = await verify(['--session', 'v-intact']);
+    expect(code).toBe(0);
+    expect(out).toContain('v-intact: intact (5 links, 5 statement records)');
+  });
+
+  it('a changed outcome field: names the record and the expected and found hash, exit 1', async () => {
+    await stored('v-field');
+    await dynamo.client.send(
+      new UpdateItemCommand({
+        TableName: tables.events,
+        Key: key('v-field', 3),
+        UpdateExpression: 'SET #rows = :r',
+        ExpressionAttributeNames: { '#rows': 'rows' },
+        ExpressionAttributeValues: { ':r': { N: '0' } },
+      }),
+    );
+    const { code, out } = await verify(['--session', 'v-field']);
+    expect(code).toBe(1);
+    expect(out).toContain('v-field: broken');
+    expect(out).toMatch(/first broken link at seq 3, link 3, event v-field-e3: the record's recordHash/);
+    expect(out).toMatch(/expected [0-9a-f]{64}\n {2}found {4}[0-9a-f]{64}/);
+  });
+
+  it('a changed fixed field (the statement text) breaks the head hash', async () => {
+    await stored('v-text');
+    await dynamo.client.send(
+      new UpdateItemCommand({
+        TableName: tables.events,
+        Key: key('v-text', 2),
+        UpdateExpression: 'SET #t = :t',
+        ExpressionAttributeNames: { '#t': 'text' },
+        ExpressionAttributeValues: { ':t': { S: 'select harmless' } },
+      }),
+    );
+    const { code, answer } = await verifyJson('v-text');
+    expect(code).toBe(1);
+    expect(answer.sessions[0]).toMatchObject({
+      status: 'broken',
+      firstBreak: { seq: 2, chainIndex: 2, problem: expect.stringContaining('headHash') },
+    });
+  });
+
+  it('a deleted record in the middle: the missing link is named', async () => {
+    await stored('v-delete');
+    await dynamo.client.send(new DeleteItemCommand({ TableName: tables.events, Key: key('v-delete', 3) }));
+    const { code, answer } = await verifyJson('v-delete');
+    expect(code).toBe(1);
+    expect(answer.sessions[0]).toMatchObject({
+      links: 2,
+      firstBreak: { chainIndex: 3, problem: expect.stringContaining('link 3 is missing') },
+    });
+  });
+
+  it('the last record deleted: the close no longer anchors the chain', async () => {
+    await stored('v-tail');
+    await dynamo.client.send(new DeleteItemCommand({ TableName: tables.events, Key: key('v-tail', 5) }));
+    const { code, answer } = await verifyJson('v-tail');
+    expect(code).toBe(1);
+    expect(answer.sessions[0]).toMatchObject({
+      firstBreak: {
+        problem: expect.stringContaining('does not anchor'),
+        found: expect.stringMatching(/^4 links/),
+      },
+    });
+  });
+
+  it('two records reordered (each rehashed by a forger): the first swapped link is named', async () => {
+    const { statements } = await stored('v-order');
+    const [s2, s3] = [statements[1]!, statements[2]!];
+    // swap their positions in the chain, recomputing each record's own hashes so each alone checks
+    await overwrite(rehashed(s3, 2, s2.prevHash!));
+    await overwrite(rehashed(s2, 3, s3.prevHash!));
+    const { answer } = await verifyJson('v-order');
+    expect(answer.sessions[0]).toMatchObject({
+      status: 'broken',
+      firstBreak: { chainIndex: 3, problem: expect.stringContaining('prevHash') },
+    });
+  });
+
+  it('an inserted record claiming a link already taken', async () => {
+    const { statements } = await stored('v-insert');
+    const fake = rehashed(
+      { ...statements[2]!, seq: 9, eventId: 'fake', text: 'select 9' },
+      3,
+      statements[2]!.prevHash!,
+    );
+    await overwrite(fake);
+    const { answer } = await verifyJson('v-insert');
+    expect(answer.sessions[0]).toMatchObject({
+      firstBreak: { chainIndex: 3, problem: expect.stringContaining('two records claim link 3') },
+    });
+  });
+
+  it('a record appended after the close (a valid link of its own): the anchor shows it', async () => {
+    const { statements } = await stored('v-append');
+    const last = statements[4]!;
+    await overwrite(
+      rehashed({ ...last, seq: 6, eventId: 'late', text: 'delete from orders' }, 6, last.recordHash!),
+    );
+    const { answer } = await verifyJson('v-append');
+    expect(answer.sessions[0]).toMatchObject({
+      firstBreak: {
+        problem: expect.stringContaining('does not anchor'),
+        found: expect.stringMatching(/^6 links/),
+      },
+    });
+  });
+
+  it('a forged chain (every later record rehashed after a change) is still caught by the anchor', async () => {
+    const { statements } = await stored('v-forged');
+    let prev = genesisHash('v-forged');
+    for (const [i, record] of statements.entries()) {
+      const changed = i === 1 ? { ...record, rows: 0 } : record;
+      const forged = rehashed(changed, i + 1, prev);
+      await overwrite(forged);
+      prev = forged.recordHash!;
+    }
+    const { answer } = await verifyJson('v-forged');
+    expect(answer.sessions[0]).toMatchObject({
+      firstBreak: { problem: expect.stringContaining('does not anchor') },
+    });
+  });
+
+  it('a session nobody opened through the API (records written under a made-up id) is broken', async () => {
+    const { statements, close } = chainedSession('v-madeup', 2);
+    await store.put([...statements, close]);
+    const { code, answer } = await verifyJson('v-madeup');
+    expect(code).toBe(1);
+    expect(answer.sessions[0]).toMatchObject({
+      firstBreak: { problem: expect.stringContaining('not opened through the API') },
+    });
+  });
+
+  it('a session still running (no close) is open, not broken; an intent is allowed there', async () => {
+    const { statements } = chainedSession('v-open', 3);
+    await store.put([sessionOpened({ sessionId: 'v-open', eventId: 'v-open-open' }), ...statements]);
+    const { code, out } = await verify(['--session', 'v-open']);
+    expect(code).toBe(0);
+    expect(out).toContain('v-open: open (3 links');
+  });
+
+  it('checks every session with statements in a time window and fails when one is broken', async () => {
+    const { code, answer } = await (async () => {
+      const r = await verify(['--from', '1h', '--json']);
+      return {
+        code: r.code,
+        answer: JSON.parse(r.out) as { ok: boolean; sessions: Array<{ sessionId: string; status: string }> },
+      };
+    })();
+    expect(code).toBe(1);
+    expect(answer.ok).toBe(false);
+    const byId = Object.fromEntries(answer.sessions.map((s) => [s.sessionId, s.status]));
+    expect(byId).toMatchObject({ 'v-intact': 'intact', 'v-field': 'broken', 'v-open': 'open' });
+  });
+
+  it('names an unknown session with NOT_FOUND and refuses a caller outside the auditors', async () => {
+    const missing = await verify(['--session', 'v-nobody']);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toContain('no session v-nobody');
+    const engineer = await issuer.issueToken({
+      email: 'eve@example.com',
+      groups: ['engineering'],
+      ttlSeconds: 600,
+      audience,
+    });
+    const response = await fetch(`${apiUrl}/v1/audit/verify?session=v-intact`, {
+      headers: { authorization: `Bearer ${engineer}` },
+    });
+    expect(response.status).toBe(403);
+    expect(await response.json()).toMatchObject({ error: { code: 'FORBIDDEN' } });
+  });
+
+  it('the stored records were untouched by verification (it only reads)', async () => {
+    expect(await queryPartition(dynamo.client, tables.events, 'v-intact')).toHaveLength(5);
+  });
+});
