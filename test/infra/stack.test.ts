@@ -393,10 +393,10 @@ describe('control-plane API (Lambda + HTTP API)', () => {
         Resource: tableArn('pgwarden-sessions'),
       },
       {
-        // IAM merges the audit events' grant with the principals directory's (same actions)
+        // append-only: new items and intent → completion by conditional PutItem; no delete, no batch
         Effect: 'Allow',
         Action: ['dynamodb:GetItem', 'dynamodb:PutItem'],
-        Resource: [tableArn('pgwarden-events'), tableArn('pgwarden-principals')],
+        Resource: tableArn('pgwarden-events'),
       },
       dynamoDbKey,
       {

@@ -13,6 +13,10 @@ import { DeleteItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/c
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  approvalTableNames,
+  ensureApprovalTables,
+} from '../../functions/adapters/dynamodb-approval-store.ts';
 import { statementSk, toItem } from '../../functions/adapters/dynamodb-audit-layout.ts';
 import {
   DynamoDbAuditStore,
@@ -59,6 +63,8 @@ beforeAll(async () => {
   apiUrl = `http://127.0.0.1:${port}`;
   issuer = createDevIssuer({ dataDir: dir, issuerUrl: `${apiUrl}/dev-oidc` });
   await ensureAuditTables(dynamo.client, tables);
+  // people's API calls are checked against the principals directory (identities table)
+  await ensureApprovalTables(dynamo.client, approvalTableNames(prefix));
   store = new DynamoDbAuditStore(dynamo.client, tables);
   const verifier = createOidcVerifier({ issuer: issuer.issuerUrl, audience, algorithms: [issuerAlgorithm] });
   const controlPlane = createControlPlaneService({
