@@ -178,7 +178,8 @@ describe('session checks over HTTP', () => {
       baseUrl: 'http://api.test',
       fetch: localSigningFetch(serviceToken, async (input, init) => {
         const req = input instanceof Request ? input : new Request(input, init);
-        return request(new URL(req.url).pathname, {
+        // the whole URL: the signature covers the host
+        return request(req.url, {
           method: req.method,
           headers: req.headers,
           body: req.method === 'GET' ? undefined : await req.text(),
