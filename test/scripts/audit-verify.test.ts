@@ -354,7 +354,7 @@ describe('no route rewrites or deletes the trail (every route, every method, eve
       audience,
     });
     // what an attacker would send: the session's records with the outcome changed, a close with another anchor
-    const changed = statements.map((s) => ({ ...s, outcome: 'error', rows: 0 }));
+    const changed = statements.map((s): StatementEvent => ({ ...s, outcome: 'error', rows: 0 }));
     const body = JSON.stringify({
       events: [...changed, { ...close, chainLength: 0, chainHead: genesisHash('v-routes') }],
     });
@@ -381,7 +381,8 @@ describe('no route rewrites or deletes the trail (every route, every method, eve
         });
         statuses.push(`${method} ${path} ${asProxy.status} ${asAdmin.status}`);
         // nothing answers a write to the trail with success, for either caller
-        if (path === '/v1/events' && method === 'POST') expect(asProxy.status).toBe(409);
+        // records whose hashes no longer match: the batch is refused whole (400)
+        if (path === '/v1/events' && method === 'POST') expect(asProxy.status).toBe(400);
         else
           expect(
             [asProxy.status, asAdmin.status].filter((s) => s >= 200 && s < 300),
@@ -390,6 +391,20 @@ describe('no route rewrites or deletes the trail (every route, every method, eve
       }
     }
     expect(statuses.length).toBe(paths.length * 4);
+    // the same change with every hash recomputed: well-formed, but the keys are taken (409)
+    let prev = genesisHash('v-routes');
+    const forged = changed.map((record, i) => {
+      const link = rehashed(record, i + 1, prev);
+      prev = link.recordHash!;
+      return link;
+    });
+    const rewrite = await signed(`${apiUrl}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ events: forged }),
+    });
+    expect(rewrite.status).toBe(409);
+    expect(await rewrite.json()).toMatchObject({ error: { code: 'AUDIT_CONFLICT' } });
     expect(await snapshot()).toEqual(before);
     expect((await verifyJson('v-routes')).answer.sessions[0]).toMatchObject({ status: 'intact', links: 5 });
   });
