@@ -45,21 +45,27 @@ export function createHttpApprovalsClient(options: HttpApprovalsClientOptions): 
     limitMs: number,
     signal: AbortSignal | undefined,
   ): Promise<ApprovalView> {
-    // A timer, not AbortSignal.timeout: that signal is held weakly and may be collected (and
-    // never fire) while nothing but a stalled request refers to it.
+    // A timer and one controller held by this call, not AbortSignal.timeout or AbortSignal.any:
+    // those signals are held weakly and may be collected (and never fire) while nothing but a
+    // stalled request refers to them, and the signing fetch passes the signal on once more.
     const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(), limitMs);
+    const abort = new AbortController();
+    const timer = setTimeout(() => {
+      timeout.abort();
+      abort.abort(timeout.signal.reason);
+    }, limitMs);
+    const callerGone = () => abort.abort(signal?.reason);
+    if (signal?.aborted) callerGone();
+    else signal?.addEventListener('abort', callerGone, { once: true });
     let status: number;
     let payload: unknown;
     try {
-      const response = await fetchImpl(
-        new Request(new URL(path, base), {
-          method,
-          headers: body === undefined ? {} : { 'content-type': 'application/json' },
-          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-          signal: signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal,
-        }),
-      );
+      const response = await fetchImpl(new URL(path, base), {
+        method,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: abort.signal,
+      });
       status = response.status;
       payload = await response.json().catch(() => undefined);
     } catch (cause) {
@@ -73,6 +79,7 @@ export function createHttpApprovalsClient(options: HttpApprovalsClientOptions): 
       );
     } finally {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', callerGone);
     }
     if (status >= 200 && status < 300) {
       const approval = (payload as { approval?: ApprovalView } | undefined)?.approval;

@@ -20,7 +20,8 @@
  *   record under a taken key is refused: the rest of the batch is stored and put() then throws
  *   AuditConflictError naming the refused records.
  * A statement record's own hashes (headHash, and the chain link of a completed record) must be
- * right, or it is refused too (shared/audit-chain.ts); its place in the chain is checked by
+ * right (shared/audit-chain.ts), or the whole batch is refused (BAD_REQUEST, nothing written): the
+ * proxy keeps it in its spool rather than lose it. Its place in the chain is checked by
  * `audit verify`, which needs the whole session.
  * Every field of an event is stored as it comes (nested values as maps and lists), so fields the
  * proxy adds reach the store and the query API without a change here.
@@ -128,7 +129,8 @@ export class DynamoDbAuditStore implements AuditStore {
   async put(events: readonly AuditEvent[]): Promise<void> {
     const rejected: AuditRejection[] = [];
     const tasks: Array<() => Promise<void>> = [];
-    for (const put of this.eventPuts(events, rejected).values()) {
+    const puts = this.eventPuts(events);
+    for (const put of puts.values()) {
       tasks.push(async () => {
         const refusal = await this.putItem(put);
         if (refusal) rejected.push({ key: put.key, eventId: put.eventId, reason: refusal });
@@ -154,8 +156,9 @@ export class DynamoDbAuditStore implements AuditStore {
    * The events items of a batch, one per key: a completed statement record wins over its intent
    * whatever their order (an intent re-sent after its completion must not be the copy written).
    */
-  private eventPuts(events: readonly AuditEvent[], rejected: AuditRejection[]): Map<string, PendingPut> {
+  private eventPuts(events: readonly AuditEvent[]): Map<string, PendingPut> {
     const puts = new Map<string, PendingPut>();
+    const unsound: string[] = [];
     for (const event of events) {
       if (event.type === 'session_opened' || event.type === 'session_closed') continue;
       const item = eventItem(event, this.options.retentionDays);
@@ -164,7 +167,7 @@ export class DynamoDbAuditStore implements AuditStore {
       if (event.type === 'statement') {
         const problem = checkStatement(item);
         if (problem !== undefined) {
-          rejected.push({ key, eventId: event.eventId, reason: problem });
+          unsound.push(`${key}: ${problem}`);
           continue;
         }
         put = { ...put, intent: item['outcome']?.S === 'pending', headHash: item['headHash']!.S! };
@@ -172,6 +175,16 @@ export class DynamoDbAuditStore implements AuditStore {
       const earlier = puts.get(key);
       if (earlier && !earlier.intent && put.intent && earlier.headHash === put.headHash) continue;
       puts.set(key, put);
+    }
+    if (unsound.length > 0) {
+      // Nothing of the batch is written: a record whose hashes do not match its fields is a proxy
+      // and API that disagree on the fields (versions) or an altered record. Refusing the batch
+      // keeps it in the proxy's spool (retried, and statements refused once the spool is full)
+      // instead of dropping it as a conflict would.
+      throw new PgWardenError(
+        'BAD_REQUEST',
+        `${unsound.length} statement record(s) do not match their own hashes: ${unsound.slice(0, 3).join('; ')}`,
+      );
     }
     return puts;
   }

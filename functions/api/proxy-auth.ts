@@ -55,6 +55,7 @@ export function localProxyAuth(secret: string): ProxyAuth {
  */
 export const PROXY_ROUTES = [
   { method: 'POST', path: '/v1/sessions' },
+  { method: 'POST', path: '/v1/session-checks' },
   { method: 'POST', path: '/v1/decisions' },
   { method: 'POST', path: '/v1/events' },
   { method: 'POST', path: '/v1/approvals' },

@@ -13,8 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningProxy, startProxy } from '../../proxy/server.ts';
 import { type LocalPostgres, startLocalPostgres } from '../../scripts/local/postgres.ts';
 import { ensureLocalCertificate } from '../../scripts/local/tls.ts';
+import { verifySessionChain } from '../../shared/audit-chain.ts';
 import type { SessionClosedEvent, StatementEvent } from '../../shared/events.ts';
 import { InMemoryControlPlane } from '../fakes/proxy-control-plane.ts';
+import { RawClient } from '../fixtures/raw-client.ts';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -203,5 +205,63 @@ describe('statement records', () => {
       ),
     );
     expect(closed.reason).toBe('network_loss');
+  });
+});
+
+describe('hash chain of a session the real relay ran', () => {
+  it('chains a refusal completed before a pipelined statement still running, and anchors the close', async () => {
+    const proxy = await proxyWith('hashed');
+    const previous = controlPlane.decider;
+    controlPlane.decider = (request) =>
+      /drop/i.test(request.statement.text)
+        ? { action: 'deny', ruleId: 'no-drop', reason: 'no drops', policyVersion: 'test' }
+        : previous(request);
+    try {
+      const { client } = await RawClient.connect({
+        host: '127.0.0.1',
+        port: proxy.port,
+        user: 'alice@example.com',
+        database: 'app',
+        password: 'good-token',
+        parameters: { application_name: 'chain-pipeline' },
+      });
+      // One pipeline: a slow SELECT, then a Parse the policy refuses, then a quick SELECT. The
+      // refusal completes (seq 2) while seq 1 still runs on the server.
+      client.send(
+        serialize.parse({ name: '', text: 'select pg_sleep(0.2)' }),
+        serialize.bind({}),
+        serialize.execute({}),
+        serialize.parse({ name: 'd', text: 'drop table nothing' }),
+        serialize.parse({ name: '', text: 'select 1' }),
+        serialize.bind({}),
+        serialize.execute({}),
+        serialize.sync(),
+      );
+      await client.untilReady();
+      client.send(serialize.query('select 2'), serialize.end());
+      await client.untilClosed();
+      const closed = await until(() =>
+        controlPlane.events.find(
+          (e): e is SessionClosedEvent =>
+            e.type === 'session_closed' &&
+            recordsOf('chain-pipeline').some((r) => r.sessionId === e.sessionId),
+        ),
+      );
+      const records = recordsOf('chain-pipeline');
+      const refused = records.find((r) => r.decision === 'deny')!;
+      const slow = records.find((r) => r.text === 'select pg_sleep(0.2)')!;
+      // the chain follows the order the proxy completed them: the refusal came first
+      expect(refused.seq).toBeGreaterThan(slow.seq);
+      expect(refused.chainIndex).toBeLessThan(slow.chainIndex!);
+      expect(closed).toMatchObject({ chainLength: records.length });
+      const verdict = verifySessionChain(
+        closed.sessionId,
+        { openedAt: 'x', closedAt: closed.at, chainLength: closed.chainLength, chainHead: closed.chainHead },
+        records as unknown as Array<Record<string, unknown>>,
+      );
+      expect(verdict).toMatchObject({ status: 'intact', links: records.length });
+    } finally {
+      controlPlane.decider = previous;
+    }
   });
 });

@@ -9,7 +9,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DeleteItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  DeleteItemCommand,
+  GetItemCommand,
+  PutItemCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,6 +33,7 @@ import { createApp } from '../../functions/api/app.ts';
 import { DEFAULT_ACCESS_GROUPS } from '../../functions/api/auth.ts';
 import { apiRoutes } from '../../functions/api/routes/index.ts';
 import { createControlPlaneService } from '../../functions/api/service.ts';
+import { localSigningFetch } from '../../proxy/aws-sigv4.ts';
 import { auditCommand } from '../../scripts/cli/audit.ts';
 import { createDevIssuer, type DevIssuer, issuerAlgorithm } from '../../scripts/local/oidc-issuer.ts';
 import { getFreePort } from '../../scripts/local/postgres.ts';
@@ -330,5 +336,103 @@ describe('audit verify', () => {
 
   it('the stored records were untouched by verification (it only reads)', async () => {
     expect(await queryPartition(dynamo.client, tables.events, 'v-intact')).toHaveLength(5);
+  });
+});
+
+describe('no route rewrites or deletes the trail (every route, every method, every credential)', () => {
+  it('leaves every stored item of a session as it was, and its chain intact', async () => {
+    const { statements, close } = await stored('v-routes');
+    const snapshot = async () => ({
+      events: (await queryPartition(dynamo.client, tables.events, 'v-routes')).map((i) => canonicalJson(i)),
+      session: canonicalJson(
+        (
+          await dynamo.client.send(
+            new GetItemCommand({ TableName: tables.sessions, Key: { sessionId: { S: 'v-routes' } } }),
+          )
+        ).Item,
+      ),
+    });
+    const before = await snapshot();
+    const admin = await issuer.issueToken({
+      email: 'root@example.com',
+      groups: ['admins', 'auditors', 'reviewers'],
+      ttlSeconds: 600,
+      audience,
+    });
+    // what an attacker would send: the session's records with the outcome changed, a close with another anchor
+    const changed = statements.map((s): StatementEvent => ({ ...s, outcome: 'error', rows: 0 }));
+    const body = JSON.stringify({
+      events: [...changed, { ...close, chainLength: 0, chainHead: genesisHash('v-routes') }],
+    });
+    const paths = [
+      '/v1/events',
+      '/v1/sessions',
+      '/v1/sessions/v-routes',
+      '/v1/audit/events',
+      '/v1/audit/verify',
+      `/v1/audit/events/${statements[0]!.eventId}`,
+      '/v1/decisions',
+      '/v1/approvals',
+      '/v1/policies',
+    ];
+    const signed = localSigningFetch(serviceToken);
+    const statuses: string[] = [];
+    for (const path of paths) {
+      for (const method of ['DELETE', 'PUT', 'PATCH', 'POST']) {
+        const init = { method, headers: { 'content-type': 'application/json' }, body };
+        const asProxy = await signed(`${apiUrl}${path}`, init);
+        const asAdmin = await fetch(`${apiUrl}${path}`, {
+          ...init,
+          headers: { ...init.headers, authorization: `Bearer ${admin}` },
+        });
+        statuses.push(`${method} ${path} ${asProxy.status} ${asAdmin.status}`);
+        // nothing answers a write to the trail with success, for either caller
+        // records whose hashes no longer match: the batch is refused whole (400)
+        if (path === '/v1/events' && method === 'POST') expect(asProxy.status).toBe(400);
+        else
+          expect(
+            [asProxy.status, asAdmin.status].filter((s) => s >= 200 && s < 300),
+            `${method} ${path}`,
+          ).toEqual([]);
+      }
+    }
+    expect(statuses.length).toBe(paths.length * 4);
+    // the same change with every hash recomputed: well-formed, but the keys are taken (409)
+    let prev = genesisHash('v-routes');
+    const forged = changed.map((record, i) => {
+      const link = rehashed(record, i + 1, prev);
+      prev = link.recordHash!;
+      return link;
+    });
+    const rewrite = await signed(`${apiUrl}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ events: forged }),
+    });
+    expect(rewrite.status).toBe(409);
+    expect(await rewrite.json()).toMatchObject({ error: { code: 'AUDIT_CONFLICT' } });
+    expect(await snapshot()).toEqual(before);
+    expect((await verifyJson('v-routes')).answer.sessions[0]).toMatchObject({ status: 'intact', links: 5 });
+  });
+
+  it('a completion for a free key is accepted (refusals have no intent), but an injected one breaks the chain', async () => {
+    const { statements } = await stored('v-inject');
+    // someone holding the proxy's identity sends a well-formed completed record for seq 6
+    const fake = rehashed(
+      { ...statements[4]!, seq: 6, eventId: 'injected', text: 'select secret' },
+      6,
+      statements[4]!.recordHash!,
+    );
+    const response = await localSigningFetch(serviceToken)(`${apiUrl}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ events: [fake] }),
+    });
+    expect(response.status).toBe(200);
+    const { code, answer } = await verifyJson('v-inject');
+    expect(code).toBe(1);
+    expect(answer.sessions[0]).toMatchObject({
+      firstBreak: { problem: expect.stringContaining('does not anchor') },
+    });
   });
 });

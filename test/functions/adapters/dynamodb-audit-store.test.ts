@@ -319,7 +319,11 @@ describe('DynamoDbAuditStore is append-only (every bypass found stays here)', ()
     await store.put([intent(1, { sessionId: 'ao-forged', text: 'select 1' })]);
     // the condition compares headHash: a completion claiming the intent's hash over another text
     const forged = statement(1, { sessionId: 'ao-forged', text: 'drop table orders', headHash: realHead });
-    await conflict(store.put([forged]));
+    // refused whole, nothing written: the proxy keeps such a batch in its spool instead of losing it
+    await expect(store.put([forged, statement(2, { sessionId: 'ao-forged' })])).rejects.toMatchObject({
+      code: 'BAD_REQUEST',
+    });
+    expect(await item('ao-forged', 2)).toBeUndefined();
     expect((await item('ao-forged', 1))?.['text']?.S).toBe('select 1');
   });
 
@@ -335,8 +339,9 @@ describe('DynamoDbAuditStore is append-only (every bypass found stays here)', ()
       prevHash,
       recordHash: linkHash(1, prevHash, headHash, tail),
     };
-    await conflict(store.put([{ ...linked, rows: 5 }]));
-    await conflict(store.put([{ ...linked, recordHash: undefined }]));
+    const bad = expect.objectContaining({ code: 'BAD_REQUEST' });
+    await expect(store.put([{ ...linked, rows: 5 }])).rejects.toEqual(bad);
+    await expect(store.put([{ ...linked, recordHash: undefined }])).rejects.toEqual(bad);
     await store.put([linked]);
     expect((await item('ao-link', 1))?.['recordHash']?.S).toBe(linked.recordHash);
   });

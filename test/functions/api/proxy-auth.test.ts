@@ -9,6 +9,7 @@
 import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../../../functions/api/app.ts';
+import { PROXY_ROUTES } from '../../../functions/api/proxy-auth.ts';
 import { localSigningFetch } from '../../../proxy/aws-sigv4.ts';
 import { LOCAL_ACCESS_KEY_ID, NodeSha256 } from '../../../shared/sigv4.ts';
 import { decisionBody, fakeControlPlane } from '../../fakes/control-plane.ts';
@@ -117,6 +118,27 @@ describe('local SigV4 verification of the proxy routes', () => {
     const { app: api } = app();
     const request = await captured('/v1/decisions', decisionBody, { secret: 'not-the-secret-0123456789' });
     expect((await send(api, request)).status).toBe(401);
+  });
+
+  it('every route that answers only the proxy is one the deployment puts its IAM authorizer on', async () => {
+    // A proxy route missing from PROXY_ROUTES would reach the app without the authorizer's
+    // context in the deployment and be refused there: the proxy's calls to it would all fail.
+    const { app: api } = app();
+    const guarded: string[] = [];
+    for (const route of api.routes) {
+      if (!route.path.startsWith('/v1/') || route.method === 'ALL') continue;
+      const path = route.path.replaceAll(/:(\w+)/g, 'x');
+      const response = await api.request(path, {
+        method: route.method,
+        ...(route.method === 'GET' ? {} : { body: '{}', headers: { 'content-type': 'application/json' } }),
+      });
+      const body = (await response.json()) as { error?: { message?: string } };
+      if (response.status === 401 && /only the pgwarden proxy/.test(body.error?.message ?? ''))
+        guarded.push(`${route.method} ${route.path.replaceAll(/:(\w+)/g, '{$1}')}`);
+    }
+    expect(guarded).toContain('POST /v1/session-checks');
+    const declared = PROXY_ROUTES.map(({ method, path }) => `${method} ${path}`);
+    for (const route of guarded) expect(declared, route).toContain(route);
   });
 
   it('refuses the old shared token, and any bearer token, on every proxy route', async () => {
