@@ -5,6 +5,7 @@
  * really ran, and checks what the reviewer was shown (the approval request). The approvals API is
  * the controllable stand-in (test/fakes/controlled-approvals.ts).
  */
+import net from 'node:net';
 import { serialize } from 'pg-protocol';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -180,6 +181,74 @@ describe('the values the reviewer sees are the values that run', () => {
     const shown = approvals.requests[0]!.statement.params!.values[0]!;
     expect(shown.truncated).toBe(true);
     expect(shown.value).not.toContain('TAIL');
+  });
+});
+
+describe('a session lives no longer than its token, held statements and COPY included', () => {
+  /** the next sessions' tokens expire `seconds` from now */
+  function tokensExpireIn(seconds: number): () => void {
+    const cp = wire.controlPlane;
+    const open = cp.openSession.bind(cp);
+    cp.openSession = async (request) => {
+      const opened = await open(request);
+      return {
+        ...opened,
+        principal: { ...opened.principal, expiresAt: Math.floor(Date.now() / 1000) + seconds },
+      };
+    };
+    return () => {
+      cp.openSession = open;
+    };
+  }
+
+  it('a statement held for approval when the token expires never runs, even when approved afterwards', async () => {
+    const restore = tokensExpireIn(2);
+    const raw = await wire.raw();
+    restore();
+    raw.send(Q(bump()));
+    const id = await approvals.held(1);
+    const replies = summarize(await raw.untilClosed());
+    expect(replies).toContain('E:57P01');
+    // the hold ended with the session: the approval is not taken, nothing is forwarded
+    expect(approvals.waitSignals.at(-1)?.aborted).toBe(true);
+    approvals.decide(id, { status: 'approved', decidedBy: 'rita@example.com' });
+    expect(await counter()).toBe(0);
+  });
+
+  it('a COPY still streaming at exp is cut off and rolled back on the server', async () => {
+    const restore = tokensExpireIn(2);
+    const raw = await wire.raw();
+    restore();
+    raw.send(Q(`copy ${t} (id) from stdin`));
+    expect((await raw.next()).type).toBe('G'); // CopyInResponse
+    const row = Buffer.from('7\n');
+    const data = Buffer.alloc(5 + row.length);
+    data.write('d', 0, 'latin1');
+    data.writeInt32BE(4 + row.length, 1);
+    row.copy(data, 5);
+    while (!raw.closed) {
+      raw.send(data);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await rowsLeft()).toBe(3);
+  });
+
+  it('a CancelRequest with the key of an ended session cancels nothing of a later session', async () => {
+    const first = await wire.raw();
+    const { processId, secretKey } = first;
+    first.send(serialize.end());
+    await first.untilClosed();
+    const second = await wire.raw();
+    second.send(Q('select pg_sleep(1)'));
+    await new Promise((r) => setTimeout(r, 200));
+    await new Promise<void>((resolve) => {
+      const socket = net.connect(wire.proxy.port, '127.0.0.1', () => {
+        socket.end(serialize.cancel(processId, secretKey));
+        socket.on('close', () => resolve());
+      });
+    });
+    expect(summarize(await second.untilReady())).toEqual(['T', 'D', 'C:SELECT 1', 'Z:I']);
+    second.close();
   });
 });
 
