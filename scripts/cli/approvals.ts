@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { paramLines } from '../../shared/approvals/params.ts';
+import { visibleText } from '../../shared/approvals/visible-text.ts';
 import type { ApprovalListResponse, ApprovalResponse, ApprovalView } from '../../shared/approvals.ts';
 import { type ApiRequest, CliFailure, callApi, jsonBody } from './api-client.ts';
 import type { CliCommand, CliIo } from './command.ts';
@@ -91,13 +92,11 @@ function describe(a: ApprovalView): string {
 
 /**
  * The requester chose the statement and its values: control characters (an escape sequence could
- * rewrite what the reviewer's terminal shows) are printed as escapes, line breaks and tabs kept.
+ * rewrite what the reviewer's terminal shows) and Unicode format characters (a bidirectional
+ * override reorders what is shown) are printed as escapes, line breaks and tabs kept.
  */
 export function printable(text: string): string {
-  return text.replace(
-    /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g,
-    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
-  );
+  return visibleText(text);
 }
 
 function call<T>(io: CliIo, request: ApiRequest): Promise<T> {

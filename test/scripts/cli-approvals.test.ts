@@ -9,3 +9,11 @@ describe('approvals list output', () => {
     );
   });
 });
+
+describe('printable: Unicode format characters', () => {
+  it('shows bidirectional overrides and zero-width characters as escapes', () => {
+    expect(printable('delete from t -- \u202e 1 = di erehw\u200b')).toBe(
+      'delete from t -- \\u{202e} 1 = di erehw\\u{200b}',
+    );
+  });
+});
