@@ -170,6 +170,47 @@ describe('an approved portal runs once, whatever reaches it', () => {
   });
 });
 
+describe('portals the server dropped while the transaction goes on', () => {
+  /** portal atk_p bound to `select id`, `drop` run, then a cursor of that name over a masked column */
+  async function redeclared(drop: string[]): Promise<{ replies: string[]; rows: string }> {
+    await wire.admin.query(`alter table ${t} add column password_hash text`);
+    await wire.admin.query(`update ${t} set password_hash = 'hash-' || id`);
+    const raw = await wire.raw();
+    for (const sql of ['begin', 'savepoint a']) {
+      raw.send(Q(sql));
+      await raw.untilReady();
+    }
+    raw.send(P(`select id from ${t}`, 'atk_s'), B('atk_s', 'atk_p'), E('atk_p', 1), S);
+    expect(summarize(await raw.untilReady())).toEqual(['1', '2', 'D', 's', 'Z:T']);
+    for (const sql of [...drop, `declare atk_p cursor for select password_hash from ${t}`]) {
+      raw.send(Q(sql));
+      expect(summarize(await raw.untilReady()).at(-1), sql).toBe('Z:T');
+    }
+    raw.send(E('atk_p'), S);
+    const got = await raw.untilReady();
+    raw.send(Q('rollback'));
+    await raw.untilReady();
+    raw.close();
+    const rows = got
+      .filter((m) => m.type === 'D')
+      .map((m) => m.body.toString('latin1'))
+      .join(' ');
+    return { replies: summarize(got), rows };
+  }
+
+  it('ROLLBACK TO SAVEPOINT drops the portal bound since: an Execute of a cursor DECLAREd under its name is refused, not masked as the old portal', async () => {
+    const { replies, rows } = await redeclared(['rollback to savepoint a']);
+    expect(rows).not.toContain('hash-');
+    expect(replies).toEqual(['E:34000', 'Z:E']);
+  });
+
+  it('COMMIT AND CHAIN drops every portal while the session stays in a transaction: the same', async () => {
+    const { replies, rows } = await redeclared(['commit and chain']);
+    expect(rows).not.toContain('hash-');
+    expect(replies).toEqual(['E:34000', 'Z:E']);
+  });
+});
+
 describe('the values the reviewer sees are the values that run', () => {
   it('a value over the display limit is marked truncated; the hash binds the full value', async () => {
     approvals.answers.push('deny');
