@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import { serialize } from 'pg-protocol';
+import { unshownParams } from '../shared/approvals/params.ts';
 import type { ControlPlane, Decision, DecisionRequest, SessionContext } from '../shared/control-plane.ts';
 import type { AuditEvent, SessionEndReason } from '../shared/events.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -754,6 +755,16 @@ export class Relay {
       detectors: decision.detectors,
       key: masking?.key ?? this.fallbackKey(),
     });
+    const unshown = unshownParams(params);
+    if (unshown !== undefined) {
+      // one approval releases the values the reviewer saw: these cannot all be seen
+      this.refuseBind(portal, prepared.statement, text, {
+        ...decision,
+        action: 'deny',
+        reason: `this statement needs approval, and ${unshown}, so nobody could approve what would run; bind shorter values (or fewer), or ask an admin`,
+      });
+      return undefined;
+    }
     const request: DecisionRequest = {
       session: this.o.session,
       statement: { text, protocol: 'extended', preparedName: prepared.statement },

@@ -19,7 +19,7 @@ import { RecordingAuditStore, reviewer } from '../fakes/approvals.ts';
 import type { ControlledApprovals } from '../fakes/controlled-approvals.ts';
 import { type LocalDynamoDb, startDynamoDb } from '../fakes/dynamodb.ts';
 import { type ApprovalWire, startApprovalWire } from '../fixtures/approval-wire.ts';
-import { summarize } from '../fixtures/raw-client.ts';
+import { errorMessage, summarize } from '../fixtures/raw-client.ts';
 
 let wire: ApprovalWire;
 let approvals: ControlledApprovals;
@@ -212,16 +212,42 @@ describe('portals the server dropped while the transaction goes on', () => {
 });
 
 describe('the values the reviewer sees are the values that run', () => {
-  it('a value over the display limit is marked truncated; the hash binds the full value', async () => {
-    approvals.answers.push('deny');
+  it('a value longer than a reviewer is shown is refused, not held: the approval would bind a tail nobody saw', async () => {
     const raw = await wire.raw();
     const long = `${'a'.repeat(250)}TAIL`;
     raw.send(P(`update ${t} set note = $1`), B('', '', [long]), E(), S);
+    const replies = await raw.untilReady();
+    expect(summarize(replies)).toEqual(['1', 'E:42501', 'Z:I']);
+    expect(errorMessage(replies[1]!)).toContain('longer than the 200 characters a reviewer can be shown');
+    raw.close();
+    expect(approvals.requests).toHaveLength(0);
+    expect(
+      (await wire.admin.query(`select count(*)::int as n from ${t} where note is not null`)).rows[0].n,
+    ).toBe(0);
+  });
+
+  it('more values than a reviewer is shown are refused, not held', async () => {
+    const raw = await wire.raw();
+    const values = Array.from({ length: 101 }, (_, i) => String(i));
+    const list = values.map((_, i) => `$${i + 1}::int`).join(', ');
+    raw.send(P(`update ${t} set n = n + 1, note = array[${list}]::text`), B('', '', values), E(), S);
     expect(summarize(await raw.untilReady())).toEqual(['1', 'E:42501', 'Z:I']);
     raw.close();
-    const shown = approvals.requests[0]!.statement.params!.values[0]!;
-    expect(shown.truncated).toBe(true);
-    expect(shown.value).not.toContain('TAIL');
+    expect(approvals.requests).toHaveLength(0);
+    expect(await counter()).toBe(0);
+  });
+
+  it('a value up to the limit is held, shown whole, and runs once approved', async () => {
+    approvals.answers.push('approve');
+    const raw = await wire.raw();
+    const full = 'b'.repeat(200);
+    raw.send(P(`update ${t} set note = $1`), B('', '', [full]), E(), S);
+    expect(summarize(await raw.untilReady())).toEqual(['1', '2', 'C:UPDATE 3', 'Z:I']);
+    raw.close();
+    expect(approvals.requests[0]!.statement.params!.values[0]).toEqual({ value: full, format: 'text' });
+    expect(
+      (await wire.admin.query(`select count(*)::int as n from ${t} where note = $1`, [full])).rows[0].n,
+    ).toBe(3);
   });
 });
 
