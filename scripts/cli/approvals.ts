@@ -54,7 +54,7 @@ async function list(io: CliIo): Promise<number> {
     io.out('no statements are waiting for approval\n');
     return 0;
   }
-  for (const approval of approvals) io.out(`${printable(describe(approval))}\n\n`);
+  for (const approval of approvals) io.out(`${printable(describeApproval(approval))}\n\n`);
   io.out(
     `approve:  npm run -s pgwarden -- approvals approve ID\ndeny:     npm run -s pgwarden -- approvals deny ID --reason "..."\n`,
   );
@@ -74,8 +74,13 @@ async function decide(io: CliIo, verdict: 'approve' | 'deny', id: string, reason
   return 0;
 }
 
-function describe(a: ApprovalView): string {
-  const text = a.text.length > 400 ? `${a.text.slice(0, 400)}…` : a.text;
+/**
+ * One approval as a reviewer reads it before deciding. The statement is printed whole: Slack shows
+ * a long one only in part and sends the reviewer here for the rest, and an approval releases all
+ * of it.
+ */
+export function describeApproval(a: ApprovalView): string {
+  const text = a.text;
   return [
     `${a.id}  requested ${a.requestedAt} by ${a.principal}${a.actor === 'agent' ? ' (agent)' : ''}${a.applicationName ? ` via ${a.applicationName}` : ''} on ${a.database}`,
     `  rule     ${a.ruleId}: ${a.reason}`,
