@@ -767,7 +767,13 @@ export class Relay {
     }
     const request: DecisionRequest = {
       session: this.o.session,
-      statement: { text, protocol: 'extended', preparedName: prepared.statement },
+      // with the prepared texts: the approval of a Parse of SQL EXECUTE shows what that runs
+      statement: {
+        text,
+        protocol: 'extended',
+        preparedName: prepared.statement,
+        prepared: this.prepared.view,
+      },
     };
     const decided = (outcome: Decision): void => {
       this.holding = undefined;

@@ -85,6 +85,18 @@ describe('SQL PREPARE / EXECUTE: the reviewer approves what runs', () => {
     expect(await rowsLeft()).toBe(3);
   });
 
+  it('SQL EXECUTE sent as a protocol Parse: its held Bind shows the prepared text too', async () => {
+    approvals.answers.push('approve', 'deny');
+    const raw = await wire.raw();
+    raw.send(Q(`prepare atk_s as ${bump()}`));
+    expect(summarize(await raw.untilReady())).toEqual(['C:PREPARE', 'Z:I']);
+    raw.send(P('execute atk_s'), B(), E(), S);
+    expect(summarize(await raw.untilReady())).toEqual(['1', 'E:42501', 'Z:I']);
+    raw.close();
+    expect(await counter()).toBe(0);
+    expect(approvals.requests[1]!.statement.text).toContain(`prepare atk_s as ${bump()}`);
+  });
+
   it('EXPLAIN ANALYZE EXECUTE of a prepared statement that needs approval does not run it unapproved', async () => {
     approvals.answers.push('approve', 'deny');
     const raw = await wire.raw();
