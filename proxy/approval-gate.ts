@@ -113,7 +113,7 @@ export function createApprovalGate(options: ApprovalGateOptions): StatementGate 
         {
           session: request.session,
           statement: {
-            text: request.statement.text,
+            text: approvalText(request, decision),
             protocol: request.statement.protocol,
             ...(params && { params }),
           },
@@ -210,6 +210,23 @@ function released(decision: Decision, approval: ApprovalView): Decision {
     reason: `approved by ${approval.decidedBy ?? 'a reviewer'} (approval ${approval.id})`,
     approvalId: approval.id,
   };
+}
+
+/**
+ * The text an approval shows and is bound to. SQL `EXECUTE name` runs what PREPAREd the name, not
+ * its own text: the reviewer is shown every text that prepared each name it executes in this
+ * session (the server runs one of them), and since the approval's hash covers them, an approval of
+ * `EXECUTE name` cannot be used by a retry after the name was prepared again with other SQL.
+ */
+export function approvalText(request: DecisionRequest, decision: Decision): string {
+  const { text, prepared } = request.statement;
+  if (!decision.executes || decision.executes.length === 0 || !prepared) return text;
+  const lines = [text];
+  for (const name of decision.executes) {
+    const texts = Object.hasOwn(prepared, name) ? (prepared[name] ?? []) : [];
+    for (const body of texts) lines.push(`-- "${name}" was prepared in this session by:`, body);
+  }
+  return lines.join('\n');
 }
 
 function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import { serialize } from 'pg-protocol';
+import { unshownParams } from '../shared/approvals/params.ts';
 import type { ControlPlane, Decision, DecisionRequest, SessionContext } from '../shared/control-plane.ts';
 import type { AuditEvent, SessionEndReason } from '../shared/events.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -572,16 +573,19 @@ export class Relay {
   /**
    * What SQL run by an allowed statement changes among the names the proxy tracks: a PREPARE
    * (re)defines a statement name, to be decided at Bind through every text that prepared it; CLOSE
-   * and DISCARD drop portals, after which DECLARE may reuse a name with other SQL. The proxy
-   * forgets before the server does, so it can only refuse more, never run what it did not decide.
+   * and DISCARD drop portals, and so do ROLLBACK TO SAVEPOINT (the portals bound since the
+   * savepoint) and COMMIT / ROLLBACK AND CHAIN (all, though the session never goes idle), after
+   * which DECLARE may reuse a name with other SQL whose rows an Execute would then mask by what the
+   * proxy knew of the old portal. The analysis does not tell those transaction statements apart, so
+   * every transaction statement drops them. The proxy forgets before the server does, so it can
+   * only refuse more, never run what it did not decide.
    */
   private sqlChangesNames(decision: Decision, text: string): void {
     if (decision.prepares)
       for (const name of decision.prepares)
         this.statements.set(name, sqlPrepared(name, text, decision, this.epoch));
     const kinds = decision.kinds;
-    if (kinds && this.portals.size > 0 && (kinds.includes('close') || kinds.includes('discard')))
-      this.portals.clear();
+    if (kinds && this.portals.size > 0 && kinds.some(dropsPortals)) this.portals.clear();
   }
 
   /**
@@ -757,9 +761,25 @@ export class Relay {
       detectors: decision.detectors,
       key: masking?.key ?? this.fallbackKey(),
     });
+    const unshown = unshownParams(params);
+    if (unshown !== undefined) {
+      // one approval releases the values the reviewer saw: these cannot all be seen
+      this.refuseBind(portal, prepared.statement, text, {
+        ...decision,
+        action: 'deny',
+        reason: `this statement needs approval, and ${unshown}, so nobody could approve what would run; bind shorter values (or fewer), or ask an admin`,
+      });
+      return undefined;
+    }
     const request: DecisionRequest = {
       session: this.o.session,
-      statement: { text, protocol: 'extended', preparedName: prepared.statement },
+      // with the prepared texts: the approval of a Parse of SQL EXECUTE shows what that runs
+      statement: {
+        text,
+        protocol: 'extended',
+        preparedName: prepared.statement,
+        prepared: this.prepared.view,
+      },
     };
     const decided = (outcome: Decision): void => {
       this.holding = undefined;
@@ -1736,6 +1756,11 @@ export class Relay {
     if (reason !== 'protocol_error') this.o.client.end();
     this.o.onEnd(reason, this.seq);
   }
+}
+
+/** Statement kinds after which the server may hold none of the portals bound before (sqlChangesNames). */
+function dropsPortals(kind: string): boolean {
+  return kind === 'close' || kind === 'discard' || kind === 'transaction';
 }
 
 function promiseOrUndefined(value: Promise<void> | undefined | void): Promise<void> | undefined {

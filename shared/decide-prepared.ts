@@ -55,7 +55,8 @@ export function throughPrepared(decider: Decides, request: DecisionRequest, deci
       result = stricter(result, body, name);
     }
   }
-  return Object.freeze(result);
+  // kept: an approval of the EXECUTE shows, and is bound to, the texts it runs (proxy/approval-gate.ts)
+  return Object.freeze({ ...result, executes });
 }
 
 function stricter(current: Decision, body: Decision, name: string): Decision {

@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { paramLines } from '../../shared/approvals/params.ts';
+import { visibleText } from '../../shared/approvals/visible-text.ts';
 import type { ApprovalListResponse, ApprovalResponse, ApprovalView } from '../../shared/approvals.ts';
 import { type ApiRequest, CliFailure, callApi, jsonBody } from './api-client.ts';
 import type { CliCommand, CliIo } from './command.ts';
@@ -53,7 +54,7 @@ async function list(io: CliIo): Promise<number> {
     io.out('no statements are waiting for approval\n');
     return 0;
   }
-  for (const approval of approvals) io.out(`${printable(describe(approval))}\n\n`);
+  for (const approval of approvals) io.out(`${printable(describeApproval(approval))}\n\n`);
   io.out(
     `approve:  npm run -s pgwarden -- approvals approve ID\ndeny:     npm run -s pgwarden -- approvals deny ID --reason "..."\n`,
   );
@@ -73,8 +74,13 @@ async function decide(io: CliIo, verdict: 'approve' | 'deny', id: string, reason
   return 0;
 }
 
-function describe(a: ApprovalView): string {
-  const text = a.text.length > 400 ? `${a.text.slice(0, 400)}…` : a.text;
+/**
+ * One approval as a reviewer reads it before deciding. The statement is printed whole: Slack shows
+ * a long one only in part and sends the reviewer here for the rest, and an approval releases all
+ * of it.
+ */
+export function describeApproval(a: ApprovalView): string {
+  const text = a.text;
   return [
     `${a.id}  requested ${a.requestedAt} by ${a.principal}${a.actor === 'agent' ? ' (agent)' : ''}${a.applicationName ? ` via ${a.applicationName}` : ''} on ${a.database}`,
     `  rule     ${a.ruleId}: ${a.reason}`,
@@ -91,13 +97,11 @@ function describe(a: ApprovalView): string {
 
 /**
  * The requester chose the statement and its values: control characters (an escape sequence could
- * rewrite what the reviewer's terminal shows) are printed as escapes, line breaks and tabs kept.
+ * rewrite what the reviewer's terminal shows) and Unicode format characters (a bidirectional
+ * override reorders what is shown) are printed as escapes, line breaks and tabs kept.
  */
 export function printable(text: string): string {
-  return text.replace(
-    /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g,
-    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
-  );
+  return visibleText(text);
 }
 
 function call<T>(io: CliIo, request: ApiRequest): Promise<T> {

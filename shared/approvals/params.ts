@@ -102,6 +102,21 @@ export function approvalParams(
   return { count: params.length, values, hash: paramsHash(params) };
 }
 
+/**
+ * Why a reviewer could not be shown the values an approval would release, or undefined when every
+ * value is shown whole (or hidden by a mask rule or detector, which is the policy's choice). A
+ * value cut at MAX_PARAM_CHARS, or one past MAX_SHOWN_PARAMS, is shown nowhere (Slack, the CLI or
+ * the API), while the approval's hash binds all of it: its tail could say anything.
+ */
+export function unshownParams(params: ApprovalParams): string | undefined {
+  if (params.count > params.values.length)
+    return `the statement binds ${params.count} values and a reviewer can be shown at most ${MAX_SHOWN_PARAMS}`;
+  const cut = params.values.findIndex((p) => p.truncated && p.masked === undefined);
+  if (cut >= 0)
+    return `value $${cut + 1} is longer than the ${MAX_PARAM_CHARS} characters a reviewer can be shown`;
+  return undefined;
+}
+
 /** Which mask rule hides parameter n (1-based), if any. */
 function maskingRules(
   text: string,

@@ -7,6 +7,7 @@
 import { type ApprovalView, effectiveStatus } from '../approvals.ts';
 import { paramLines } from './params.ts';
 import type { SlackMessage } from './ports.ts';
+import { visibleLength, visibleText } from './visible-text.ts';
 
 export const APPROVE_ACTION = 'approval_approve';
 export const DENY_ACTION = 'approval_deny';
@@ -25,16 +26,16 @@ export function escapeMrkdwn(text: string): string {
   return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 }
 
-/** A fenced code block that the statement cannot close early. */
+/** A fenced code block that the statement cannot close early, nor hide characters in. */
 function codeBlock(text: string): string {
-  return `\`\`\`${escapeMrkdwn(text).replaceAll('```', '`\u200b``')}\`\`\``;
+  return `\`\`\`${escapeMrkdwn(visibleText(text)).replaceAll('```', '`\u200b``')}\`\`\``;
 }
 
 /** Upper bound of a character's size once escaped (a backtick may gain a zero-width space). */
 function escapedLength(char: string): number {
   if (char === '&') return 5;
   if (char === '<' || char === '>') return 4;
-  return char === '`' ? 2 : char.length;
+  return char === '`' ? 2 : visibleLength(char);
 }
 
 /** The longest prefix of at most `chars` characters whose escaped form fits in `escapedLimit`. */
@@ -190,7 +191,7 @@ function paramsBlocks(approval: ApprovalView): unknown[] {
   let count = 0;
   for (const line of lines) {
     const next = shown === '' ? line : `${shown}\n${line}`;
-    if (escapeMrkdwn(next).length + 40 > SECTION_LIMIT) break;
+    if (escapeMrkdwn(visibleText(next)).length + 40 > SECTION_LIMIT) break;
     shown = next;
     count++;
   }

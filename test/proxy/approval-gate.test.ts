@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   type ApprovalGateOptions,
   type ApprovalsApi,
+  approvalText,
   CANCELLED_RULE_ID,
   createApprovalGate,
 } from '../../proxy/approval-gate.ts';
@@ -306,5 +307,26 @@ describe('the approval gate fails closed', () => {
       /canceling statement due to user request while it waited for approval appr-1/,
     );
     expect(decision.reason).toMatch(/run the same statement again/);
+  });
+});
+
+describe('the text an approval shows and is bound to', () => {
+  const session = { sessionId: 's' } as DecisionRequest['session'];
+  const held: Decision = { action: 'require_approval', ruleId: 'r', policyVersion: 'v', executes: ['p'] };
+  it('SQL EXECUTE carries every text that prepared the name, so a new PREPARE asks anew', () => {
+    const request = (texts: string[]): DecisionRequest => ({
+      session,
+      statement: { text: 'EXECUTE p', protocol: 'simple', prepared: { p: texts } },
+    });
+    const update = 'PREPARE p AS UPDATE t SET n = 1';
+    expect(approvalText(request([update]), held)).toBe(
+      `EXECUTE p\n-- "p" was prepared in this session by:\n${update}`,
+    );
+    expect(approvalText(request([update, 'PREPARE p AS DELETE FROM t']), held)).toContain('DELETE FROM t');
+  });
+  it('any other statement is shown as it is', () => {
+    const request: DecisionRequest = { session, statement: { text: 'DELETE FROM t', protocol: 'simple' } };
+    expect(approvalText(request, { ...held, executes: undefined } as Decision)).toBe('DELETE FROM t');
+    expect(approvalText(request, held)).toBe('DELETE FROM t');
   });
 });

@@ -128,7 +128,8 @@ describe('SQL EXECUTE of a statement prepared in an earlier message', () => {
     expect(decision.reason).toMatch(/^EXECUTE p: /);
     expect(decision.approval).toEqual({ approvers: 'reviewers', timeoutSeconds: 300 });
     expect(decision.kinds).toEqual(expect.arrayContaining(['execute', 'delete']));
-    expect(decision.executes).toBeUndefined();
+    // kept, so an approval of it shows and binds the prepared texts (proxy/approval-gate.ts)
+    expect(decision.executes).toEqual(['p']);
   });
 
   it('denies EXECUTE of a name the proxy never saw prepared (fail closed)', () => {

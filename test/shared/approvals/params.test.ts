@@ -12,6 +12,7 @@ import {
   paramsHash,
   type RawParam,
   renderParam,
+  unshownParams,
 } from '../../../shared/approvals/params.ts';
 import type { DecisionMask } from '../../../shared/control-plane.ts';
 import { loadSqlParser } from '../../../shared/sql/parser.ts';
@@ -147,5 +148,35 @@ describe('paramLines', () => {
       '$4 = *** (masked: mask-ssn)',
       "$5 = 'abc…' (truncated)",
     ]);
+  });
+});
+
+describe('unshownParams: values a reviewer could not be shown', () => {
+  const key = new Uint8Array(32);
+  it('names a value cut at the display limit, and a count past the values shown', () => {
+    const whole = approvalParams('update t set a = $1', [text('x'.repeat(MAX_PARAM_CHARS))], { key });
+    expect(unshownParams(whole)).toBeUndefined();
+    const cut = approvalParams(
+      'update t set a = $1, b = $2',
+      [text('ok'), text('x'.repeat(MAX_PARAM_CHARS + 1))],
+      {
+        key,
+      },
+    );
+    expect(unshownParams(cut)).toMatch(/value \$2 is longer than/);
+    const many = approvalParams(
+      'select 1',
+      Array.from({ length: MAX_SHOWN_PARAMS + 1 }, () => text('1')),
+      { key },
+    );
+    expect(unshownParams(many)).toMatch(/binds 101 values/);
+  });
+  it("a value a mask rule hides is the policy's choice, not a value cut short", () => {
+    const masked = approvalParams('update customers set ssn = $1', [text('1'.repeat(500))], {
+      masks: [{ ruleId: 'mask-ssn', columns: ['ssn'], method: 'partial' }],
+      key,
+    });
+    expect(masked.values[0]?.masked).toBe('mask-ssn');
+    expect(unshownParams(masked)).toBeUndefined();
   });
 });

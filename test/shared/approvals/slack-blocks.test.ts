@@ -184,3 +184,27 @@ describe('the deny dialog', () => {
     });
   });
 });
+
+describe('characters that hide or reorder what the reviewer reads (Trojan Source)', () => {
+  // reads as `delete from orders where id = 1 --` in a bidi-aware renderer; runs as a DELETE of every row
+  const trojan = 'delete from orders -- \u202e 1 = di erehw\u2066 \u2069';
+  it('the statement shows bidirectional overrides, isolates and zero-width characters as escapes', () => {
+    const message = approvalMessage({ ...approval(trojan), text: `${trojan}\u200b\ufeff` }, now);
+    const shown = allText(message);
+    expect(shown).not.toMatch(/[\u202e\u2066\u2069\u200b\ufeff]/);
+    expect(shown).toContain('delete from orders -- \\\\u{202e} 1 = di erehw\\\\u{2066} \\\\u{2069}');
+  });
+
+  it('so do the parameter values and the full-text modal, and the limits count the escapes', () => {
+    const withParams: ApprovalView = {
+      ...approval('update t set note = $1'),
+      params: { count: 1, values: [{ value: 'ok \u202e', format: 'text' }] },
+    };
+    expect(allText(approvalMessage(withParams, now))).not.toContain('\u202e');
+    const long = approval('\u202e'.repeat(5000));
+    const modal = JSON.stringify(fullTextModal(long));
+    expect(modal).not.toContain('\u202e');
+    for (const block of blocksOf(approvalMessage(long, now)) as Array<{ text?: { text: string } }>)
+      expect(block.text?.text.length ?? 0).toBeLessThanOrEqual(3000);
+  });
+});
