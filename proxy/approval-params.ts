@@ -9,31 +9,25 @@ import {
   type ParamMasking,
   type RawParam,
 } from '../shared/approvals/params.ts';
+import { bindFormat, bindLayout, needBindBytes } from './wire/bind-layout.ts';
 import { ProtocolViolation } from './wire/protocol-violation.ts';
 
 /** A Bind body's parameters, with the types the statement's Parse declared (0 where it did not). */
 export function bindParams(body: Buffer, declaredTypes: readonly number[] = []): RawParam[] {
-  let at = skipCString(body, skipCString(body, 0));
-  need(body, at, 2);
-  const formatCount = body.readInt16BE(at);
-  at += 2;
-  need(body, at, formatCount * 2);
-  const formatsAt = at;
-  at += formatCount * 2;
-  need(body, at, 2);
-  const count = body.readInt16BE(at);
-  at += 2;
+  const layout = bindLayout(body);
+  const { formatCount, count } = layout;
+  let at = layout.valuesAt;
   if (formatCount !== 0 && formatCount !== 1 && formatCount !== count)
     throw new ProtocolViolation(`Bind has ${formatCount} parameter formats for ${count} parameters`);
   const params: RawParam[] = [];
   for (let i = 0; i < count; i++) {
-    need(body, at, 4);
+    needBindBytes(body, at, 4);
     const length = body.readInt32BE(at);
     at += 4;
-    const format = formatCount === 0 ? 0 : body.readInt16BE(formatsAt + 2 * (formatCount === 1 ? 0 : i));
+    const format = bindFormat(body, layout, i);
     let bytes: Buffer | null = null;
     if (length >= 0) {
-      need(body, at, length);
+      needBindBytes(body, at, length);
       bytes = body.subarray(at, at + length);
       at += length;
     }
@@ -50,14 +44,4 @@ export function heldBindParams(
   masking: ParamMasking,
 ): ApprovalParams {
   return approvalParams(text, bindParams(body, declaredTypes), masking);
-}
-
-function skipCString(body: Buffer, offset: number): number {
-  const end = body.indexOf(0, offset);
-  if (end < 0) throw new ProtocolViolation('Bind name is not terminated');
-  return end + 1;
-}
-
-function need(body: Buffer, offset: number, bytes: number): void {
-  if (offset + bytes > body.length) throw new ProtocolViolation('Bind is too short');
 }

@@ -4,7 +4,7 @@
  * it). Reads the Bind body with offsets; nothing is copied unless the mode is 'clear'.
  */
 import { hash } from 'node:crypto';
-import { ProtocolViolation } from './wire/protocol-violation.ts';
+import { bindFormat, bindLayout, needBindBytes } from './wire/bind-layout.ts';
 
 export type AuditParamsMode = 'off' | 'hashed' | 'clear';
 
@@ -15,38 +15,18 @@ export interface CapturedParams {
   formats?: Array<'text' | 'binary'>;
 }
 
-function skipCString(body: Buffer, offset: number): number {
-  const end = body.indexOf(0, offset);
-  if (end < 0) throw new ProtocolViolation('Bind name is not terminated');
-  return end + 1;
-}
-
-function need(body: Buffer, offset: number, bytes: number): void {
-  if (offset + bytes > body.length) throw new ProtocolViolation('Bind is too short');
-}
-
 /** The parameters of a Bind body, or undefined when there are none or the mode is 'off'. */
 export function captureBindParams(body: Buffer, mode: AuditParamsMode): CapturedParams | undefined {
   if (mode === 'off') return undefined;
-  let at = skipCString(body, skipCString(body, 0));
-  need(body, at, 2);
-  // counts are unsigned 16-bit, as PostgreSQL reads them
-  const formatCount = body.readUInt16BE(at);
-  at += 2;
-  need(body, at, formatCount * 2);
-  const formatsAt = at;
-  at += formatCount * 2;
-  need(body, at, 2);
-  const count = body.readUInt16BE(at);
-  at += 2;
-  if (count <= 0) return undefined;
-  // One format code applies to all parameters; none means all text (PostgreSQL's rule).
-  const binaryAt = (i: number): boolean =>
-    formatCount === 0 ? false : body.readInt16BE(formatsAt + 2 * (formatCount === 1 ? 0 : i)) === 1;
+  const layout = bindLayout(body);
+  const count = layout.count;
+  if (count === 0) return undefined;
+  let at = layout.valuesAt;
+  const binaryAt = (i: number): boolean => bindFormat(body, layout, i) === 1;
   const values: Array<string | null> = new Array(count);
   let formats: Array<'text' | 'binary'> | undefined;
   for (let i = 0; i < count; i++) {
-    need(body, at, 4);
+    needBindBytes(body, at, 4);
     const length = body.readInt32BE(at);
     at += 4;
     const binary = binaryAt(i);
@@ -56,7 +36,7 @@ export function captureBindParams(body: Buffer, mode: AuditParamsMode): Captured
       values[i] = null;
       continue;
     }
-    need(body, at, length);
+    needBindBytes(body, at, length);
     const bytes = body.subarray(at, at + length);
     at += length;
     // one-shot hash: no Hash object per value (about a third of createHash's cost per value)
