@@ -36,7 +36,7 @@ import {
 } from './wire/backend-writer.ts';
 import { parsePassword } from './wire/frontend-fields.ts';
 import { ProtocolViolation } from './wire/protocol-violation.ts';
-import { readStartupPacket, type StartupPacket } from './wire/startup.ts';
+import { InvalidStartupLength, readStartupPacket, type StartupPacket } from './wire/startup.ts';
 import { fatalFor } from './wire-errors.ts';
 
 export interface SetupContext {
@@ -70,6 +70,9 @@ class SetupRefusal extends Error {
     super(fields.message);
   }
 }
+
+/** The peer does not speak the protocol: closed without a word, as PostgreSQL does. */
+class SilentClose extends Error {}
 
 type Startup = Extract<StartupPacket, { kind: 'startup' }>;
 
@@ -111,6 +114,11 @@ export async function setUpSession(raw: net.Socket, ctx: SetupContext, admission
     if (!checked.ok) throw new SetupRefusal({ severity: 'FATAL', ...checked.refusal });
     await authenticateAndRelay(socket, reader, packet.minor, checked.startup, ctx, deadline);
   } catch (error) {
+    if (error instanceof SilentClose) {
+      ctx.logger.warn('connection closed: not a startup packet', { reason: error.message });
+      client.socket.destroy();
+      return;
+    }
     if (!(error instanceof SetupRefusal) && !(error instanceof PgWardenError)) {
       ctx.logger.warn('connection setup failed', { error: String(error) });
     }
@@ -178,6 +186,7 @@ function startupOf(data: Buffer, limits: ProxyLimits): { value: StartupPacket; s
     const read = readStartupPacket(data, limits.maxStartupBytes);
     return read && { value: read.packet, size: read.size };
   } catch (error) {
+    if (error instanceof InvalidStartupLength) throw new SilentClose(error.message);
     const sqlstate = error instanceof ProtocolViolation ? error.sqlstate : '08P01';
     throw new SetupRefusal({ ...violation((error as Error).message), code: sqlstate });
   }

@@ -14,6 +14,18 @@ export type StartupPacket =
   | { kind: 'cancel'; processId: number; secret: Buffer }
   | { kind: 'startup'; major: number; minor: number; parameters: Map<string, string> };
 
+/**
+ * A first packet whose length no startup packet can have: the peer is not speaking the protocol
+ * (or, like node-postgres ending a client before it connected, sent a Terminate where the server
+ * expects its first packet). PostgreSQL answers nothing and closes (it only logs "invalid length of
+ * startup packet"); an ErrorResponse would be read as the reply to a request that was never made.
+ */
+export class InvalidStartupLength extends ProtocolViolation {
+  constructor(length: number) {
+    super(`invalid startup packet length ${length}`);
+  }
+}
+
 /** Returns the packet and its size, or null if more bytes are needed. */
 export function readStartupPacket(
   data: Buffer,
@@ -21,7 +33,7 @@ export function readStartupPacket(
 ): { packet: StartupPacket; size: number } | null {
   if (data.length < 8) return null;
   const length = data.readInt32BE(0);
-  if (length < 8 || length > maxBytes) throw new ProtocolViolation(`invalid startup packet length ${length}`);
+  if (length < 8 || length > maxBytes) throw new InvalidStartupLength(length);
   if (data.length < length) return null;
   const code = data.readInt32BE(4);
   const body = data.subarray(8, length);
