@@ -143,7 +143,10 @@ function setupFailure(error: unknown): NoticeFields {
 
 /**
  * SSLRequest and GSSENCRequest, each at most once and only before TLS (as the server allows),
- * up to the startup packet or a CancelRequest.
+ * up to the startup packet or a CancelRequest. A connection that opens with a TLS handshake
+ * instead (PostgreSQL 17's direct negotiation: libpq `sslnegotiation=direct`, node-postgres
+ * `sslnegotiation: 'direct'`) gets TLS at once, provided it names the `postgresql` protocol in
+ * ALPN as the server requires: nothing moves in cleartext either way.
  */
 async function negotiateEncryption(
   client: { socket: net.Socket },
@@ -159,6 +162,18 @@ async function negotiateEncryption(
   let reader = new SetupReader(raw, MAX_SETUP_BUFFER);
   let encrypted = false;
   const asked = new Set<string>();
+  if (ctx.secureContext && (await reader.read(opensWithTlsHandshake))) {
+    // the ClientHello's first bytes were read already: handed back to the handshake
+    raw.unshift(reader.detach());
+    socket = await upgradeToTls(raw, ctx.secureContext, DIRECT_TLS_ALPN);
+    client.socket = socket;
+    encrypted = true;
+    if ((socket as tls.TLSSocket).alpnProtocol !== 'postgresql')
+      throw new SetupRefusal(
+        violation('direct TLS without the ALPN protocol "postgresql" (connect with sslnegotiation=postgres)'),
+      );
+    reader = new SetupReader(socket, MAX_SETUP_BUFFER);
+  }
   for (;;) {
     const packet = await reader.read((d) => startupOf(d, ctx.limits));
     if (packet.kind !== 'ssl' && packet.kind !== 'gssenc') return { socket, reader, packet, encrypted };
@@ -179,6 +194,18 @@ async function negotiateEncryption(
       socket.write('N');
     }
   }
+}
+
+/** The ALPN protocol PostgreSQL 17+ requires of a direct TLS connection. */
+const DIRECT_TLS_ALPN = ['postgresql'];
+
+/**
+ * Whether the first byte is a TLS handshake record (22). No startup packet starts so: its first
+ * byte is the high byte of a length far below 22 << 24. Consumes nothing.
+ */
+function opensWithTlsHandshake(data: Buffer): { value: boolean; size: number } | null {
+  if (data.length === 0) return null;
+  return { value: data[0] === 0x16, size: 0 };
 }
 
 function startupOf(data: Buffer, limits: ProxyLimits): { value: StartupPacket; size: number } | null {
@@ -207,9 +234,17 @@ function violation(message: string): NoticeFields {
   return { severity: 'FATAL', code: '08P01', message: `pgwarden: invalid startup: ${message}` };
 }
 
-function upgradeToTls(socket: net.Socket, secureContext: tls.SecureContext): Promise<tls.TLSSocket> {
+function upgradeToTls(
+  socket: net.Socket,
+  secureContext: tls.SecureContext,
+  alpn?: string[],
+): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    const secure = new tls.TLSSocket(socket, { isServer: true, secureContext });
+    const secure = new tls.TLSSocket(socket, {
+      isServer: true,
+      secureContext,
+      ...(alpn === undefined ? {} : { ALPNProtocols: alpn }),
+    });
     const closed = () =>
       reject(new PgWardenError('AUTH_TOKEN_MISSING', 'the client left during the TLS handshake'));
     secure.once('secure', () => {
@@ -220,7 +255,9 @@ function upgradeToTls(socket: net.Socket, secureContext: tls.SecureContext): Pro
     secure.once('error', reject);
     // the deadline destroys the TCP socket: a handshake that never finishes must not hang here
     secure.once('close', closed);
-    socket.resume();
+    // Bytes already read (a direct handshake's ClientHello, unshifted) are taken by the TLS socket
+    // as it starts; resuming now would emit them to no listener.
+    if (socket.readableLength === 0) socket.resume();
   });
 }
 

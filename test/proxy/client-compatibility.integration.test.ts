@@ -4,6 +4,7 @@
  * it sends) against a real PostgreSQL, compared with what the server does when reached directly.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -57,5 +58,31 @@ describe('a client ended before it connected (node-postgres quick-disconnect, is
     await client.end();
     // had the proxy answered, the connect would have failed before the end (what the suite saw)
     expect(errors.map((e) => e.message)).toEqual([]);
+  });
+});
+
+describe('direct TLS negotiation (PostgreSQL 17+, node-postgres sslnegotiation: direct)', () => {
+  it('connects without an SSLRequest and runs as the gateway login', async () => {
+    const client = await h.viaProxy({ sslnegotiation: 'direct' } as Partial<pg.ClientConfig>);
+    try {
+      const { rows } = await client.query('select current_user as login, 6 * 7 as answer');
+      expect(rows).toEqual([{ login: 'app_rw', answer: 42 }]);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('refuses a direct handshake without the postgresql ALPN protocol, inside TLS', async () => {
+    const received: Buffer[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const socket = tls.connect({ host: '127.0.0.1', port: h.proxy.port, rejectUnauthorized: false });
+      socket.on('data', (chunk: Buffer) => received.push(chunk));
+      socket.on('error', reject);
+      socket.on('close', () => resolve());
+    });
+    const reply = Buffer.concat(received).toString('latin1');
+    expect(reply.startsWith('E')).toBe(true);
+    expect(reply).toContain('C08P01');
+    expect(reply).toMatch(/ALPN protocol "postgresql"/);
   });
 });
