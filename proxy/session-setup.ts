@@ -36,7 +36,7 @@ import {
 } from './wire/backend-writer.ts';
 import { parsePassword } from './wire/frontend-fields.ts';
 import { ProtocolViolation } from './wire/protocol-violation.ts';
-import { readStartupPacket, type StartupPacket } from './wire/startup.ts';
+import { InvalidStartupLength, readStartupPacket, type StartupPacket } from './wire/startup.ts';
 import { fatalFor } from './wire-errors.ts';
 
 export interface SetupContext {
@@ -70,6 +70,9 @@ class SetupRefusal extends Error {
     super(fields.message);
   }
 }
+
+/** The peer does not speak the protocol: closed without a word, as PostgreSQL does. */
+class SilentClose extends Error {}
 
 type Startup = Extract<StartupPacket, { kind: 'startup' }>;
 
@@ -111,6 +114,11 @@ export async function setUpSession(raw: net.Socket, ctx: SetupContext, admission
     if (!checked.ok) throw new SetupRefusal({ severity: 'FATAL', ...checked.refusal });
     await authenticateAndRelay(socket, reader, packet.minor, checked.startup, ctx, deadline);
   } catch (error) {
+    if (error instanceof SilentClose) {
+      ctx.logger.warn('connection closed: not a startup packet', { reason: error.message });
+      client.socket.destroy();
+      return;
+    }
     if (!(error instanceof SetupRefusal) && !(error instanceof PgWardenError)) {
       ctx.logger.warn('connection setup failed', { error: String(error) });
     }
@@ -135,7 +143,10 @@ function setupFailure(error: unknown): NoticeFields {
 
 /**
  * SSLRequest and GSSENCRequest, each at most once and only before TLS (as the server allows),
- * up to the startup packet or a CancelRequest.
+ * up to the startup packet or a CancelRequest. A connection that opens with a TLS handshake
+ * instead (PostgreSQL 17's direct negotiation: libpq `sslnegotiation=direct`, node-postgres
+ * `sslnegotiation: 'direct'`) gets TLS at once, provided it names the `postgresql` protocol in
+ * ALPN as the server requires: nothing moves in cleartext either way.
  */
 async function negotiateEncryption(
   client: { socket: net.Socket },
@@ -151,6 +162,18 @@ async function negotiateEncryption(
   let reader = new SetupReader(raw, MAX_SETUP_BUFFER);
   let encrypted = false;
   const asked = new Set<string>();
+  if (ctx.secureContext && (await reader.read(opensWithTlsHandshake))) {
+    // the ClientHello's first bytes were read already: handed back to the handshake
+    raw.unshift(reader.detach());
+    socket = await upgradeToTls(raw, ctx.secureContext, DIRECT_TLS_ALPN);
+    client.socket = socket;
+    encrypted = true;
+    if ((socket as tls.TLSSocket).alpnProtocol !== 'postgresql')
+      throw new SetupRefusal(
+        violation('direct TLS without the ALPN protocol "postgresql" (connect with sslnegotiation=postgres)'),
+      );
+    reader = new SetupReader(socket, MAX_SETUP_BUFFER);
+  }
   for (;;) {
     const packet = await reader.read((d) => startupOf(d, ctx.limits));
     if (packet.kind !== 'ssl' && packet.kind !== 'gssenc') return { socket, reader, packet, encrypted };
@@ -173,11 +196,24 @@ async function negotiateEncryption(
   }
 }
 
+/** The ALPN protocol PostgreSQL 17+ requires of a direct TLS connection. */
+const DIRECT_TLS_ALPN = ['postgresql'];
+
+/**
+ * Whether the first byte is a TLS handshake record (22). No startup packet starts so: its first
+ * byte is the high byte of a length far below 22 << 24. Consumes nothing.
+ */
+function opensWithTlsHandshake(data: Buffer): { value: boolean; size: number } | null {
+  if (data.length === 0) return null;
+  return { value: data[0] === 0x16, size: 0 };
+}
+
 function startupOf(data: Buffer, limits: ProxyLimits): { value: StartupPacket; size: number } | null {
   try {
     const read = readStartupPacket(data, limits.maxStartupBytes);
     return read && { value: read.packet, size: read.size };
   } catch (error) {
+    if (error instanceof InvalidStartupLength) throw new SilentClose(error.message);
     const sqlstate = error instanceof ProtocolViolation ? error.sqlstate : '08P01';
     throw new SetupRefusal({ ...violation((error as Error).message), code: sqlstate });
   }
@@ -198,9 +234,17 @@ function violation(message: string): NoticeFields {
   return { severity: 'FATAL', code: '08P01', message: `pgwarden: invalid startup: ${message}` };
 }
 
-function upgradeToTls(socket: net.Socket, secureContext: tls.SecureContext): Promise<tls.TLSSocket> {
+function upgradeToTls(
+  socket: net.Socket,
+  secureContext: tls.SecureContext,
+  alpn?: string[],
+): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    const secure = new tls.TLSSocket(socket, { isServer: true, secureContext });
+    const secure = new tls.TLSSocket(socket, {
+      isServer: true,
+      secureContext,
+      ...(alpn === undefined ? {} : { ALPNProtocols: alpn }),
+    });
     const closed = () =>
       reject(new PgWardenError('AUTH_TOKEN_MISSING', 'the client left during the TLS handshake'));
     secure.once('secure', () => {
@@ -211,7 +255,9 @@ function upgradeToTls(socket: net.Socket, secureContext: tls.SecureContext): Pro
     secure.once('error', reject);
     // the deadline destroys the TCP socket: a handshake that never finishes must not hang here
     secure.once('close', closed);
-    socket.resume();
+    // Bytes already read (a direct handshake's ClientHello, unshifted) are taken by the TLS socket
+    // as it starts; resuming now would emit them to no listener.
+    if (socket.readableLength === 0) socket.resume();
   });
 }
 

@@ -14,6 +14,23 @@ export type StartupPacket =
   | { kind: 'cancel'; processId: number; secret: Buffer }
   | { kind: 'startup'; major: number; minor: number; parameters: Map<string, string> };
 
+/** PostgreSQL's bound on any message (PQ_LARGE_MESSAGE_LIMIT is 1 GiB - 1). */
+const IMPOSSIBLE_LENGTH = 0x40000000;
+
+/**
+ * A first packet whose length no message of the protocol can have (under 8 bytes, or 1 GiB and
+ * more, which is what a message type byte read as a length gives): the peer is not speaking the
+ * protocol, or, like node-postgres ending a client before it connected, sent a Terminate where the
+ * server expects its first packet. PostgreSQL answers nothing and closes (it only logs "invalid
+ * length of startup packet"); an ErrorResponse would be read as the reply to an SSLRequest. A
+ * plausible packet over the proxy's own limit is refused with a message instead.
+ */
+export class InvalidStartupLength extends ProtocolViolation {
+  constructor(length: number) {
+    super(`invalid startup packet length ${length}`);
+  }
+}
+
 /** Returns the packet and its size, or null if more bytes are needed. */
 export function readStartupPacket(
   data: Buffer,
@@ -21,7 +38,8 @@ export function readStartupPacket(
 ): { packet: StartupPacket; size: number } | null {
   if (data.length < 8) return null;
   const length = data.readInt32BE(0);
-  if (length < 8 || length > maxBytes) throw new ProtocolViolation(`invalid startup packet length ${length}`);
+  if (length < 8 || length >= IMPOSSIBLE_LENGTH) throw new InvalidStartupLength(length);
+  if (length > maxBytes) throw new ProtocolViolation(`invalid startup packet length ${length}`);
   if (data.length < length) return null;
   const code = data.readInt32BE(4);
   const body = data.subarray(8, length);

@@ -1,7 +1,7 @@
 /** proxy/wire/startup.ts: the first packet, decoded as strictly as the server decodes it. */
 import { describe, expect, it } from 'vitest';
 import { ProtocolViolation } from '../../../proxy/wire/protocol-violation.ts';
-import { readStartupPacket } from '../../../proxy/wire/startup.ts';
+import { InvalidStartupLength, readStartupPacket } from '../../../proxy/wire/startup.ts';
 
 /** A protocol 3.0 startup packet around `body` (name\0value\0…, terminator included by the caller). */
 function packet(body: Buffer | string): Buffer {
@@ -69,5 +69,18 @@ describe('readStartupPacket', () => {
     head.writeInt32BE(10_001, 0);
     head.writeInt32BE(3 << 16, 4);
     expect(violation(head).message).toMatch(/length/);
+    // plausible: the client is told why (08P01), not cut off
+    expect(violation(head)).not.toBeInstanceOf(InvalidStartupLength);
+  });
+
+  it('marks lengths no message can have, to be closed without an answer as the server does', () => {
+    const ssl = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+    // node-postgres's Terminate ahead of its SSLRequest: 'X' read as a length of 1.4 GiB
+    expect(violation(Buffer.concat([Buffer.from('X\0\0\0\x04', 'latin1'), ssl]))).toBeInstanceOf(
+      InvalidStartupLength,
+    );
+    const short = Buffer.from(ssl);
+    short.writeInt32BE(4, 0);
+    expect(violation(short)).toBeInstanceOf(InvalidStartupLength);
   });
 });
