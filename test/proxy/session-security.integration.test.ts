@@ -138,10 +138,21 @@ describe('malformed input closes only that connection', () => {
   it('a password message after authentication', () =>
     expectFatalThenStillServing(serialize.password('again')));
 
-  it('a startup packet with an invalid length', async () => {
+  it('a first packet of a length no message can have: closed without a word, as PostgreSQL does', async () => {
+    // node-postgres may send a Terminate before its SSLRequest; an answer would be read as the reply
     const socket = await rawSocket();
     const closed = readUntilClosed(socket);
     socket.write(Buffer.from([0, 0, 0, 3, 0, 3, 0, 0]));
+    expect((await closed).length).toBe(0);
+  });
+
+  it('a startup packet longer than the limit: 08P01', async () => {
+    const socket = await rawSocket();
+    const closed = readUntilClosed(socket);
+    const header = Buffer.alloc(8);
+    header.writeInt32BE(20_000, 0);
+    header.writeInt32BE(196608, 4);
+    socket.write(header);
     expect((await closed).toString('latin1')).toContain('08P01');
   });
 
