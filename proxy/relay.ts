@@ -418,7 +418,12 @@ export class Relay {
         return undefined;
       }
       case F_SYNC:
-        this.forward(frame, { kind: 'sync', epoch: ++this.epoch });
+        if (this.awaitsCopyInput()) {
+          // in COPY FROM STDIN the server ignores a Sync: no ReadyForQuery will answer it
+          this.toUpstream.add(frame.raw);
+          return undefined;
+        }
+        this.forward(frame, { kind: 'sync', epoch: ++this.epoch, copyEnds: this.copyEndsSince });
         this.upstreamSkipping = false;
         return undefined;
       case F_TERMINATE:
@@ -516,7 +521,10 @@ export class Relay {
     );
   }
 
-  /** CopyInResponse: a COPY FROM STDIN began; a message the guard holds may now wait forever. */
+  /**
+   * CopyInResponse: a COPY FROM STDIN began. Syncs sent before its input ends get no reply; a
+   * message the guard holds may now wait forever.
+   */
   private copyInBegun(end: number): void {
     const head = this.expected.peek();
     if (head !== this.copyIn) {
@@ -524,6 +532,7 @@ export class Relay {
       this.copyInsBegun = 0;
     }
     this.copyInsBegun++;
+    this.expected.dropSyncsIgnoredByCopy(this.copyInsBegun - 1);
     if (this.drainWaiters.length === 0 || !this.awaitsCopyInput()) return;
     this.forwardServerBytes(end);
     this.currentChunk = undefined;

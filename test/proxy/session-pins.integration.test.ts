@@ -305,6 +305,43 @@ describe('a statement the guard holds while the server waits in COPY FROM STDIN'
     client.close();
   });
 
+  // PostgreSQL ignores a Sync in COPY FROM STDIN: a ReadyForQuery awaited for it would never come,
+  // and the guard's next wait with it.
+  it('a Sync sent with the COPY gets no reply; the Query after the COPY waits and runs', async () => {
+    const { client } = await connect();
+    client.send(
+      query('copy pins_canary (note) from stdin'),
+      sync(),
+      copyData('copied\n'),
+      copyDone(),
+      query("insert into pins_canary values ('é')"),
+      query("select 'still here'"),
+    );
+    expect(summarize(await client.untilReady(3))).toEqual([
+      'G',
+      'C:COPY 1',
+      'Z:I',
+      'C:INSERT 0 1',
+      'Z:I',
+      'T',
+      'D',
+      'C:SELECT 1',
+      'Z:I',
+    ]);
+    expect(await canary()).toEqual(['copied', 'é']);
+    client.close();
+  });
+
+  it('a Sync sent after CopyInResponse gets no reply; the Query after the COPY waits and runs', async () => {
+    const { client } = await connect();
+    client.send(query('copy pins_canary (note) from stdin'));
+    expect(summarize([await client.next()])).toEqual(['G']);
+    client.send(sync(), copyData('copied\n'), copyDone(), query("insert into pins_canary values ('é')"));
+    expect(summarize(await client.untilReady(2))).toEqual(['C:COPY 1', 'Z:I', 'C:INSERT 0 1', 'Z:I']);
+    expect(await canary()).toEqual(['copied', 'é']);
+    client.close();
+  });
+
   it('two COPYs in one Query: a Query after the first CopyDone only is held, then ends the session', async () => {
     const { client } = await connect();
     const pid = await backendPid(client);
