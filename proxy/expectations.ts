@@ -27,7 +27,8 @@ export type Expectation =
   /** `swallow`: the proxy sent this Describe itself (masking), so its reply is not forwarded */
   | { kind: 'describe'; target?: DescribeTarget; swallow?: boolean }
   | { kind: 'close' }
-  | { kind: 'sync'; epoch: number }
+  /** `copyEnds`: CopyDones and CopyFails forwarded between the last message with a reply and this Sync */
+  | { kind: 'sync'; epoch: number; copyEnds: number }
   /** one reply to the proxy's own check of the pins inside a pipeline (pipeline-guard.ts): dropped */
   | { kind: 'pin_check' }
   /** bytes the proxy answers itself; `endsCycle` marks a reply that ends with ReadyForQuery */
@@ -85,6 +86,20 @@ export class ExpectationQueue {
   hasSync(): boolean {
     for (let i = this.head; i < this.items.length; i++) if (this.items[i]!.kind === 'sync') return true;
     return false;
+  }
+
+  /**
+   * The statement at the head began its `copyEnds + 1`-th COPY FROM STDIN: the Syncs sent right
+   * after it with that many copy ends before them reach the server in COPY mode, which ignores
+   * them, so no ReadyForQuery will answer them.
+   */
+  dropSyncsIgnoredByCopy(copyEnds: number): void {
+    for (let i = this.head + 1; i < this.items.length; ) {
+      const item = this.items[i]!;
+      if (item.kind === 'sync' && item.copyEnds === copyEnds) this.items.splice(i, 1);
+      else if (item.kind === 'sync' || item.kind === 'synthetic') i++;
+      else return;
+    }
   }
 
   /** Removes and returns everything (the session is ending). */

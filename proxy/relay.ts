@@ -134,6 +134,10 @@ function messageHeader(type: number, bodyLength: number): Buffer {
 
 const NOT_EXECUTED = 'not executed: an earlier message in the same pipeline failed';
 
+/** PostgreSQL ends a session that sends anything but CopyData, CopyDone, CopyFail, Sync or Flush here. */
+const OUTSIDE_COPY_IN =
+  'a message other than CopyData, CopyDone or CopyFail was sent during COPY FROM STDIN, before the copy ended';
+
 /** how long a session pgwarden ended waits for its client to read the FATAL before the socket goes */
 const TERMINATED_CLIENT_GRACE_MS = 5_000;
 
@@ -247,6 +251,15 @@ export class Relay {
   private readonly guard: PipelineGuard;
   /** client messages the guard holds until every statement in flight has been answered */
   private drainWaiters: Array<() => void> = [];
+  /**
+   * COPY FROM STDIN, where the server waits for the client: the statement the server answered
+   * CopyInResponse for and how many COPYs it began (a Query may run several); the last forwarded
+   * message that gets a reply, and the CopyDones and CopyFails forwarded after it.
+   */
+  private copyIn: Expectation | undefined;
+  private copyInsBegun = 0;
+  private lastForwarded: Expectation | undefined;
+  private copyEndsSince = 0;
 
   constructor(private readonly o: RelayOptions) {
     this.clientReader = new FrameReader(o.maxMessageBytes);
@@ -406,7 +419,12 @@ export class Relay {
         return undefined;
       }
       case F_SYNC:
-        this.forward(frame, { kind: 'sync', epoch: ++this.epoch });
+        if (this.awaitsCopyInput()) {
+          // in COPY FROM STDIN the server ignores a Sync: no ReadyForQuery will answer it
+          this.toUpstream.add(frame.raw);
+          return undefined;
+        }
+        this.forward(frame, { kind: 'sync', epoch: ++this.epoch, copyEnds: this.copyEndsSince });
         this.upstreamSkipping = false;
         return undefined;
       case F_TERMINATE:
@@ -414,10 +432,13 @@ export class Relay {
         this.flushUpstream();
         this.end('client_terminate');
         return undefined;
-      case F_FLUSH:
-      case F_COPY_DATA:
       case F_COPY_DONE:
       case F_COPY_FAIL:
+        this.copyEndsSince++;
+        this.toUpstream.add(frame.raw);
+        return undefined;
+      case F_FLUSH:
+      case F_COPY_DATA:
         this.toUpstream.add(frame.raw);
         return undefined;
       case F_FUNCTION_CALL:
@@ -472,13 +493,52 @@ export class Relay {
     this.refusalsInFlight = true; // its replies are held back until whole, then dropped
   }
 
-  /** Resolves once every statement sent so far has been answered (ReadyForQuery). */
+  /**
+   * Resolves once every statement sent so far has been answered (ReadyForQuery). Rejects when the
+   * server waits in COPY FROM STDIN for input the client sends only after the held message: the
+   * wait would never end, and the server would end the session on that message anyway.
+   */
   private whenDrained(): Promise<void> {
     if (this.expected.length === 0) {
       this.guard.verified();
       return Promise.resolve();
     }
+    if (this.awaitsCopyInput()) return Promise.reject(new ProtocolViolation(OUTSIDE_COPY_IN));
     return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /**
+   * The server is in COPY FROM STDIN and has been sent nothing that ends it: after its statement
+   * only CopyData, Sync or Flush (which the server ignores there), fewer CopyDones and CopyFails
+   * than the COPYs it began.
+   */
+  private awaitsCopyInput(): boolean {
+    const head = this.expected.peek();
+    return (
+      head !== undefined &&
+      head === this.copyIn &&
+      head === this.lastForwarded &&
+      this.copyInsBegun > this.copyEndsSince
+    );
+  }
+
+  /**
+   * CopyInResponse: a COPY FROM STDIN began. Syncs sent before its input ends get no reply; a
+   * message the guard holds may now wait forever.
+   */
+  private copyInBegun(end: number): void {
+    const head = this.expected.peek();
+    if (head !== this.copyIn) {
+      this.copyIn = head;
+      this.copyInsBegun = 0;
+    }
+    this.copyInsBegun++;
+    this.expected.dropSyncsIgnoredByCopy(this.copyInsBegun - 1);
+    if (this.drainWaiters.length === 0 || !this.awaitsCopyInput()) return;
+    this.forwardServerBytes(end);
+    this.currentChunk = undefined;
+    this.scanner.stop();
+    this.protocolFailure(new ProtocolViolation(OUTSIDE_COPY_IN));
   }
 
   /**
@@ -996,6 +1056,10 @@ export class Relay {
 
   private forwardBytes(bytes: Buffer, expectation: Expectation): void {
     this.toUpstream.add(bytes);
+    if (expectation.kind !== 'sync') {
+      this.lastForwarded = expectation;
+      this.copyEndsSince = 0;
+    }
     if ('substitute' in expectation && expectation.substitute) this.refusalsInFlight = true;
     if (this.upstreamSkipping && expectation.kind !== 'sync') {
       // The server is discarding messages until Sync: this one will get no reply.
@@ -1240,6 +1304,9 @@ export class Relay {
         return;
       case 0x53 /* S ParameterStatus */:
         this.watchParameterStatus(body!, end);
+        return;
+      case 0x47 /* G CopyInResponse */:
+        this.copyInBegun(end);
         return;
       default:
         // CopyDone, CopyInResponse, ParameterDescription, … pass as they are.

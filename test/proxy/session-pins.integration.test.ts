@@ -12,7 +12,7 @@ import { loadSqlParser } from '../../shared/sql/analyze.ts';
 import { allowAll } from '../fakes/proxy-control-plane.ts';
 import { type ProxyHarness, startProxyHarness } from '../fixtures/proxy-harness.ts';
 import { errorMessage, RawClient, type RawMessage, summarize } from '../fixtures/raw-client.ts';
-import { bind, closeStatement, execute, parse, query, sync } from '../fixtures/raw-frames.ts';
+import { bind, closeStatement, execute, frame, parse, query, sync } from '../fixtures/raw-frames.ts';
 
 let h: ProxyHarness;
 let admin: pg.Client;
@@ -266,6 +266,95 @@ describe('pipelined statements behind server code that breaks a pin (proxy/pipel
     ]);
     expect(await canary()).toEqual(['é', 'ñ', 'ß', 'ü\\'].sort());
     client.close();
+  });
+});
+
+describe('a statement the guard holds while the server waits in COPY FROM STDIN', () => {
+  const copyData = (text: string) => frame('d', Buffer.from(text));
+  const copyDone = () => frame('c');
+
+  // Found by the frontend fuzzer (seed 1592598566, case 81): the held Query waited for the COPY's
+  // reply, the server for the CopyDone queued behind that Query. PostgreSQL ends a session that
+  // sends anything but copy data there (08P01); the proxy does the same instead of waiting forever.
+  it('a Query before CopyDone: 08P01 and the session ends; nothing is copied, the Query never runs', async () => {
+    const { client } = await connect();
+    const pid = await backendPid(client);
+    client.send(
+      query('copy pins_canary (note) from stdin'),
+      copyData('copied\n'),
+      query("insert into pins_canary values ('é')"),
+      copyDone(),
+    );
+    const replies = await client.untilClosed();
+    expect(summarize(replies)).toEqual(['G', 'E:08P01']);
+    expect(errorMessage(replies.at(-1)!)).toMatch(/during COPY FROM STDIN/);
+    await backendGone(pid);
+    expect(await canary()).toEqual([]);
+  });
+
+  it('a Query after CopyDone waits for the COPY and then runs', async () => {
+    const { client } = await connect();
+    client.send(
+      query('copy pins_canary (note) from stdin'),
+      copyData('copied\n'),
+      copyDone(),
+      query("insert into pins_canary values ('é')"),
+    );
+    expect(summarize(await client.untilReady(2))).toEqual(['G', 'C:COPY 1', 'Z:I', 'C:INSERT 0 1', 'Z:I']);
+    expect(await canary()).toEqual(['copied', 'é']);
+    client.close();
+  });
+
+  // PostgreSQL ignores a Sync in COPY FROM STDIN: a ReadyForQuery awaited for it would never come,
+  // and the guard's next wait with it.
+  it('a Sync sent with the COPY gets no reply; the Query after the COPY waits and runs', async () => {
+    const { client } = await connect();
+    client.send(
+      query('copy pins_canary (note) from stdin'),
+      sync(),
+      copyData('copied\n'),
+      copyDone(),
+      query("insert into pins_canary values ('é')"),
+      query("select 'still here'"),
+    );
+    expect(summarize(await client.untilReady(3))).toEqual([
+      'G',
+      'C:COPY 1',
+      'Z:I',
+      'C:INSERT 0 1',
+      'Z:I',
+      'T',
+      'D',
+      'C:SELECT 1',
+      'Z:I',
+    ]);
+    expect(await canary()).toEqual(['copied', 'é']);
+    client.close();
+  });
+
+  it('a Sync sent after CopyInResponse gets no reply; the Query after the COPY waits and runs', async () => {
+    const { client } = await connect();
+    client.send(query('copy pins_canary (note) from stdin'));
+    expect(summarize([await client.next()])).toEqual(['G']);
+    client.send(sync(), copyData('copied\n'), copyDone(), query("insert into pins_canary values ('é')"));
+    expect(summarize(await client.untilReady(2))).toEqual(['C:COPY 1', 'Z:I', 'C:INSERT 0 1', 'Z:I']);
+    expect(await canary()).toEqual(['copied', 'é']);
+    client.close();
+  });
+
+  it('two COPYs in one Query: a Query after the first CopyDone only is held, then ends the session', async () => {
+    const { client } = await connect();
+    const pid = await backendPid(client);
+    client.send(
+      query('copy pins_canary (note) from stdin; copy pins_canary (note) from stdin'),
+      copyData('first\n'),
+      copyDone(),
+      query("insert into pins_canary values ('é')"),
+    );
+    const replies = await client.untilClosed();
+    expect(summarize(replies)).toEqual(['G', 'C:COPY 1', 'G', 'E:08P01']);
+    await backendGone(pid);
+    expect(await canary()).toEqual([]);
   });
 });
 
