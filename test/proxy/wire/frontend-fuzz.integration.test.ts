@@ -169,6 +169,15 @@ function casesToRun(): FuzzCase[] {
   return [...REGRESSION_CASES, ...Array.from({ length: settings.cases }, (_, i) => generated(String(i)))];
 }
 
+/**
+ * The test control plane keeps every decision request and audit event it saw (statement texts of
+ * up to half a megabyte): dropped as the run goes, so the memory figures are the proxy's own.
+ */
+function forgetControlPlaneHistory(): void {
+  for (const history of [h.controlPlane.decisions, h.controlPlane.events] as unknown[][])
+    if (history.length > 500) history.splice(0);
+}
+
 /** Plays the cases, `settings.concurrency` at a time, each slot watched by the watchdog. */
 async function playAll(cases: FuzzCase[], watchdog: Watchdog): Promise<Tally> {
   const tally: Tally = {
@@ -201,6 +210,7 @@ async function playAll(cases: FuzzCase[], watchdog: Watchdog): Promise<Tally> {
         tally.failures.push({ c, problems: [`the case could not run: ${String(error)}`] });
       }
       tally.durations.push([Date.now() - started, c]);
+      forgetControlPlaneHistory();
       if (escaped.length > 0)
         tally.failures.push({ c, problems: escaped.splice(0).map((e) => `escaped: ${String(e)}`) });
     }
