@@ -170,8 +170,10 @@ export class StatementRun {
    */
   private event(who: RunIdentity, outcome: StatementOutcome, durationMs: number): StatementEvent {
     const head = this.head(who);
-    const headHash = this.headJson === undefined ? sha256Hex(JSON.stringify(head)) : this.headHash;
-    return Object.assign(head, { headHash }, this.tail(outcome, durationMs));
+    // Without a spool there is no chain and the store computes headHash from the record itself
+    // (dynamodb-audit-store.ts): hashing it here too cost a serialization and a SHA-256 per statement.
+    if (this.headJson === undefined) return Object.assign(head, this.tail(outcome, durationMs));
+    return Object.assign(head, { headHash: this.headHash }, this.tail(outcome, durationMs));
   }
 
   /**
