@@ -3,83 +3,30 @@
  * store on dynalite): what an auditor sees, the export in both formats, and the messages for what
  * is missing or refused. One test runs the CLI as a user does, through scripts/pgwarden.ts.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import type { Server } from 'node:http';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { serve } from '@hono/node-server';
-import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  approvalTableNames,
-  ensureApprovalTables,
-} from '../../functions/adapters/dynamodb-approval-store.ts';
-import {
-  DynamoDbAuditStore,
-  ensureAuditTables,
-  tableNames,
-} from '../../functions/adapters/dynamodb-audit-store.ts';
-import { createOidcVerifier } from '../../functions/adapters/oidc-verifier.ts';
-import { createApp } from '../../functions/api/app.ts';
-import { DEFAULT_ACCESS_GROUPS } from '../../functions/api/auth.ts';
-import { apiRoutes } from '../../functions/api/routes/index.ts';
-import { createControlPlaneService } from '../../functions/api/service.ts';
 import { auditCommand, CSV_COLUMNS, csvCell } from '../../scripts/cli/audit.ts';
-import { createDevIssuer, type DevIssuer, issuerAlgorithm } from '../../scripts/local/oidc-issuer.ts';
-import { getFreePort } from '../../scripts/local/postgres.ts';
+import type { DevIssuer } from '../../scripts/local/oidc-issuer.ts';
 import type { StatementEvent } from '../../shared/events.ts';
-import { silentLogger } from '../../shared/logger.ts';
-import { type LocalDynamoDb, startDynamoDb } from '../fakes/dynamodb.ts';
 import { sessionClosed, sessionOpened, statement } from '../fakes/events.ts';
+import { type ApiStack, startApiStack } from '../fixtures/api-stack.ts';
 import { runCommand } from '../fixtures/run-command.ts';
 
 const audience = 'pgwarden-cli-test';
 const serviceToken = 'audit-cli-service-token-0123456789';
 const prefix = 'cli-';
-let dir = '';
-let dynamo: LocalDynamoDb;
+let stack: ApiStack;
 let issuer: DevIssuer;
-let server: Server;
 let apiUrl = '';
 let auditorToken = '';
 const statements: StatementEvent[] = [];
 const base = Date.now() - 30 * 60_000; // half an hour ago
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'pgwarden-audit-cli-'));
-  dynamo = await startDynamoDb();
-  const port = await getFreePort('127.0.0.1');
-  apiUrl = `http://127.0.0.1:${port}`;
-  issuer = createDevIssuer({ dataDir: dir, issuerUrl: `${apiUrl}/dev-oidc` });
-  await ensureAuditTables(dynamo.client, tableNames(prefix));
-  // people's calls are checked against the principals directory (its table must exist)
-  await ensureApprovalTables(dynamo.client, approvalTableNames(prefix));
-  const store = new DynamoDbAuditStore(dynamo.client, tableNames(prefix));
-  const verifier = createOidcVerifier({ issuer: issuer.issuerUrl, audience, algorithms: [issuerAlgorithm] });
-  const controlPlane = createControlPlaneService({
-    verifier,
-    store,
-    roles: [{ role: 'developer', groups: ['engineering'] }],
-    now: () => new Date(),
-    newId: () => crypto.randomUUID(),
-  });
-  const routes = apiRoutes({
-    verifier,
-    dynamodb: dynamo.client,
-    tablePrefix: prefix,
-    access: DEFAULT_ACCESS_GROUPS,
-    serviceToken,
-    controlPlane,
-    now: () => new Date(),
-    newId: () => crypto.randomUUID(),
-    logger: silentLogger,
-  });
-  const root = new Hono();
-  root.route('/dev-oidc', issuer.app);
-  root.route('/', createApp({ service: controlPlane, serviceToken, routes }));
-  server = await new Promise<Server>((resolve) => {
-    const s = serve({ fetch: root.fetch, hostname: '127.0.0.1', port }, () => resolve(s as Server));
-  });
+  stack = await startApiStack({ prefix, audience, serviceToken });
+  ({ issuer, apiUrl } = stack);
+  const store = stack.store;
 
   // 1,203 statements in one agent session (more than one export page), texts that need CSV quoting
   const at = (ms: number) => new Date(base + ms).toISOString();
@@ -152,12 +99,7 @@ beforeAll(async () => {
   });
 }, 60_000);
 
-afterAll(async () => {
-  server?.closeAllConnections();
-  await new Promise((resolve) => server?.close(resolve));
-  await dynamo?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => stack?.stop());
 
 async function audit(args: string[], env: Record<string, string | undefined> = {}) {
   let out = '';
@@ -304,7 +246,7 @@ describe('audit session', () => {
 
 describe('audit export', () => {
   it('streams every page as JSON lines into a file', async () => {
-    const file = join(dir, 'export.jsonl');
+    const file = join(stack.dir, 'export.jsonl');
     const { code, err, out } = await audit(['export', '--since', '2h', '--format', 'jsonl', '--out', file]);
     expect(code, err).toBe(0);
     expect(out).toBe('');

@@ -1,42 +1,15 @@
-/**
- * `pgwarden audit verify` and GET /v1/audit/verify against the real API (dev issuer tokens, the
- * DynamoDB store on dynalite). Each session's records are made by the proxy's own record and chain
- * code and stored through the append-only store; then someone with direct access to the table
- * tampers with them (change a field, delete, reorder, insert, recompute a forged chain) and
- * verification must name the first broken link.
- */
-import { mkdtemp, rm } from 'node:fs/promises';
-import type { Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import {
   DeleteItemCommand,
   GetItemCommand,
   PutItemCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { serve } from '@hono/node-server';
-import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  approvalTableNames,
-  ensureApprovalTables,
-} from '../../functions/adapters/dynamodb-approval-store.ts';
 import { statementSk, toItem } from '../../functions/adapters/dynamodb-audit-layout.ts';
-import {
-  DynamoDbAuditStore,
-  ensureAuditTables,
-  tableNames,
-} from '../../functions/adapters/dynamodb-audit-store.ts';
-import { createOidcVerifier } from '../../functions/adapters/oidc-verifier.ts';
-import { createApp } from '../../functions/api/app.ts';
-import { DEFAULT_ACCESS_GROUPS } from '../../functions/api/auth.ts';
-import { apiRoutes } from '../../functions/api/routes/index.ts';
-import { createControlPlaneService } from '../../functions/api/service.ts';
+import { type DynamoDbAuditStore, tableNames } from '../../functions/adapters/dynamodb-audit-store.ts';
 import { localSigningFetch } from '../../proxy/aws-sigv4.ts';
 import { auditCommand } from '../../scripts/cli/audit.ts';
-import { createDevIssuer, type DevIssuer, issuerAlgorithm } from '../../scripts/local/oidc-issuer.ts';
-import { getFreePort } from '../../scripts/local/postgres.ts';
+import type { DevIssuer } from '../../scripts/local/oidc-issuer.ts';
 import {
   canonicalJson,
   genesisHash,
@@ -45,58 +18,25 @@ import {
   splitStatement,
 } from '../../shared/audit-chain.ts';
 import type { StatementEvent } from '../../shared/events.ts';
-import { silentLogger } from '../../shared/logger.ts';
 import { type ChainedSession, chainedSession } from '../fakes/chained-session.ts';
-import { type LocalDynamoDb, queryPartition, startDynamoDb } from '../fakes/dynamodb.ts';
+import { type LocalDynamoDb, queryPartition } from '../fakes/dynamodb.ts';
 import { sessionOpened } from '../fakes/events.ts';
+import { type ApiStack, startApiStack } from '../fixtures/api-stack.ts';
 
 const audience = 'pgwarden-verify-test';
 const serviceToken = 'audit-verify-service-token-0123456789';
 const prefix = 'ver-';
 const tables = tableNames(prefix);
-let dir = '';
+let stack: ApiStack;
 let dynamo: LocalDynamoDb;
 let issuer: DevIssuer;
-let server: Server;
 let apiUrl = '';
 let auditorToken = '';
 let store: DynamoDbAuditStore;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'pgwarden-audit-verify-'));
-  dynamo = await startDynamoDb();
-  const port = await getFreePort('127.0.0.1');
-  apiUrl = `http://127.0.0.1:${port}`;
-  issuer = createDevIssuer({ dataDir: dir, issuerUrl: `${apiUrl}/dev-oidc` });
-  await ensureAuditTables(dynamo.client, tables);
-  // people's API calls are checked against the principals directory (identities table)
-  await ensureApprovalTables(dynamo.client, approvalTableNames(prefix));
-  store = new DynamoDbAuditStore(dynamo.client, tables);
-  const verifier = createOidcVerifier({ issuer: issuer.issuerUrl, audience, algorithms: [issuerAlgorithm] });
-  const controlPlane = createControlPlaneService({
-    verifier,
-    store,
-    roles: [{ role: 'developer', groups: ['engineering'] }],
-    now: () => new Date(),
-    newId: () => crypto.randomUUID(),
-  });
-  const routes = apiRoutes({
-    verifier,
-    dynamodb: dynamo.client,
-    tablePrefix: prefix,
-    access: DEFAULT_ACCESS_GROUPS,
-    serviceToken,
-    controlPlane,
-    now: () => new Date(),
-    newId: () => crypto.randomUUID(),
-    logger: silentLogger,
-  });
-  const root = new Hono();
-  root.route('/dev-oidc', issuer.app);
-  root.route('/', createApp({ service: controlPlane, serviceToken, routes }));
-  server = await new Promise<Server>((resolve) => {
-    const s = serve({ fetch: root.fetch, hostname: '127.0.0.1', port }, () => resolve(s as Server));
-  });
+  stack = await startApiStack({ prefix, audience, serviceToken });
+  ({ dynamo, issuer, apiUrl, store } = stack);
   auditorToken = await issuer.issueToken({
     email: 'audrey@example.com',
     groups: ['auditors'],
@@ -105,12 +45,7 @@ beforeAll(async () => {
   });
 }, 60_000);
 
-afterAll(async () => {
-  server?.closeAllConnections();
-  await new Promise((resolve) => server?.close(resolve));
-  await dynamo?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => stack?.stop());
 
 async function verify(args: string[]) {
   let out = '';
